@@ -1,0 +1,540 @@
+//! The accountant: readings in, window aggregates, counter events and new counter states out.
+//!
+//! `Accountant::process` is pure: it reads its current counter states and returns a [`Batch`]
+//! holding everything the batch changes, without changing anything itself. The pipeline commits
+//! the batch to the store in one transaction and only then calls `apply`, so a failed commit
+//! leaves memory and disk in agreement and the batch can be retried.
+
+use super::carrier::Carrier;
+use super::counter::{self, CounterSpec, CounterState, DeltaCause, GaugeStep, Point, Step};
+use super::metric::{Metric, Sums};
+use super::window::{LocalTime, WindowKind};
+use crate::config::{ChannelKind, Config};
+use crate::reading::{Quality, Reading};
+use crate::units::{self, Unit};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Who an aggregate belongs to. Indices point into the configuration's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entity {
+    Meter(u32),
+    Site(u32),
+    Firm(u32),
+    Park,
+}
+
+impl Entity {
+    pub fn level(self) -> &'static str {
+        match self {
+            Entity::Meter(_) => "meter",
+            Entity::Site(_) => "site",
+            Entity::Firm(_) => "firm",
+            Entity::Park => "park",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AggKey {
+    pub window: WindowKind,
+    pub start_ms: i64,
+    pub entity: Entity,
+}
+
+/// Why a reading was not accepted at all. Fixed set: these become metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    UnknownMeter,
+    UnknownChannel,
+    UnitMismatch,
+    NotFinite,
+    OutOfRange,
+    BadQuality,
+    BadTimestamp,
+}
+
+impl RejectReason {
+    pub const ALL: &'static [RejectReason] = &[
+        RejectReason::UnknownMeter,
+        RejectReason::UnknownChannel,
+        RejectReason::UnitMismatch,
+        RejectReason::NotFinite,
+        RejectReason::OutOfRange,
+        RejectReason::BadQuality,
+        RejectReason::BadTimestamp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::UnknownMeter => "unknown_meter",
+            RejectReason::UnknownChannel => "unknown_channel",
+            RejectReason::UnitMismatch => "unit_mismatch",
+            RejectReason::NotFinite => "not_finite",
+            RejectReason::OutOfRange => "out_of_range",
+            RejectReason::BadQuality => "bad_quality",
+            RejectReason::BadTimestamp => "bad_timestamp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Position of the reading in the batch it came in, so callers can name the input line.
+    pub index: usize,
+    pub reason: RejectReason,
+    pub meter: String,
+    pub channel: String,
+    pub ts_ms: i64,
+    pub detail: String,
+}
+
+/// What happened to an accepted reading, beyond plain accounting. Recorded in the store's event
+/// table (the audit trail) and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Baseline,
+    Rollover,
+    Reset,
+    Quarantined,
+    /// A quarantined jump was confirmed real; its size stays unaccounted, visible here.
+    Rebased,
+    /// A quarantined value was followed by readings continuing from the old baseline.
+    GlitchDiscarded,
+    Duplicate,
+    OutOfOrder,
+    GaugeGap,
+}
+
+impl EventKind {
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::Baseline,
+        EventKind::Rollover,
+        EventKind::Reset,
+        EventKind::Quarantined,
+        EventKind::Rebased,
+        EventKind::GlitchDiscarded,
+        EventKind::Duplicate,
+        EventKind::OutOfOrder,
+        EventKind::GaugeGap,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Baseline => "baseline",
+            EventKind::Rollover => "rollover",
+            EventKind::Reset => "reset",
+            EventKind::Quarantined => "quarantined",
+            EventKind::Rebased => "rebased",
+            EventKind::GlitchDiscarded => "glitch_discarded",
+            EventKind::Duplicate => "duplicate",
+            EventKind::OutOfOrder => "out_of_order",
+            EventKind::GaugeGap => "gauge_gap",
+        }
+    }
+
+    /// Events worth a row in the audit trail; duplicates and out-of-order readings are only
+    /// counted (a redelivering broker can produce millions).
+    pub fn is_recorded(self) -> bool {
+        !matches!(self, EventKind::Duplicate | EventKind::OutOfOrder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterEvent {
+    pub channel: ChannelRef,
+    pub kind: EventKind,
+    pub ts_ms: i64,
+    /// The value the event is measured from (last accepted point, or the quarantined one).
+    pub from: Option<Point>,
+    pub to: Point,
+    /// Signed size of the jump, gap or delta, in micro units of the channel's base unit.
+    pub delta_micro: i64,
+}
+
+/// A channel by configuration indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelRef {
+    pub meter: u32,
+    pub channel: u32,
+}
+
+/// A reading that passed validation, normalised to the base unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub channel: ChannelRef,
+    pub ts_ms: i64,
+    pub base_amount: f64,
+    pub quality: Quality,
+}
+
+/// Everything one batch of readings changes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub accepted: Vec<Accepted>,
+    pub rejections: Vec<Rejection>,
+    pub events: Vec<CounterEvent>,
+    pub aggregates: HashMap<AggKey, Sums>,
+    pub states: HashMap<ChannelRef, CounterState>,
+}
+
+impl Batch {
+    pub fn event_count(&self, kind: EventKind) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
+    }
+}
+
+/// Factors per base unit, resolved once from the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+struct FactorSet {
+    grid_location: f64,
+    grid_residual: f64,
+    elec_equivalent: f64,
+    elec_coal: f64,
+}
+
+#[derive(Debug)]
+struct ChannelInfo {
+    site: u32,
+    firm: u32,
+    carrier: Option<Carrier>,
+    unit: Unit,
+    kind: ChannelKind,
+    counter_spec: Option<CounterSpec>,
+    co2_per_base: f64,
+    tce_per_base: f64,
+    unit_value_cny_per_base: f64,
+}
+
+/// Values beyond this (in base units) are refused: no meter counts past 9 billion kWh, and f64
+/// micro units stay exact below it.
+const MAX_BASE_AMOUNT: f64 = 9.0e9;
+
+pub struct Accountant {
+    config: Arc<Config>,
+    lookup: HashMap<String, (u32, HashMap<String, u32>)>,
+    channels: Vec<Vec<ChannelInfo>>,
+    factors: FactorSet,
+    states: HashMap<ChannelRef, CounterState>,
+}
+
+impl std::fmt::Debug for Accountant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accountant")
+            .field("channels", &self.states.len())
+            .finish()
+    }
+}
+
+impl Accountant {
+    pub fn new(config: Arc<Config>) -> Accountant {
+        let f = &config.factors;
+        let factors = FactorSet {
+            grid_location: f.co2_per_base("grid_location").unwrap_or(0.0),
+            grid_residual: f.co2_per_base("grid_market_residual").unwrap_or(0.0),
+            elec_equivalent: f.tce_per_base("electricity_equivalent").unwrap_or(0.0),
+            elec_coal: f.tce_per_base("electricity_coal_consumption").unwrap_or(0.0),
+        };
+        let mut lookup = HashMap::new();
+        let mut channels = Vec::new();
+        for (mi, m) in config.meters.iter().enumerate() {
+            let site = m.site as u32;
+            let firm = config.sites.get(m.site).map_or(0, |s| s.firm as u32);
+            let mut by_name = HashMap::new();
+            let mut infos = Vec::new();
+            for (ci, c) in m.channels.iter().enumerate() {
+                by_name.insert(c.id.clone(), ci as u32);
+                // Fuels, heat and steam have per-carrier factors keyed by the carrier's name.
+                let (co2, tce) = match c.carrier {
+                    Some(k) if k.is_fuel() || matches!(k, Carrier::Heat | Carrier::Steam) => (
+                        f.co2_per_base(k.name()).unwrap_or(0.0),
+                        f.tce_per_base(k.name()).unwrap_or(0.0),
+                    ),
+                    _ => (0.0, 0.0),
+                };
+                let counter_spec = match c.kind {
+                    ChannelKind::Counter {
+                        rollover_base,
+                        max_rate_base_per_h,
+                    } => Some(CounterSpec {
+                        rollover_micro: rollover_base.and_then(units::to_micro),
+                        max_rate_micro_per_h: max_rate_base_per_h * units::MICRO,
+                    }),
+                    ChannelKind::Gauge { .. } => None,
+                };
+                infos.push(ChannelInfo {
+                    site,
+                    firm,
+                    carrier: c.carrier,
+                    unit: c.unit,
+                    kind: c.kind.clone(),
+                    counter_spec,
+                    co2_per_base: co2,
+                    tce_per_base: tce,
+                    unit_value_cny_per_base: c.unit_value_cny_per_base.unwrap_or(0.0),
+                });
+            }
+            lookup.insert(m.id.clone(), (mi as u32, by_name));
+            channels.push(infos);
+        }
+        Accountant {
+            config,
+            lookup,
+            channels,
+            factors,
+            states: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Resolves a channel by ids (used when reloading state from the store).
+    pub fn channel_ref(&self, meter: &str, channel: &str) -> Option<ChannelRef> {
+        let (mi, chans) = self.lookup.get(meter)?;
+        Some(ChannelRef {
+            meter: *mi,
+            channel: *chans.get(channel)?,
+        })
+    }
+
+    pub fn channel_ids(&self, r: ChannelRef) -> (&str, &str) {
+        let m = &self.config.meters[r.meter as usize];
+        (&m.id, &m.channels[r.channel as usize].id)
+    }
+
+    /// The base unit symbol of a channel's stored values.
+    pub fn channel_base_unit(&self, r: ChannelRef) -> &'static str {
+        self.channels[r.meter as usize][r.channel as usize]
+            .unit
+            .dimension
+            .base_symbol()
+    }
+
+    /// Installs persisted states (at start-up).
+    pub fn load_states(&mut self, states: impl IntoIterator<Item = (ChannelRef, CounterState)>) {
+        self.states.extend(states);
+    }
+
+    pub fn state(&self, r: ChannelRef) -> Option<&CounterState> {
+        self.states.get(&r)
+    }
+
+    /// Makes a committed batch's states current.
+    pub fn apply(&mut self, batch: &Batch) {
+        for (r, s) in &batch.states {
+            self.states.insert(*r, *s);
+        }
+    }
+
+    /// Accounts a batch of readings without changing `self`.
+    pub fn process(&self, readings: &[Reading]) -> Batch {
+        let mut batch = Batch::default();
+        for (index, reading) in readings.iter().enumerate() {
+            self.process_one(index, reading, &mut batch);
+        }
+        batch
+    }
+
+    fn reject(batch: &mut Batch, index: usize, reading: &Reading, reason: RejectReason, detail: String) {
+        batch.rejections.push(Rejection {
+            index,
+            reason,
+            meter: truncate(&reading.meter),
+            channel: truncate(&reading.channel),
+            ts_ms: reading.ts_ms,
+            detail,
+        });
+    }
+
+    fn process_one(&self, index: usize, reading: &Reading, batch: &mut Batch) {
+        let Some((mi, chans)) = self.lookup.get(reading.meter.as_str()) else {
+            return Self::reject(batch, index, reading, RejectReason::UnknownMeter, "no meter with this id is configured".into());
+        };
+        let Some(ci) = chans.get(reading.channel.as_str()) else {
+            return Self::reject(batch, index, reading, RejectReason::UnknownChannel, "the meter has no channel with this id".into());
+        };
+        let r = ChannelRef { meter: *mi, channel: *ci };
+        let info = &self.channels[r.meter as usize][r.channel as usize];
+        if reading.unit.dimension != info.unit.dimension {
+            let detail = format!(
+                "unit {} ({}) does not fit the channel's {} ({})",
+                reading.unit, reading.unit.dimension, info.unit, info.unit.dimension
+            );
+            return Self::reject(batch, index, reading, RejectReason::UnitMismatch, detail);
+        }
+        if reading.quality == Quality::Bad {
+            return Self::reject(batch, index, reading, RejectReason::BadQuality, "the source marked the value bad".into());
+        }
+        if !reading.amount.is_finite() {
+            return Self::reject(batch, index, reading, RejectReason::NotFinite, format!("value {}", reading.amount));
+        }
+        let base = reading.unit.to_base_amount(reading.amount);
+        if base.abs() > MAX_BASE_AMOUNT {
+            return Self::reject(batch, index, reading, RejectReason::OutOfRange, format!("value {} {}", reading.amount, reading.unit));
+        }
+        let Some(local) = LocalTime::new(reading.ts_ms, self.config.park.timezone) else {
+            return Self::reject(batch, index, reading, RejectReason::BadTimestamp, format!("timestamp {} ms", reading.ts_ms));
+        };
+        let micro = units::to_micro(base).expect("bounded above");
+        batch.accepted.push(Accepted {
+            channel: r,
+            ts_ms: reading.ts_ms,
+            base_amount: base,
+            quality: reading.quality,
+        });
+        let point = Point { micro, ts_ms: reading.ts_ms };
+        let mut state = batch
+            .states
+            .get(&r)
+            .or_else(|| self.states.get(&r))
+            .copied()
+            .unwrap_or_default();
+        let mut event = |kind: EventKind, from: Option<Point>, to: Point, delta_micro: i64| {
+            batch.events.push(CounterEvent { channel: r, kind, ts_ms: to.ts_ms, from, to, delta_micro });
+        };
+        let delta = match (&info.kind, info.counter_spec) {
+            (ChannelKind::Counter { .. }, Some(spec)) => {
+                let before = state.last;
+                let (step, glitch) = counter::step(&spec, &mut state, point);
+                if let Some(g) = glitch {
+                    event(EventKind::GlitchDiscarded, before, g, g.micro - before.map_or(0, |b| b.micro));
+                }
+                match step {
+                    Step::Baseline => {
+                        event(EventKind::Baseline, None, point, 0);
+                        None
+                    }
+                    Step::Duplicate => {
+                        event(EventKind::Duplicate, before, point, 0);
+                        None
+                    }
+                    Step::OutOfOrder => {
+                        event(EventKind::OutOfOrder, before, point, 0);
+                        None
+                    }
+                    Step::Quarantined { from } => {
+                        event(EventKind::Quarantined, Some(from), point, point.micro - from.micro);
+                        None
+                    }
+                    Step::Delta { delta_micro, cause, rebased_from } => {
+                        match cause {
+                            DeltaCause::Normal => {}
+                            DeltaCause::Rollover => event(EventKind::Rollover, before, point, delta_micro),
+                            DeltaCause::Reset => event(EventKind::Reset, before, point, delta_micro),
+                            DeltaCause::Rebased => {
+                                let to = rebased_from.unwrap_or(point);
+                                event(EventKind::Rebased, before, to, to.micro - before.map_or(0, |b| b.micro));
+                            }
+                        }
+                        Some(delta_micro)
+                    }
+                }
+            }
+            (ChannelKind::Gauge { integrate: true }, _) => {
+                let max_gap_ms = (self.config.accounting.gauge_max_gap_s * 1000.0) as i64;
+                let before = state.last;
+                match counter::integrate(&mut state, point, max_gap_ms) {
+                    GaugeStep::Started => None,
+                    GaugeStep::Integrated { delta_micro } => Some(delta_micro),
+                    GaugeStep::Gap { from } => {
+                        event(EventKind::GaugeGap, Some(from), point, point.ts_ms - from.ts_ms);
+                        None
+                    }
+                    GaugeStep::Duplicate => {
+                        event(EventKind::Duplicate, before, point, 0);
+                        None
+                    }
+                    GaugeStep::OutOfOrder => {
+                        event(EventKind::OutOfOrder, before, point, 0);
+                        None
+                    }
+                }
+            }
+            _ => {
+                // A gauge that is only recorded keeps its last point for completeness.
+                state.last = Some(point);
+                None
+            }
+        };
+        batch.states.insert(r, state);
+        if let (Some(delta_micro), Some(carrier)) = (delta, info.carrier) {
+            let sums = self.contributions(info, carrier, delta_micro);
+            self.attribute(batch, r, info, &local, &sums);
+        }
+    }
+
+    /// What one delta of a carrier adds to each metric.
+    fn contributions(&self, info: &ChannelInfo, carrier: Carrier, d: i64) -> Sums {
+        let f = &self.factors;
+        let mut s = Sums::default();
+        let scaled = |factor: f64| (d as f64 * factor).round() as i64;
+        if let Some(m) = Metric::for_carrier(carrier) {
+            s.add(m, d);
+        }
+        s.add(Metric::Deltas, units::MICRO as i64);
+        match carrier {
+            Carrier::GridImport => {
+                s.add(Metric::ElectricityConsumedKwh, d);
+                s.add(Metric::Co2Scope2LocationKg, scaled(f.grid_location));
+                s.add(Metric::Co2Scope2MarketGrossKg, scaled(f.grid_residual));
+                s.add(Metric::EnergyEquivalentKgce, scaled(f.elec_equivalent));
+                s.add(Metric::EnergyCoalConsumptionKgce, scaled(f.elec_coal));
+            }
+            Carrier::PvGeneration | Carrier::GridExport => {
+                let sign = if carrier == Carrier::GridExport { -1 } else { 1 };
+                s.add(Metric::ElectricityConsumedKwh, sign * d);
+                s.add(Metric::PvSelfConsumedKwh, sign * d);
+                s.add(Metric::EnergyEquivalentKgce, sign * scaled(f.elec_equivalent));
+                s.add(Metric::EnergyCoalConsumptionKgce, sign * scaled(f.elec_coal));
+            }
+            Carrier::Heat | Carrier::Steam => {
+                s.add(Metric::Co2Scope2LocationKg, scaled(info.co2_per_base));
+                s.add(Metric::Co2Scope2MarketGrossKg, scaled(info.co2_per_base));
+                s.add(Metric::EnergyEquivalentKgce, scaled(info.tce_per_base));
+                s.add(Metric::EnergyCoalConsumptionKgce, scaled(info.tce_per_base));
+            }
+            c if c.is_fuel() => {
+                s.add(Metric::Co2Scope1Kg, scaled(info.co2_per_base));
+                s.add(Metric::EnergyEquivalentKgce, scaled(info.tce_per_base));
+                s.add(Metric::EnergyCoalConsumptionKgce, scaled(info.tce_per_base));
+            }
+            Carrier::Production => s.add(Metric::OutputCny, scaled(info.unit_value_cny_per_base)),
+            _ => {}
+        }
+        s
+    }
+
+    /// Adds a delta's sums to every configured window at meter, site, firm and park level. The
+    /// whole delta goes to the window holding the reading: consumption while a meter (or the
+    /// daemon) was silent is attributed when it is next read, never spread by guesswork.
+    fn attribute(&self, batch: &mut Batch, r: ChannelRef, info: &ChannelInfo, local: &LocalTime, sums: &Sums) {
+        let tz = self.config.park.timezone;
+        for &window in &self.config.accounting.windows {
+            let start_ms = local.window_start_ms(window, tz);
+            for entity in [Entity::Meter(r.meter), Entity::Site(info.site), Entity::Firm(info.firm), Entity::Park] {
+                batch
+                    .aggregates
+                    .entry(AggKey { window, start_ms, entity })
+                    .or_default()
+                    .merge(sums);
+            }
+        }
+    }
+
+    /// The id stored for an entity.
+    pub fn entity_id(&self, e: Entity) -> &str {
+        match e {
+            Entity::Meter(i) => &self.config.meters[i as usize].id,
+            Entity::Site(i) => &self.config.sites[i as usize].id,
+            Entity::Firm(i) => &self.config.firms[i as usize].id,
+            Entity::Park => "park",
+        }
+    }
+}
+
+/// Ids from untrusted input are cut short before they are kept in a rejection record.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}

@@ -1,0 +1,156 @@
+//! Aggregation windows, aligned to the park's local calendar.
+//!
+//! A day, month or year is the park's (Asia/Shanghai by default), not UTC's: a factory's "day"
+//! starts at local midnight. Window starts are stored as UTC epoch milliseconds.
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike};
+use chrono_tz::Tz;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WindowKind {
+    Minute,
+    QuarterHour,
+    Hour,
+    Day,
+    Month,
+    Year,
+}
+
+impl WindowKind {
+    pub const ALL: &'static [WindowKind] = &[
+        WindowKind::Minute,
+        WindowKind::QuarterHour,
+        WindowKind::Hour,
+        WindowKind::Day,
+        WindowKind::Month,
+        WindowKind::Year,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowKind::Minute => "1m",
+            WindowKind::QuarterHour => "15m",
+            WindowKind::Hour => "1h",
+            WindowKind::Day => "1d",
+            WindowKind::Month => "month",
+            WindowKind::Year => "year",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<WindowKind> {
+        WindowKind::ALL.iter().copied().find(|w| w.name() == text)
+    }
+}
+
+impl fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Local calendar fields of one instant, computed once and shared by every window kind.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTime {
+    naive: NaiveDateTime,
+}
+
+impl LocalTime {
+    pub fn new(ts_ms: i64, tz: Tz) -> Option<LocalTime> {
+        let utc = DateTime::from_timestamp_millis(ts_ms)?;
+        Some(LocalTime {
+            naive: utc.with_timezone(&tz).naive_local(),
+        })
+    }
+
+    /// The UTC start (epoch ms) of the window of `kind` that holds this instant.
+    pub fn window_start_ms(&self, kind: WindowKind, tz: Tz) -> i64 {
+        let n = self.naive;
+        let date = n.date();
+        let start = match kind {
+            WindowKind::Minute => date.and_hms_opt(n.hour(), n.minute(), 0),
+            WindowKind::QuarterHour => date.and_hms_opt(n.hour(), n.minute() / 15 * 15, 0),
+            WindowKind::Hour => date.and_hms_opt(n.hour(), 0, 0),
+            WindowKind::Day => date.and_hms_opt(0, 0, 0),
+            WindowKind::Month => NaiveDate::from_ymd_opt(n.year(), n.month(), 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0)),
+            WindowKind::Year => {
+                NaiveDate::from_ymd_opt(n.year(), 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0))
+            }
+        }
+        .expect("truncating a valid local time gives a valid local time");
+        local_to_utc_ms(start, tz)
+    }
+}
+
+/// Maps a local wall-clock time to UTC. In a DST gap the wall time does not exist; the window
+/// then starts at the first instant after the gap, which is what a local clock would show.
+fn local_to_utc_ms(local: NaiveDateTime, tz: Tz) -> i64 {
+    match tz.from_local_datetime(&local).earliest() {
+        Some(dt) => dt.timestamp_millis(),
+        None => {
+            let mut probe = local;
+            for _ in 0..180 {
+                probe += chrono::Duration::minutes(1);
+                if let Some(dt) = tz.from_local_datetime(&probe).earliest() {
+                    return dt.timestamp_millis();
+                }
+            }
+            local.and_utc().timestamp_millis()
+        }
+    }
+}
+
+/// Length of the local calendar year holding `ts_ms`, in days, and the days elapsed in it up
+/// to `ts_ms` (fractional): used to annualise year-to-date figures.
+pub fn year_progress(ts_ms: i64, tz: Tz) -> Option<(f64, f64)> {
+    let local = LocalTime::new(ts_ms, tz)?;
+    let year = local.naive.year();
+    let start = local.window_start_ms(WindowKind::Year, tz);
+    let next = NaiveDate::from_ymd_opt(year + 1, 1, 1)?.and_hms_opt(0, 0, 0)?;
+    let end = local_to_utc_ms(next, tz);
+    let day_ms = 86_400_000.0;
+    Some((
+        (end - start) as f64 / day_ms,
+        (ts_ms - start) as f64 / day_ms,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_follow_shanghai_calendar() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        // 2024-03-31T16:37:12Z is 2024-04-01 00:37:12 in Shanghai (UTC+8).
+        let ts = DateTime::parse_from_rfc3339("2024-03-31T16:37:12Z")
+            .unwrap()
+            .timestamp_millis();
+        let lt = LocalTime::new(ts, tz).unwrap();
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+        assert_eq!(lt.window_start_ms(WindowKind::Minute, tz), utc("2024-03-31T16:37:00Z"));
+        assert_eq!(lt.window_start_ms(WindowKind::QuarterHour, tz), utc("2024-03-31T16:30:00Z"));
+        assert_eq!(lt.window_start_ms(WindowKind::Hour, tz), utc("2024-03-31T16:00:00Z"));
+        // Local day, month and year start at local midnight = 16:00 UTC the day before.
+        assert_eq!(lt.window_start_ms(WindowKind::Day, tz), utc("2024-03-31T16:00:00Z"));
+        assert_eq!(lt.window_start_ms(WindowKind::Month, tz), utc("2024-03-31T16:00:00Z"));
+        assert_eq!(lt.window_start_ms(WindowKind::Year, tz), utc("2023-12-31T16:00:00Z"));
+        let (len, elapsed) = year_progress(ts, tz).unwrap();
+        assert_eq!(len, 366.0); // 2024 is a leap year
+        // Jan 31 + Feb 29 + Mar 31 = 91 days, plus 37 min 12 s.
+        assert!((elapsed - (91.0 + (37.0 * 60.0 + 12.0) / 86_400.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn dst_gap_does_not_panic() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        // 2024-03-31 01:30Z is 03:30 local, just after the 02:00->03:00 jump.
+        let ts = DateTime::parse_from_rfc3339("2024-03-31T01:30:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let lt = LocalTime::new(ts, tz).unwrap();
+        assert!(lt.window_start_ms(WindowKind::Hour, tz) <= ts);
+        assert!(lt.window_start_ms(WindowKind::Day, tz) <= ts);
+    }
+}

@@ -1,0 +1,862 @@
+//! Configuration: loading, validation and the checked model every other part reads.
+//!
+//! One path serves `check`, `run` and `replay`: TOML text -> [`raw::RawConfig`] (syntax, types,
+//! unknown keys) -> [`Config`] (references, units, factors, ranges). Every error names the file,
+//! line:column and key path. Nothing here panics on any input.
+
+pub mod error;
+pub mod factors;
+pub mod raw;
+
+use crate::accounting::carrier::Carrier;
+use crate::accounting::window::WindowKind;
+use crate::units::{Dimension, Unit};
+use chrono_tz::Tz;
+use error::{ConfigError, ConfigErrors, Locator};
+use factors::{Factor, FactorKind};
+use raw::{RawConfig, RawFactor, S};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Square metres in one mu (亩): 10,000 / 15.
+pub const M2_PER_MU: f64 = 10_000.0 / 15.0;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub park: Park,
+    pub firms: Vec<Firm>,
+    pub sites: Vec<Site>,
+    pub meters: Vec<Meter>,
+    pub factors: Factors,
+    pub store: StoreConfig,
+    pub accounting: AccountingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Park {
+    pub name: String,
+    pub timezone: Tz,
+    pub grid_region: String,
+    pub grid_factor_year: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Firm {
+    pub id: String,
+    pub name: String,
+    pub land_mu: f64,
+    pub sector: Option<String>,
+    pub stats: FirmStats,
+}
+
+/// Annual statistics fed from outside the meters (tax office, statistics bureau, the firm).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FirmStats {
+    pub tax_cny: Option<f64>,
+    pub revenue_cny: Option<f64>,
+    pub value_added_cny: Option<f64>,
+    /// Annual output value; used for intensities when the firm has no production counters.
+    pub output_value_cny: Option<f64>,
+    pub employees: Option<f64>,
+    pub rd_spend_cny: Option<f64>,
+    pub carbon_budget_tco2: Option<f64>,
+    pub intensity_threshold_tco2_per_10k_cny: Option<f64>,
+    pub energy_intensity_threshold_tce_per_10k_cny: Option<f64>,
+    /// Green electricity certificates (GEC) held for the year; 1 certificate = 1,000 kWh.
+    pub green_certificates: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    Factory,
+    ChargingStation,
+    HydrogenSite,
+    Pv,
+    Storage,
+}
+
+impl SiteKind {
+    const ALL: &'static [(&'static str, SiteKind)] = &[
+        ("factory", SiteKind::Factory),
+        ("charging_station", SiteKind::ChargingStation),
+        ("hydrogen_site", SiteKind::HydrogenSite),
+        ("pv", SiteKind::Pv),
+        ("storage", SiteKind::Storage),
+    ];
+
+    pub fn name(self) -> &'static str {
+        SiteKind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub id: String,
+    pub name: Option<String>,
+    /// Index into `Config::firms`.
+    pub firm: usize,
+    pub kind: SiteKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct Meter {
+    pub id: String,
+    /// Index into `Config::sites`.
+    pub site: usize,
+    pub description: Option<String>,
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub id: String,
+    pub carrier: Option<Carrier>,
+    /// The unit the channel is configured in; readings in any unit of the same dimension are
+    /// accepted and normalised.
+    pub unit: Unit,
+    pub kind: ChannelKind,
+    /// Output value per base unit (per piece or per kg) for production counters.
+    pub unit_value_cny_per_base: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelKind {
+    /// A cumulative register.
+    Counter {
+        /// The value after which the register wraps to zero, in base units.
+        rollover_base: Option<f64>,
+        /// Highest plausible increase per hour, in base units.
+        max_rate_base_per_h: f64,
+    },
+    /// An instantaneous value; integrated over time into the carrier when `integrate` is set.
+    Gauge { integrate: bool },
+}
+
+/// The factors in force, by key, with their provenance.
+#[derive(Debug, Clone, Default)]
+pub struct Factors {
+    pub co2: BTreeMap<&'static str, Factor>,
+    pub tce: BTreeMap<&'static str, Factor>,
+}
+
+impl Factors {
+    pub fn co2_per_base(&self, key: &str) -> Option<f64> {
+        self.co2.get(key).map(|f| f.per_base)
+    }
+    pub fn tce_per_base(&self, key: &str) -> Option<f64> {
+        self.tce.get(key).map(|f| f.per_base)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub commit_interval_ms: u64,
+    pub max_batch_readings: usize,
+    pub retention: Retention,
+}
+
+/// Days to keep each table; 0 keeps forever. Day, month and year aggregates are always kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub readings_days: u32,
+    pub minute_days: u32,
+    pub quarter_hour_days: u32,
+    pub hour_days: u32,
+    pub events_days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountingConfig {
+    pub windows: Vec<WindowKind>,
+    /// Gauges are integrated only across gaps up to this long; longer gaps are recorded events.
+    pub gauge_max_gap_s: f64,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(
+                path,
+                ConfigError {
+                    line_col: None,
+                    key: String::new(),
+                    message: format!("cannot read the configuration file: {e}"),
+                },
+            )
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates configuration text; `file` is used in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let locator = Locator::new(text);
+        let raw = parse_raw(text, &locator).map_err(|e| ConfigErrors::single(file, e))?;
+        let mut v = Validator {
+            locator: &locator,
+            errors: Vec::new(),
+        };
+        let config = v.validate(file, raw);
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                file: file.to_path_buf(),
+                errors: v.errors,
+            })
+        }
+    }
+
+    pub fn firm_index(&self, id: &str) -> Option<usize> {
+        self.firms.iter().position(|f| f.id == id)
+    }
+}
+
+fn parse_raw(text: &str, locator: &Locator<'_>) -> Result<RawConfig, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+        line_col: e.span().map(|s| locator.line_col(&s)),
+        key: String::new(),
+        message: format!("not valid TOML: {}", e.message()),
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
+        let key = if key == "." { String::new() } else { key };
+        let inner = e.into_inner();
+        ConfigError {
+            line_col: inner.span().map(|s| locator.line_col(&s)),
+            key,
+            message: inner.message().to_string(),
+        }
+    })
+}
+
+struct Validator<'a> {
+    locator: &'a Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+/// Characters allowed in ids: they become store keys, metric labels and line-protocol tags.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            line_col: Some(self.locator.line_col(&at.span())),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check_id(&mut self, id: &S<String>, key: &str, seen: &mut HashMap<String, String>) {
+        if !valid_id(id.get_ref()) {
+            self.err(
+                id,
+                key,
+                format!(
+                    "id `{}` must be 1-64 characters of A-Z a-z 0-9 _ - . (ids become store keys and metric labels)",
+                    id.get_ref()
+                ),
+            );
+        }
+        if let Some(first) = seen.get(id.get_ref()) {
+            let msg = format!("duplicate id `{}`: already used at {first}", id.get_ref());
+            self.err(id, key, msg);
+        } else {
+            seen.insert(id.get_ref().clone(), key.to_string());
+        }
+    }
+
+    fn non_negative(&mut self, v: &Option<S<f64>>, key: &str) -> Option<f64> {
+        let s = v.as_ref()?;
+        let x = *s.get_ref();
+        if !x.is_finite() || x < 0.0 {
+            self.err(s, key, format!("must be a finite number >= 0, got {x}"));
+            return None;
+        }
+        Some(x)
+    }
+
+    fn positive(&mut self, s: &S<f64>, key: &str) -> Option<f64> {
+        let x = *s.get_ref();
+        if !x.is_finite() || x <= 0.0 {
+            self.err(s, key, format!("must be a finite number > 0, got {x}"));
+            return None;
+        }
+        Some(x)
+    }
+
+    fn validate(&mut self, file: &Path, raw: RawConfig) -> Config {
+        let park = self.park(&raw);
+        let firms = self.firms(&raw);
+        let sites = self.sites(&raw, &firms);
+        let meters = self.meters(&raw, &sites);
+        let factors = self.factors(&raw, &park, &meters);
+        let store = self.store(&raw);
+        let accounting = self.accounting(&raw);
+        Config {
+            file: file.to_path_buf(),
+            park,
+            firms,
+            sites,
+            meters,
+            factors,
+            store,
+            accounting,
+        }
+    }
+
+    fn park(&mut self, raw: &RawConfig) -> Park {
+        let p = &raw.park;
+        if p.name.get_ref().trim().is_empty() {
+            self.err(&p.name, "park.name", "must not be empty");
+        }
+        let timezone = match &p.timezone {
+            None => chrono_tz::Asia::Shanghai,
+            Some(tz) => tz.get_ref().parse::<Tz>().unwrap_or_else(|_| {
+                self.err(
+                    tz,
+                    "park.timezone",
+                    format!(
+                        "unknown time zone `{}`: use an IANA name such as Asia/Shanghai",
+                        tz.get_ref()
+                    ),
+                );
+                chrono_tz::Asia::Shanghai
+            }),
+        };
+        let grid_region = match &p.grid_region {
+            None => "national".to_string(),
+            Some(r) => {
+                if !factors::GRID_REGIONS.contains(&r.get_ref().as_str()) {
+                    self.err(
+                        r,
+                        "park.grid_region",
+                        format!(
+                            "unknown grid region `{}`: built-in factors exist for {}; for another region keep `national` and give [factors.co2.grid_location]",
+                            r.get_ref(),
+                            factors::GRID_REGIONS.join(", ")
+                        ),
+                    );
+                }
+                r.get_ref().clone()
+            }
+        };
+        let grid_factor_year = p
+            .grid_factor_year
+            .as_ref()
+            .map_or(factors::DEFAULT_GRID_YEAR, |y| *y.get_ref());
+        Park {
+            name: p.name.get_ref().clone(),
+            timezone,
+            grid_region,
+            grid_factor_year,
+        }
+    }
+
+    fn firms(&mut self, raw: &RawConfig) -> Vec<Firm> {
+        let mut seen = HashMap::new();
+        let mut firms = Vec::new();
+        for (i, f) in raw.firms.iter().enumerate() {
+            let key = format!("firms[{i}]");
+            self.check_id(&f.id, &format!("{key}.id"), &mut seen);
+            let land_mu = match (&f.land_mu, &f.land_m2) {
+                (Some(mu), None) => self.positive(mu, &format!("{key}.land_mu")),
+                (None, Some(m2)) => self
+                    .positive(m2, &format!("{key}.land_m2"))
+                    .map(|m2| m2 / M2_PER_MU),
+                (Some(mu), Some(_)) => {
+                    self.err(mu, format!("{key}.land_mu"), "give land_mu or land_m2, not both");
+                    None
+                }
+                (None, None) => {
+                    self.err(
+                        &f.id,
+                        format!("{key}.land_mu"),
+                        "missing land area: give land_mu (mu, 亩) or land_m2",
+                    );
+                    None
+                }
+            };
+            let st = &f.stats;
+            let sk = format!("{key}.stats");
+            let stats = FirmStats {
+                tax_cny: self.non_negative(&st.tax_cny, &format!("{sk}.tax_cny")),
+                revenue_cny: self.non_negative(&st.revenue_cny, &format!("{sk}.revenue_cny")),
+                value_added_cny: self
+                    .non_negative(&st.value_added_cny, &format!("{sk}.value_added_cny")),
+                output_value_cny: self
+                    .non_negative(&st.output_value_cny, &format!("{sk}.output_value_cny")),
+                employees: self.non_negative(&st.employees, &format!("{sk}.employees")),
+                rd_spend_cny: self.non_negative(&st.rd_spend_cny, &format!("{sk}.rd_spend_cny")),
+                carbon_budget_tco2: self
+                    .non_negative(&st.carbon_budget_tco2, &format!("{sk}.carbon_budget_tco2")),
+                intensity_threshold_tco2_per_10k_cny: self.non_negative(
+                    &st.intensity_threshold_tco2_per_10k_cny,
+                    &format!("{sk}.intensity_threshold_tco2_per_10k_cny"),
+                ),
+                energy_intensity_threshold_tce_per_10k_cny: self.non_negative(
+                    &st.energy_intensity_threshold_tce_per_10k_cny,
+                    &format!("{sk}.energy_intensity_threshold_tce_per_10k_cny"),
+                ),
+                green_certificates: self
+                    .non_negative(&st.green_certificates, &format!("{sk}.green_certificates")),
+            };
+            firms.push(Firm {
+                id: f.id.get_ref().clone(),
+                name: f.name.get_ref().clone(),
+                land_mu: land_mu.unwrap_or(f64::NAN),
+                sector: f.sector.as_ref().map(|s| s.get_ref().clone()),
+                stats,
+            });
+        }
+        firms
+    }
+
+    fn sites(&mut self, raw: &RawConfig, firms: &[Firm]) -> Vec<Site> {
+        let mut seen = HashMap::new();
+        let mut sites = Vec::new();
+        for (i, s) in raw.sites.iter().enumerate() {
+            let key = format!("sites[{i}]");
+            self.check_id(&s.id, &format!("{key}.id"), &mut seen);
+            let firm = firms.iter().position(|f| &f.id == s.firm.get_ref());
+            if firm.is_none() {
+                self.err(
+                    &s.firm,
+                    format!("{key}.firm"),
+                    format!("unknown firm `{}`: no [[firms]] has this id", s.firm.get_ref()),
+                );
+            }
+            let kind = SiteKind::ALL
+                .iter()
+                .find(|(n, _)| n == s.kind.get_ref())
+                .map(|(_, k)| *k);
+            if kind.is_none() {
+                let names: Vec<_> = SiteKind::ALL.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    &s.kind,
+                    format!("{key}.kind"),
+                    format!("unknown site kind `{}`: expected one of {}", s.kind.get_ref(), names.join(", ")),
+                );
+            }
+            sites.push(Site {
+                id: s.id.get_ref().clone(),
+                name: s.name.as_ref().map(|n| n.get_ref().clone()),
+                firm: firm.unwrap_or(0),
+                kind: kind.unwrap_or(SiteKind::Factory),
+            });
+        }
+        sites
+    }
+
+    fn meters(&mut self, raw: &RawConfig, sites: &[Site]) -> Vec<Meter> {
+        let mut seen = HashMap::new();
+        let mut meters = Vec::new();
+        for (i, m) in raw.meters.iter().enumerate() {
+            let key = format!("meters[{i}]");
+            self.check_id(&m.id, &format!("{key}.id"), &mut seen);
+            let site = sites.iter().position(|s| &s.id == m.site.get_ref());
+            if site.is_none() {
+                self.err(
+                    &m.site,
+                    format!("{key}.site"),
+                    format!("unknown site `{}`: no [[sites]] has this id", m.site.get_ref()),
+                );
+            }
+            if m.channels.is_empty() {
+                self.err(&m.id, format!("{key}.channels"), "a meter needs at least one channel");
+            }
+            let mut seen_channels = HashMap::new();
+            let channels = m
+                .channels
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| {
+                    let ck = format!("{key}.channels[{j}]");
+                    self.check_id(&c.id, &format!("{ck}.id"), &mut seen_channels);
+                    self.channel(c, &ck)
+                })
+                .collect();
+            meters.push(Meter {
+                id: m.id.get_ref().clone(),
+                site: site.unwrap_or(0),
+                description: m.description.as_ref().map(|d| d.get_ref().clone()),
+                channels,
+            });
+        }
+        meters
+    }
+
+    fn channel(&mut self, c: &raw::RawChannel, key: &str) -> Option<Channel> {
+        let errors_before = self.errors.len();
+        let carrier = match &c.carrier {
+            None => None,
+            Some(name) => {
+                let parsed = Carrier::parse(name.get_ref());
+                if parsed.is_none() {
+                    let names: Vec<_> = Carrier::ALL.iter().map(|c| c.name()).collect();
+                    self.err(
+                        name,
+                        format!("{key}.carrier"),
+                        format!("unknown carrier `{}`: expected one of {}", name.get_ref(), names.join(", ")),
+                    );
+                }
+                parsed
+            }
+        };
+        let unit = Unit::parse(c.unit.get_ref());
+        if unit.is_none() {
+            self.err(&c.unit, format!("{key}.unit"), format!("unknown unit `{}`", c.unit.get_ref()));
+        }
+        let is_counter = match c.kind.get_ref().as_str() {
+            "counter" => true,
+            "gauge" => false,
+            other => {
+                self.err(
+                    &c.kind,
+                    format!("{key}.kind"),
+                    format!("unknown channel kind `{other}`: expected `counter` (cumulative register) or `gauge` (instantaneous value)"),
+                );
+                return None;
+            }
+        };
+        let integrate = c.integrate.as_ref().map(|s| *s.get_ref()).unwrap_or(false);
+        if let (Some(unit), Some(carrier)) = (unit, carrier) {
+            let wanted = carrier.dimensions();
+            let fits = if is_counter || !integrate {
+                wanted.contains(&unit.dimension)
+            } else {
+                unit.dimension
+                    .integrates_to()
+                    .is_some_and(|d| wanted.contains(&d))
+            };
+            if !fits {
+                let mut accepted: Vec<&str> = Vec::new();
+                for d in wanted {
+                    if is_counter || !integrate {
+                        accepted.extend(Unit::symbols_for(*d));
+                    } else {
+                        for rate in [Dimension::Power, Dimension::VolumeFlow, Dimension::MassFlow] {
+                            if rate.integrates_to() == Some(*d) {
+                                accepted.extend(Unit::symbols_for(rate));
+                            }
+                        }
+                    }
+                }
+                let what = if is_counter { "a counter" } else { "an integrated gauge" };
+                self.err(
+                    &c.unit,
+                    format!("{key}.unit"),
+                    format!(
+                        "unit `{}` ({}) does not fit carrier `{carrier}` as {what}: use one of {}",
+                        unit.symbol,
+                        unit.dimension,
+                        accepted.join(", ")
+                    ),
+                );
+            }
+        }
+        let kind = if is_counter {
+            if carrier.is_none() {
+                self.err(&c.id, format!("{key}.carrier"), "a counter needs a carrier: what does it count?");
+            }
+            if let Some(i) = &c.integrate {
+                self.err(i, format!("{key}.integrate"), "only gauges are integrated; a counter already accumulates");
+            }
+            let to_base = unit.map_or(1.0, |u| u.to_base);
+            let rollover_base = c
+                .rollover
+                .as_ref()
+                .and_then(|r| self.positive(r, &format!("{key}.rollover")))
+                .map(|r| r * to_base);
+            let max_rate = match &c.max_rate_per_hour {
+                Some(r) => self.positive(r, &format!("{key}.max_rate_per_hour")),
+                None => {
+                    self.err(
+                        &c.id,
+                        format!("{key}.max_rate_per_hour"),
+                        "a counter needs max_rate_per_hour (highest plausible increase per hour, in the channel's unit): it is how ecogate tells a meter reset or a glitch from real consumption",
+                    );
+                    None
+                }
+            };
+            ChannelKind::Counter {
+                rollover_base,
+                max_rate_base_per_h: max_rate.unwrap_or(1.0) * to_base,
+            }
+        } else {
+            if let Some(r) = &c.rollover {
+                self.err(r, format!("{key}.rollover"), "only counters roll over");
+            }
+            if let Some(r) = &c.max_rate_per_hour {
+                self.err(r, format!("{key}.max_rate_per_hour"), "only counters have a maximum rate");
+            }
+            if integrate && carrier.is_none() {
+                self.err(&c.id, format!("{key}.carrier"), "an integrated gauge needs a carrier to add its energy to");
+            }
+            ChannelKind::Gauge { integrate }
+        };
+        let unit_value_cny_per_base = match (&c.unit_value_cny, carrier) {
+            (Some(v), Some(Carrier::Production)) => self
+                .non_negative(&Some(v.clone()), &format!("{key}.unit_value_cny"))
+                .map(|cny| cny / unit.map_or(1.0, |u| u.to_base)),
+            (None, Some(Carrier::Production)) => {
+                self.err(
+                    &c.id,
+                    format!("{key}.unit_value_cny"),
+                    "a production channel needs unit_value_cny (output value per unit counted)",
+                );
+                None
+            }
+            (Some(v), _) => {
+                self.err(v, format!("{key}.unit_value_cny"), "only production channels have a unit value");
+                None
+            }
+            (None, _) => None,
+        };
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Channel {
+            id: c.id.get_ref().clone(),
+            carrier,
+            unit: unit?,
+            kind,
+            unit_value_cny_per_base,
+        })
+    }
+
+    fn factors(&mut self, raw: &RawConfig, park: &Park, meters: &[Meter]) -> Factors {
+        let mut overrides: HashMap<(FactorKind, &'static str), Factor> = HashMap::new();
+        for (kind, table) in [(FactorKind::Co2, &raw.factors.co2), (FactorKind::Tce, &raw.factors.tce)] {
+            for (name, f) in table {
+                let key = format!("factors.{}.{name}", kind.section());
+                match factors::find_slot(kind, name) {
+                    None => {
+                        let names: Vec<_> = factors::SLOTS
+                            .iter()
+                            .filter(|s| s.kind == kind)
+                            .map(|s| s.name)
+                            .collect();
+                        self.err(f, key, format!("unknown factor `{name}`: expected one of {}", names.join(", ")));
+                    }
+                    Some(slot) => {
+                        if let Some(factor) = self.factor(f.get_ref(), slot, &key) {
+                            overrides.insert((kind, slot.name), factor);
+                        }
+                    }
+                }
+            }
+        }
+        // Which factors the configured channels need, and the first channel that needs each.
+        let mut needed: Vec<(FactorKind, &'static str, String, Carrier)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, m) in meters.iter().enumerate() {
+            for (j, c) in m.channels.iter().enumerate() {
+                let Some(carrier) = c.carrier else { continue };
+                for (kind, name) in required_factors(carrier) {
+                    if seen.insert((*kind, *name)) {
+                        needed.push((*kind, name, format!("meters[{i}].channels[{j}].carrier"), carrier));
+                    }
+                }
+            }
+        }
+        let mut out = Factors::default();
+        for slot in factors::SLOTS {
+            let chosen = overrides.remove(&(slot.kind, slot.name)).or_else(|| {
+                factors::builtin(slot.kind, slot.name, &park.grid_region, park.grid_factor_year)
+            });
+            if let Some(f) = chosen {
+                match slot.kind {
+                    FactorKind::Co2 => out.co2.insert(slot.name, f),
+                    FactorKind::Tce => out.tce.insert(slot.name, f),
+                };
+            }
+        }
+        for (kind, name, key, carrier) in needed {
+            let present = match kind {
+                FactorKind::Co2 => out.co2.contains_key(name),
+                FactorKind::Tce => out.tce.contains_key(name),
+            };
+            if !present {
+                let section = kind.section();
+                let why = if name.starts_with("grid_") {
+                    format!(
+                        " for grid region `{}` and year {}",
+                        park.grid_region, park.grid_factor_year
+                    )
+                } else {
+                    String::new()
+                };
+                self.errors.push(ConfigError {
+                    line_col: raw_line_col(raw, &key, self.locator),
+                    key,
+                    message: format!(
+                        "carrier `{carrier}` needs the factor {section}.{name}, and ecogate ships none{why}: add [factors.{section}.{name}] with value, unit, year and source"
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    fn factor(&mut self, f: &RawFactor, slot: &factors::FactorSlot, key: &str) -> Option<Factor> {
+        let value = self.positive(&f.value, &format!("{key}.value"))?;
+        if f.source.get_ref().trim().is_empty() {
+            self.err(&f.source, format!("{key}.source"), "must name where the figure comes from (an auditor will ask)");
+            return None;
+        }
+        let year = *f.year.get_ref();
+        if !(1990..=2100).contains(&year) {
+            self.err(&f.year, format!("{key}.year"), format!("year {year} is not a plausible data year"));
+            return None;
+        }
+        match factors::per_base(slot.kind, slot.per, value, f.unit.get_ref()) {
+            Ok(per_base) => Some(Factor {
+                value,
+                unit: f.unit.get_ref().clone(),
+                year: Some(year),
+                source: f.source.get_ref().clone(),
+                per_base,
+            }),
+            Err(msg) => {
+                self.err(&f.unit, format!("{key}.unit"), format!("`{}`: {msg}", f.unit.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn store(&mut self, raw: &RawConfig) -> StoreConfig {
+        let s = &raw.store;
+        let r = &s.retention;
+        let days = |v: &Option<S<u32>>, default: u32| v.as_ref().map_or(default, |d| *d.get_ref());
+        let commit_interval_ms = s.commit_interval_ms.as_ref().map_or(1000, |v| *v.get_ref());
+        if let Some(v) = &s.commit_interval_ms {
+            if *v.get_ref() == 0 || *v.get_ref() > 60_000 {
+                self.err(v, "store.commit_interval_ms", "must be between 1 and 60000");
+            }
+        }
+        let max_batch = s.max_batch_readings.as_ref().map_or(10_000, |v| *v.get_ref());
+        if let Some(v) = &s.max_batch_readings {
+            if *v.get_ref() == 0 || *v.get_ref() > 1_000_000 {
+                self.err(v, "store.max_batch_readings", "must be between 1 and 1000000");
+            }
+        }
+        StoreConfig {
+            path: PathBuf::from(
+                s.path
+                    .as_ref()
+                    .map_or("data/ecogate.db".to_string(), |p| p.get_ref().clone()),
+            ),
+            commit_interval_ms,
+            max_batch_readings: max_batch as usize,
+            retention: Retention {
+                readings_days: days(&r.readings_days, 400),
+                minute_days: days(&r.minute_days, 14),
+                quarter_hour_days: days(&r.quarter_hour_days, 800),
+                hour_days: days(&r.hour_days, 800),
+                events_days: days(&r.events_days, 0),
+            },
+        }
+    }
+
+    fn accounting(&mut self, raw: &RawConfig) -> AccountingConfig {
+        let a = &raw.accounting;
+        let windows = match &a.windows {
+            None => WindowKind::ALL.to_vec(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, w) in list.iter().enumerate() {
+                    let key = format!("accounting.windows[{i}]");
+                    match WindowKind::parse(w.get_ref()) {
+                        Some(k) if out.contains(&k) => {
+                            self.err(w, key, format!("window `{}` listed twice", w.get_ref()))
+                        }
+                        Some(k) => out.push(k),
+                        None => {
+                            let names: Vec<_> = WindowKind::ALL.iter().map(|w| w.name()).collect();
+                            self.err(
+                                w,
+                                key,
+                                format!("unknown window `{}`: expected one of {}", w.get_ref(), names.join(", ")),
+                            )
+                        }
+                    }
+                }
+                out.sort();
+                if out.is_empty() && list.is_empty() {
+                    self.errors.push(ConfigError {
+                        line_col: None,
+                        key: "accounting.windows".into(),
+                        message: "at least one window is needed".into(),
+                    });
+                }
+                out
+            }
+        };
+        let gauge_max_gap_s = a
+            .gauge_max_gap_s
+            .as_ref()
+            .and_then(|g| self.positive(g, "accounting.gauge_max_gap_s"))
+            .unwrap_or(300.0);
+        AccountingConfig {
+            windows,
+            gauge_max_gap_s,
+        }
+    }
+}
+
+/// The factors a carrier's deltas are multiplied by.
+pub fn required_factors(carrier: Carrier) -> &'static [(FactorKind, &'static str)] {
+    use FactorKind::{Co2, Tce};
+    match carrier {
+        Carrier::GridImport => &[
+            (Co2, "grid_location"),
+            (Co2, "grid_market_residual"),
+            (Tce, "electricity_equivalent"),
+            (Tce, "electricity_coal_consumption"),
+        ],
+        Carrier::PvGeneration | Carrier::GridExport => &[
+            (Tce, "electricity_equivalent"),
+            (Tce, "electricity_coal_consumption"),
+        ],
+        Carrier::GreenPower => &[(Co2, "grid_market_residual")],
+        Carrier::NaturalGas => &[(Co2, "natural_gas"), (Tce, "natural_gas")],
+        Carrier::Diesel => &[(Co2, "diesel"), (Tce, "diesel")],
+        Carrier::Gasoline => &[(Co2, "gasoline"), (Tce, "gasoline")],
+        Carrier::Lpg => &[(Co2, "lpg"), (Tce, "lpg")],
+        Carrier::Lng => &[(Co2, "lng"), (Tce, "lng")],
+        Carrier::Coal => &[(Co2, "coal"), (Tce, "coal")],
+        Carrier::Heat => &[(Co2, "heat"), (Tce, "heat")],
+        Carrier::Steam => &[(Co2, "steam"), (Tce, "steam")],
+        Carrier::StorageCharge
+        | Carrier::StorageDischarge
+        | Carrier::ChargingDelivered
+        | Carrier::ChargingSessions
+        | Carrier::HydrogenProduced
+        | Carrier::HydrogenDispensed
+        | Carrier::Production => &[],
+    }
+}
+
+/// Finds the line of a `meters[i].channels[j].carrier` key in the raw config.
+fn raw_line_col(raw: &RawConfig, key: &str, locator: &Locator<'_>) -> Option<(usize, usize)> {
+    let rest = key.strip_prefix("meters[")?;
+    let (i, rest) = rest.split_once("].channels[")?;
+    let (j, _) = rest.split_once(']')?;
+    let channel = raw.meters.get(i.parse::<usize>().ok()?)?.channels.get(j.parse::<usize>().ok()?)?;
+    channel.carrier.as_ref().map(|c| locator.line_col(&c.span()))
+}

@@ -1,0 +1,294 @@
+//! The `ecogate` command: `check` a configuration, `run` the daemon, `replay` a file of readings.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (store, I/O); 2 an invalid configuration or
+//! command line; 3 a replay that refused one or more rows (the rest were accounted).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ecogate::accounting::indicators::Period;
+use ecogate::accounting::window::year_progress;
+use ecogate::config::Config;
+use ecogate::metrics::Metrics;
+use ecogate::pipeline::{self, Pipeline};
+use ecogate::replay::{self, line_protocol::Precision};
+use ecogate::report;
+use ecogate::sinks::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "ecogate", version, about = "Energy-meter gateway: meter counters to energy, standard coal and CO2 per meter, site, firm and park")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration file and print a summary of it.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the daemon: poll the configured sources and account into the store until SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Feed a file of historical readings through the pipeline into the store and print
+    /// per-firm totals.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// CSV (`timestamp,meter,channel,value,unit[,quality]`) or InfluxDB line protocol.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Input format; by default from the extension (.csv, else line protocol).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Timestamp unit of line protocol input.
+        #[arg(long, value_enum, default_value = "ns")]
+        precision: Precision,
+        /// Store to write to, instead of the configuration's `store.path`.
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Lp,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ECOGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => load(&config).map(|c| {
+            print!("{}", summary(&c));
+            ExitCode::SUCCESS
+        }),
+        Command::Run { config } => load(&config).and_then(run),
+        Command::Replay {
+            config,
+            input,
+            format,
+            precision,
+            store,
+        } => load(&config).and_then(|c| replay_cmd(c, &input, format, precision, store)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Config(e)) => {
+            eprintln!("{e}");
+            eprintln!("ecogate: the configuration is not valid ({} problem(s))", e.errors.len());
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("ecogate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Config(ecogate::config::error::ConfigErrors),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+fn load(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(Failure::Config)
+}
+
+fn summary(c: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let channels: usize = c.meters.iter().map(|m| m.channels.len()).sum();
+    let _ = writeln!(out, "{}: valid", c.file.display());
+    let _ = writeln!(
+        out,
+        "park {} ({}), grid region {}, factor year {}",
+        c.park.name, c.park.timezone, c.park.grid_region, c.park.grid_factor_year
+    );
+    let _ = writeln!(out, "{} firms, {} sites, {} meters, {} channels", c.firms.len(), c.sites.len(), c.meters.len(), channels);
+    for f in &c.firms {
+        let sites = c.sites.iter().filter(|s| c.firm_index(&f.id) == Some(s.firm)).count();
+        let _ = writeln!(out, "  firm {} ({}): {} mu, {} site(s)", f.id, f.name, report::num(f.land_mu, 2), sites);
+    }
+    let _ = writeln!(out, "factors in force:");
+    for (section, table) in [("co2", &c.factors.co2), ("tce", &c.factors.tce)] {
+        for (name, f) in table {
+            let _ = writeln!(
+                out,
+                "  {section}.{name} = {} {} ({}): {}",
+                f.value,
+                f.unit,
+                f.year.map_or("-".to_string(), |y| y.to_string()),
+                f.source
+            );
+        }
+    }
+    let windows: Vec<_> = c.accounting.windows.iter().map(|w| w.name()).collect();
+    let _ = writeln!(out, "windows: {}", windows.join(", "));
+    let _ = writeln!(out, "store: {}", c.store.path.display());
+    out
+}
+
+fn open_pipeline(config: Arc<Config>, store_path: &Path) -> anyhow::Result<Pipeline> {
+    let store = Store::open(store_path)?;
+    Ok(Pipeline::open(config, store, Arc::new(Metrics::new()))?)
+}
+
+fn run(config: Config) -> Result<ExitCode, Failure> {
+    let config = Arc::new(config);
+    let pipeline = open_pipeline(config.clone(), &config.store.path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let handle = pipeline::spawn(pipeline, config.clone());
+        let (shutdown_tx, _shutdown_rx) = tokio::sync::watch::channel(false);
+        tracing::warn!(
+            store = %config.store.path.display(),
+            meters = config.meters.len(),
+            "ecogate running; no live sources are configured in this build yet (Modbus and MQTT arrive as sources), use `ecogate replay` to load readings"
+        );
+        wait_for_signal().await;
+        let _ = shutdown_tx.send(true);
+        drop(handle.tx);
+        let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn replay_cmd(
+    config: Config,
+    input: &Path,
+    format: Option<Format>,
+    precision: Precision,
+    store: Option<PathBuf>,
+) -> Result<ExitCode, Failure> {
+    let config = Arc::new(config);
+    let tz = config.park.timezone;
+    let format = format.unwrap_or_else(|| {
+        if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            Format::Csv
+        } else {
+            Format::Lp
+        }
+    });
+    let (rows, errors) = match format {
+        Format::Csv => {
+            let file = std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+            replay::csv::parse(std::io::BufReader::new(file), tz)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?
+        }
+        Format::Lp => {
+            let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
+            let cfg = config.clone();
+            let unit_of = move |meter: &str, channel: &str| {
+                cfg.meters
+                    .iter()
+                    .find(|m| m.id == meter)
+                    .and_then(|m| m.channels.iter().find(|c| c.id == channel))
+                    .map(|c| c.unit)
+            };
+            replay::line_protocol::parse(&text, precision, chrono::Utc::now().timestamp_millis(), unit_of)
+        }
+    };
+    let store_path = store.unwrap_or_else(|| config.store.path.clone());
+    let mut pipeline = open_pipeline(config.clone(), &store_path)?;
+    let summary = replay::run(&mut pipeline, rows, errors).context("replay")?;
+
+    for e in summary.rejections.iter().take(50) {
+        eprintln!("{}:{}: {}: {}", input.display(), e.line, e.reason, e.message);
+    }
+    if summary.rejections.len() > 50 {
+        eprintln!("... and {} more refused rows", summary.rejections.len() - 50);
+    }
+    println!(
+        "replayed {}: {} rows, {} accepted, {} rejected{}",
+        input.display(),
+        summary.rows,
+        summary.accepted,
+        summary.rejected_total(),
+        if summary.rejected.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                summary.rejected.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    let events: Vec<String> = replay::event_names()
+        .filter_map(|k| summary.events.get(k).map(|n| format!("{k}: {n}")))
+        .collect();
+    if !events.is_empty() {
+        println!("counter events: {}", events.join(", "));
+    }
+    let (Some(first), Some(last)) = (summary.first_ts_ms, summary.last_ts_ms) else {
+        println!("no readings accounted");
+        return Ok(if summary.rejected_total() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS });
+    };
+    let year_days = year_progress(first, tz).map_or(365.0, |(len, _)| len);
+    let days = ((last - first) as f64 / 86_400_000.0).max(1.0 / 1440.0);
+    let period = Period {
+        days,
+        year_days,
+        whole_year_holdings: days >= year_days - 1.0,
+    };
+    println!(
+        "period {} .. {} ({} days), store {}",
+        fmt_ts(first, tz),
+        fmt_ts(last, tz),
+        report::num(days, 3),
+        store_path.display()
+    );
+    print!("{}", report::render(&config, &summary.totals, period));
+    Ok(if summary.rejected_total() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+fn fmt_ts(ts_ms: i64, tz: chrono_tz::Tz) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())
+        .unwrap_or_else(|| ts_ms.to_string())
+}

@@ -1,0 +1,104 @@
+//! Internal metrics for every pipeline stage, registered once with fixed label sets.
+//!
+//! Label values come only from fixed enums (reasons, event kinds), never from input, so no
+//! reading can create a series. The HTTP `/metrics` endpoint and per-firm figures join here.
+
+use crate::accounting::ledger::{Batch, EventKind, RejectReason};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub readings_accepted: IntCounter,
+    pub readings_rejected: IntCounterVec,
+    pub counter_events: IntCounterVec,
+    pub store_commits: IntCounter,
+    pub store_commit_errors: IntCounter,
+    pub store_commit_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let readings_accepted = IntCounter::new(
+            "ecogate_readings_accepted_total",
+            "Readings that passed validation and reached the accounting.",
+        )
+        .expect("valid metric");
+        let readings_rejected = IntCounterVec::new(
+            Opts::new("ecogate_readings_rejected_total", "Readings refused before accounting, by reason."),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let counter_events = IntCounterVec::new(
+            Opts::new(
+                "ecogate_counter_events_total",
+                "Counter events: baselines, rollovers, resets, quarantined jumps, duplicates, out-of-order readings, gauge gaps.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let store_commits = IntCounter::new("ecogate_store_commits_total", "Batches committed to the embedded store.")
+            .expect("valid metric");
+        let store_commit_errors = IntCounter::new(
+            "ecogate_store_commit_errors_total",
+            "Batch commits to the embedded store that failed (the batch is retried).",
+        )
+        .expect("valid metric");
+        let store_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new("ecogate_store_commit_seconds", "Time to commit one batch to the embedded store.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        )
+        .expect("valid metric");
+        for reason in RejectReason::ALL {
+            readings_rejected.with_label_values(&[reason.name()]);
+        }
+        for kind in EventKind::ALL {
+            counter_events.with_label_values(&[kind.name()]);
+        }
+        for c in [
+            Box::new(readings_accepted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(readings_rejected.clone()),
+            Box::new(counter_events.clone()),
+            Box::new(store_commits.clone()),
+            Box::new(store_commit_errors.clone()),
+            Box::new(store_commit_seconds.clone()),
+        ] {
+            registry.register(c).expect("each metric registered once");
+        }
+        Metrics {
+            registry,
+            readings_accepted,
+            readings_rejected,
+            counter_events,
+            store_commits,
+            store_commit_errors,
+            store_commit_seconds,
+        }
+    }
+
+    /// Counts what a committed batch did.
+    pub fn observe(&self, batch: &Batch) {
+        self.readings_accepted.inc_by(batch.accepted.len() as u64);
+        for r in &batch.rejections {
+            self.readings_rejected.with_label_values(&[r.reason.name()]).inc();
+        }
+        for e in &batch.events {
+            self.counter_events.with_label_values(&[e.kind.name()]).inc();
+        }
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.readings_rejected.with_label_values(&[reason.name()]).get()
+    }
+
+    pub fn events(&self, kind: EventKind) -> u64 {
+        self.counter_events.with_label_values(&[kind.name()]).get()
+    }
+}

@@ -1,0 +1,201 @@
+//! The pipeline: readings from every source -> accounting -> store, with metrics at each step.
+//!
+//! [`Pipeline`] is the synchronous core shared by `run` and `replay`. [`spawn`] runs it on its own
+//! thread behind a channel for the daemon: sources send [`Envelope`]s, which are gathered into
+//! batches (up to `max_batch_readings` or `commit_interval_ms`) and committed together; each
+//! envelope's `ack` fires only once its readings are durable in the store, which is what lets an
+//! MQTT source acknowledge the broker after, and only after, the data is safe.
+
+use crate::accounting::ledger::{Accountant, Batch, RejectReason};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::reading::Reading;
+use crate::sinks::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug)]
+pub struct Pipeline {
+    accountant: Accountant,
+    store: Store,
+    metrics: Arc<Metrics>,
+    reject_log: RateLimitedLog,
+}
+
+impl Pipeline {
+    /// Opens the store and reloads the counter baselines from it.
+    pub fn open(config: Arc<Config>, store: Store, metrics: Arc<Metrics>) -> Result<Pipeline, StoreError> {
+        let mut accountant = Accountant::new(config);
+        let states = store.load_states(&accountant)?;
+        tracing::info!(channels = states.len(), store = %store.path().display(), "counter baselines loaded");
+        accountant.load_states(states);
+        Ok(Pipeline {
+            accountant,
+            store,
+            metrics,
+            reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+        })
+    }
+
+    pub fn accountant(&self) -> &Accountant {
+        &self.accountant
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Accounts and commits one batch. On error nothing changed, in memory or on disk.
+    pub fn ingest(&mut self, readings: &[Reading]) -> Result<Batch, StoreError> {
+        let batch = self.accountant.process(readings);
+        let started = Instant::now();
+        if let Err(e) = self.store.commit(&self.accountant, &batch) {
+            self.metrics.store_commit_errors.inc();
+            return Err(e);
+        }
+        self.metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.store_commits.inc();
+        self.accountant.apply(&batch);
+        self.metrics.observe(&batch);
+        for r in &batch.rejections {
+            if let Some(suppressed) = self.reject_log.allow(r.reason) {
+                tracing::warn!(
+                    reason = r.reason.name(),
+                    meter = %r.meter,
+                    channel = %r.channel,
+                    ts_ms = r.ts_ms,
+                    suppressed,
+                    "reading rejected: {}",
+                    r.detail
+                );
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// Logs at most once per interval per reason, saying how many were not logged in between.
+#[derive(Debug)]
+struct RateLimitedLog {
+    interval: Duration,
+    last: HashMap<RejectReason, (Instant, u64)>,
+}
+
+impl RateLimitedLog {
+    fn new(interval: Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            last: HashMap::new(),
+        }
+    }
+
+    /// `Some(suppressed_since_last_log)` if this one may be logged.
+    fn allow(&mut self, reason: RejectReason) -> Option<u64> {
+        let now = Instant::now();
+        match self.last.get_mut(&reason) {
+            Some((at, suppressed)) if now.duration_since(*at) < self.interval => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                let n = *suppressed;
+                *at = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                self.last.insert(reason, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// Readings from a source, with an optional acknowledgement fired once they are committed.
+#[derive(Debug)]
+pub struct Envelope {
+    pub readings: Vec<Reading>,
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+/// Handle to the pipeline thread.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    pub tx: mpsc::Sender<Envelope>,
+    pub join: std::thread::JoinHandle<()>,
+}
+
+/// Runs the pipeline on a dedicated thread (SQLite is blocking). The thread ends when every
+/// sender is dropped, after committing what it holds.
+pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
+    let (tx, mut rx) = mpsc::channel::<Envelope>(1024);
+    let interval = Duration::from_millis(config.store.commit_interval_ms);
+    let max_batch = config.store.max_batch_readings;
+    let join = std::thread::Builder::new()
+        .name("ecogate-pipeline".into())
+        .spawn(move || {
+            let mut last_retention = Instant::now() - Duration::from_secs(3600);
+            let mut open = true;
+            while open {
+                let Some(first) = rx.blocking_recv() else { break };
+                let deadline = Instant::now() + interval;
+                let mut readings = first.readings;
+                let mut acks: Vec<oneshot::Sender<()>> = first.ack.into_iter().collect();
+                while readings.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(env) => {
+                            readings.extend(env.readings);
+                            acks.extend(env.ack);
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            if Instant::now() >= deadline {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                commit_with_retry(&mut pipeline, &readings);
+                for ack in acks {
+                    let _ = ack.send(());
+                }
+                if last_retention.elapsed() >= Duration::from_secs(3600) {
+                    last_retention = Instant::now();
+                    let now_ms = chrono::Utc::now().timestamp_millis();
+                    match pipeline.store.apply_retention(&config.store.retention, now_ms) {
+                        Ok(n) => tracing::info!(deleted = n, "retention applied"),
+                        Err(e) => tracing::error!("retention failed: {e}"),
+                    }
+                }
+            }
+            tracing::info!("pipeline drained");
+        })
+        .expect("spawning the pipeline thread");
+    PipelineHandle { tx, join }
+}
+
+/// A commit that fails (disk full, store locked) is retried with backoff rather than dropped:
+/// upstream waits, and sources that acknowledge only after commit keep their data.
+fn commit_with_retry(pipeline: &mut Pipeline, readings: &[Reading]) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match pipeline.ingest(readings) {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!("commit failed, retrying in {delay:?}: {e}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The embedded store (SQLite): raw readings, window aggregates, counter baselines and the
+//! counter-event audit trail.
+//!
+//! A batch is committed in one transaction: its aggregates and the counter states they were
+//! computed from move together, so a crash at any instant leaves either both or neither. That is
+//! what makes "energy used while the daemon was down is attributed at the next reading and never
+//! counted twice" hold across restarts. Aggregates are upserted by addition, so the same window
+//! can be filled by many batches. `synchronous=FULL` because these figures end up in audits.
+
+use crate::accounting::counter::{CounterState, Point};
+use crate::accounting::ledger::{Accountant, Batch, ChannelRef, Entity};
+use crate::accounting::metric::{Metric, Sums};
+use crate::accounting::window::WindowKind;
+use crate::config::Retention;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: cannot create its directory: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store {path}: schema version {found} is newer than this ecogate understands ({supported}); upgrade ecogate")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS readings (
+    meter TEXT NOT NULL, channel TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    amount_base REAL NOT NULL, base_unit TEXT NOT NULL, quality TEXT NOT NULL,
+    PRIMARY KEY (meter, channel, ts_ms)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts_ms);
+CREATE TABLE IF NOT EXISTS aggregates (
+    window TEXT NOT NULL, start_ms INTEGER NOT NULL, level TEXT NOT NULL, entity TEXT NOT NULL,
+    metric TEXT NOT NULL, amount_micro INTEGER NOT NULL,
+    PRIMARY KEY (window, level, entity, start_ms, metric)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_state (
+    meter TEXT NOT NULL, channel TEXT NOT NULL,
+    last_micro INTEGER, last_ts_ms INTEGER, pending_micro INTEGER, pending_ts_ms INTEGER,
+    PRIMARY KEY (meter, channel)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_events (
+    id INTEGER PRIMARY KEY, meter TEXT NOT NULL, channel TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL, from_micro INTEGER, from_ts_ms INTEGER, to_micro INTEGER NOT NULL,
+    delta_micro INTEGER NOT NULL, base_unit TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS counter_events_ts ON counter_events (ts_ms);
+";
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        let found: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match found.and_then(|v| v.parse::<i64>().ok()) {
+            Some(v) if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                path: self.path.clone(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+            None => self
+                .conn
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map(|_| ())
+                .map_err(|e| self.err(e)),
+        }
+    }
+
+    /// Counter states of the configured channels. States of channels no longer configured stay
+    /// in the table (a meter taken out and put back resumes from its baseline).
+    pub fn load_states(&self, acct: &Accountant) -> Result<Vec<(ChannelRef, CounterState)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms FROM counter_state")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let point = |v: Option<i64>, t: Option<i64>| v.zip(t).map(|(micro, ts_ms)| Point { micro, ts_ms });
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    CounterState {
+                        last: point(r.get(2)?, r.get(3)?),
+                        pending: point(r.get(4)?, r.get(5)?),
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (meter, channel, state) = row.map_err(|e| self.err(e))?;
+            if let Some(r) = acct.channel_ref(&meter, &channel) {
+                out.push((r, state));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits a batch atomically: readings, aggregates, events and counter states.
+    pub fn commit(&mut self, acct: &Accountant, batch: &Batch) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins_reading = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO readings (meter, channel, ts_ms, amount_base, base_unit, quality)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for a in &batch.accepted {
+                let (meter, channel) = acct.channel_ids(a.channel);
+                ins_reading
+                    .execute(params![meter, channel, a.ts_ms, a.base_amount, acct.channel_base_unit(a.channel), a.quality.as_str()])
+                    .map_err(err)?;
+            }
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO aggregates (window, start_ms, level, entity, metric, amount_micro)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (window, level, entity, start_ms, metric)
+                     DO UPDATE SET amount_micro = amount_micro + excluded.amount_micro",
+                )
+                .map_err(err)?;
+            for (key, sums) in &batch.aggregates {
+                let entity = acct.entity_id(key.entity);
+                for (metric, micro) in sums.non_zero() {
+                    upsert
+                        .execute(params![key.window.name(), key.start_ms, key.entity.level(), entity, metric.name(), micro])
+                        .map_err(err)?;
+                }
+            }
+            let mut ins_event = tx
+                .prepare_cached(
+                    "INSERT INTO counter_events (meter, channel, ts_ms, kind, from_micro, from_ts_ms, to_micro, delta_micro, base_unit)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(err)?;
+            for e in batch.events.iter().filter(|e| e.kind.is_recorded()) {
+                let (meter, channel) = acct.channel_ids(e.channel);
+                ins_event
+                    .execute(params![
+                        meter,
+                        channel,
+                        e.ts_ms,
+                        e.kind.name(),
+                        e.from.map(|p| p.micro),
+                        e.from.map(|p| p.ts_ms),
+                        e.to.micro,
+                        e.delta_micro,
+                        acct.channel_base_unit(e.channel)
+                    ])
+                    .map_err(err)?;
+            }
+            let mut put_state = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO counter_state (meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for (r, s) in &batch.states {
+                let (meter, channel) = acct.channel_ids(*r);
+                put_state
+                    .execute(params![
+                        meter,
+                        channel,
+                        s.last.map(|p| p.micro),
+                        s.last.map(|p| p.ts_ms),
+                        s.pending.map(|p| p.micro),
+                        s.pending.map(|p| p.ts_ms)
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Sums of one entity's aggregates of `window` with start in `[from_ms, to_ms)`.
+    pub fn sums(
+        &self,
+        acct: &Accountant,
+        window: WindowKind,
+        entity: Entity,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Sums, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT metric, SUM(amount_micro) FROM aggregates
+                 WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5
+                 GROUP BY metric",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![window.name(), entity.level(), acct.entity_id(entity), from_ms, to_ms],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut sums = Sums::default();
+        for row in rows {
+            let (name, micro) = row.map_err(|e| self.err(e))?;
+            if let Some(m) = Metric::parse(&name) {
+                sums.add(m, micro);
+            }
+        }
+        Ok(sums)
+    }
+
+    /// Number of recorded counter events of a kind (for reports and tests).
+    pub fn event_count(&self, kind: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM counter_events WHERE kind = ?1", [kind], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn reading_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes what is older than the retention allows. Returns the rows deleted.
+    pub fn apply_retention(&self, retention: &Retention, now_ms: i64) -> Result<usize, StoreError> {
+        let day_ms: i64 = 86_400_000;
+        let cutoff = |days: u32| now_ms - days as i64 * day_ms;
+        let mut deleted = 0;
+        if retention.readings_days > 0 {
+            deleted += self
+                .conn
+                .execute("DELETE FROM readings WHERE ts_ms < ?1", [cutoff(retention.readings_days)])
+                .map_err(|e| self.err(e))?;
+        }
+        if retention.events_days > 0 {
+            deleted += self
+                .conn
+                .execute("DELETE FROM counter_events WHERE ts_ms < ?1", [cutoff(retention.events_days)])
+                .map_err(|e| self.err(e))?;
+        }
+        for (window, days) in [
+            (WindowKind::Minute, retention.minute_days),
+            (WindowKind::QuarterHour, retention.quarter_hour_days),
+            (WindowKind::Hour, retention.hour_days),
+        ] {
+            if days > 0 {
+                deleted += self
+                    .conn
+                    .execute(
+                        "DELETE FROM aggregates WHERE window = ?1 AND start_ms < ?2",
+                        params![window.name(), cutoff(days)],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(deleted)
+    }
+}
