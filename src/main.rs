@@ -265,6 +265,12 @@ fn replay_cmd(
     if !events.is_empty() {
         println!("counter events: {}", events.join(", "));
     }
+    let stale = summary.events.get("duplicate").unwrap_or(&0) + summary.events.get("out_of_order").unwrap_or(&0);
+    if stale > 0 {
+        println!(
+            "note: {stale} readings were at or before their channel's last accounted reading in this store (already accounted, or out of order): they add nothing"
+        );
+    }
     let (Some(first), Some(last)) = (summary.first_ts_ms, summary.last_ts_ms) else {
         println!("no readings accounted");
         return Ok(if summary.rejected_total() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS });

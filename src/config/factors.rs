@@ -108,7 +108,8 @@ const fn d(
 
 use FactorKind::{Co2, Tce};
 
-const GB32151: &str = "GB/T 32150/32151-style default: emission factor = NCV x carbon content x oxidation x 44/12";
+const GB32151: &str =
+    "GB/T 32150/32151-style default: emission factor = NCV x carbon content x oxidation x 44/12 (conf C)";
 
 /// Fixed defaults (the grid factors depend on region and year; see `grid_defaults`).
 const DEFAULTS: &[Default] = &[
@@ -218,7 +219,8 @@ pub fn per_base(kind: FactorKind, per: Dimension, value: f64, unit: &str) -> Res
     if unit.dimension != per {
         return Err(expected(kind, per));
     }
-    Ok(value * numerator_kg / unit.to_base)
+    // Scale first, so that tCO2/MWh (1000/1000) leaves the figure exactly as written.
+    Ok(value * (numerator_kg / unit.to_base))
 }
 
 fn expected(kind: FactorKind, per: Dimension) -> String {
@@ -239,7 +241,8 @@ mod tests {
     #[test]
     fn factor_units_convert_to_base() {
         // 0.11 tCO2/GJ = 110 kgCO2/GJ
-        assert_eq!(per_base(Co2, Dimension::Heat, 0.11, "tCO2/GJ").unwrap(), 110.0);
+        let heat_co2 = per_base(Co2, Dimension::Heat, 0.11, "tCO2/GJ").unwrap();
+        assert!((heat_co2 - 110.0).abs() < 1e-9);
         // 0.03412 kgce/MJ = 34.12 kgce/GJ
         let heat = per_base(Tce, Dimension::Heat, 0.03412, "kgce/MJ").unwrap();
         assert!((heat - 34.12).abs() < 1e-12);
