@@ -1,0 +1,257 @@
+//! Hand-computed accounting: the arithmetic is written out beside each assertion.
+
+mod common;
+
+use common::*;
+use ecogate::accounting::indicators::{derive, HydrogenClass, OutputSource, Period};
+use ecogate::accounting::ledger::Entity;
+use ecogate::accounting::metric::{Metric, Sums};
+use ecogate::accounting::window::WindowKind;
+use ecogate::config::FirmStats;
+use ecogate::report;
+
+fn close(actual: f64, expected: f64) {
+    assert!((actual - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{actual} != {expected}");
+}
+
+#[test]
+fn a_day_of_grid_pv_and_gas_gives_exact_co2_and_tce() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(FACTORY);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    // Baselines at local midnight 2022-06-01 (16:00Z the day before), closing readings at 23:59.
+    let day_start = "2022-05-31T16:00:00Z";
+    let day_end = "2022-06-01T15:59:00Z";
+    p.ingest(&[
+        reading("grid", "import", 40_000.0, "kWh", day_start),
+        reading("grid", "export", 10.0, "kWh", day_start),
+        reading("pv", "gen", 7_000.0, "kWh", day_start),
+        reading("gas", "vol", 500.0, "Nm3", day_start),
+        reading("line", "pcs", 1_000.0, "pcs", day_start),
+    ])
+    .unwrap();
+    // 12,000 kWh imported, 3,000 kWh PV all self-consumed (export unchanged), 1,000 Nm3 gas,
+    // 400 pieces made.
+    let batch = p
+        .ingest(&[
+            reading("grid", "import", 52_000.0, "kWh", day_end),
+            reading("grid", "export", 10.0, "kWh", day_end),
+            reading("pv", "gen", 10_000.0, "kWh", day_end),
+            reading("gas", "vol", 1_500.0, "Nm3", day_end),
+            reading("line", "pcs", 1_400.0, "pcs", day_end),
+        ])
+        .unwrap();
+    assert!(batch.rejections.is_empty());
+    let day = p
+        .store()
+        .sums(p.accountant(), WindowKind::Day, Entity::Firm(0), ts(day_start), ts(day_start) + 86_400_000)
+        .unwrap();
+    assert_eq!(day.get(Metric::GridImportKwh), 12_000.0);
+    assert_eq!(day.get(Metric::PvSelfConsumedKwh), 3_000.0);
+    // Electricity consumed = 12,000 + 3,000 - 0 = 15,000 kWh.
+    assert_eq!(day.get(Metric::ElectricityConsumedKwh), 15_000.0);
+    // Scope 2 location = 12,000 kWh x 0.5366 kg/kWh (2022 national) = 6,439.2 kg.
+    assert_eq!(day.get(Metric::Co2Scope2LocationKg), 6_439.2);
+    // Market gross = 12,000 x 0.5856 (2022 residual) = 7,027.2 kg.
+    assert_eq!(day.get(Metric::Co2Scope2MarketGrossKg), 7_027.2);
+    // Scope 1 = 1,000 Nm3 x 2.162 kg/Nm3 = 2,162 kg.
+    assert_eq!(day.get(Metric::Co2Scope1Kg), 2_162.0);
+    // tce equivalent = 15,000 x 0.1229 + 1,000 x 1.2143 = 1,843.5 + 1,214.3 = 3,057.8 kgce.
+    assert_eq!(day.get(Metric::EnergyEquivalentKgce), 3_057.8);
+    // Coal-consumption value = 15,000 x 0.404 + 1,214.3 = 6,060 + 1,214.3 = 7,274.3 kgce.
+    assert_eq!(day.get(Metric::EnergyCoalConsumptionKgce), 7_274.3);
+    // Output = 400 pieces x 250 CNY = 100,000 CNY.
+    assert_eq!(day.get(Metric::OutputCny), 100_000.0);
+
+    let period = Period { days: 1.0, year_days: 365.0, whole_year_holdings: false };
+    let i = report::firm_indicators(&cfg, 0, &day, period);
+    // Total CO2 = 2.162 + 6.4392 = 8.6012 t.
+    close(i.co2_total_t, 8.6012);
+    close(i.energy_equivalent_tce, 3.0578);
+    assert_eq!(i.output_source, OutputSource::Counters);
+    // Output per mu = 100,000 / 50 = 2,000 CNY; annualised x 365 = 730,000 CNY/mu.
+    close(i.output_per_mu_cny.unwrap(), 2_000.0);
+    close(i.output_per_mu_annualised_cny.unwrap(), 730_000.0);
+    // Carbon intensity = 8.6012 t / (100,000 / 10,000) = 0.86012 tCO2 per 10k CNY.
+    close(i.carbon_intensity_tco2_per_10k_cny.unwrap(), 0.86012);
+    // Energy intensity = 3.0578 / 10 = 0.30578 tce per 10k CNY.
+    close(i.energy_intensity_tce_per_10k_cny.unwrap(), 0.30578);
+    // Green share = 3,000 PV / 15,000 consumed = 0.2.
+    close(i.green_share.unwrap(), 0.2);
+    // Market-based Scope 2 with no green power equals the gross: 7.0272 t.
+    close(i.co2_scope2_market_t, 7.0272);
+
+    // The park level holds the same sums (one firm); the hour of the closing reading holds all
+    // of the day's deltas, since a delta is attributed at the reading that reveals it.
+    let park = p
+        .store()
+        .sums(p.accountant(), WindowKind::Year, Entity::Park, 0, i64::MAX)
+        .unwrap();
+    assert_eq!(park, day);
+    let hour = p
+        .store()
+        .sums(p.accountant(), WindowKind::Hour, Entity::Firm(0), ts("2022-06-01T15:00:00Z"), ts("2022-06-01T16:00:00Z"))
+        .unwrap();
+    assert_eq!(hour, day);
+}
+
+#[test]
+fn green_certificates_and_green_power_net_market_based_scope2_only() {
+    let mut sums = Sums::default();
+    // 12,000 kWh grid at 0.5856 residual = 7,027.2 kg market gross; location 6,439.2 kg.
+    sums.add(Metric::GridImportKwh, 12_000_000_000);
+    sums.add(Metric::ElectricityConsumedKwh, 12_000_000_000);
+    sums.add(Metric::Co2Scope2MarketGrossKg, 7_027_200_000);
+    sums.add(Metric::Co2Scope2LocationKg, 6_439_200_000);
+    sums.add(Metric::GreenPowerKwh, 2_000_000_000);
+    let stats = FirmStats { green_certificates: Some(5.0), ..Default::default() };
+    let owner = ecogate::accounting::indicators::Owner { land_mu: 10.0, stats: &stats };
+    let year = Period { days: 365.0, year_days: 365.0, whole_year_holdings: true };
+    let i = derive(&sums, year, Some(owner), 0.5856);
+    // Green = 2,000 kWh contract + 5 GEC x 1,000 kWh = 7,000 kWh.
+    close(i.green_electricity_kwh, 7_000.0);
+    // Market = 7,027.2 - 7,000 x 0.5856 = 7,027.2 - 4,099.2 = 2,928 kg = 2.928 t.
+    close(i.co2_scope2_market_t, 2.928);
+    // Location-based is untouched: 6.4392 t.
+    close(i.co2_scope2_location_t, 6.4392);
+    // Green share 7,000 / 12,000.
+    close(i.green_share.unwrap(), 7_000.0 / 12_000.0);
+    // Outside a year-level figure the certificates do not apply: only the 2,000 kWh contract.
+    let month = Period { days: 30.0, year_days: 365.0, whole_year_holdings: false };
+    let m = derive(&sums, month, Some(owner), 0.5856);
+    close(m.green_electricity_kwh, 2_000.0);
+    // Certificates beyond the grid import cannot make emissions negative.
+    let big = FirmStats { green_certificates: Some(100.0), ..Default::default() };
+    let b = derive(&sums, year, Some(ecogate::accounting::indicators::Owner { land_mu: 10.0, stats: &big }), 0.5856);
+    close(b.co2_scope2_market_t, 0.0);
+}
+
+#[test]
+fn hydrogen_classes_at_the_exact_boundaries() {
+    let at = |co2_kg_micro: i64, h2_kg_micro: i64| {
+        let mut s = Sums::default();
+        s.add(Metric::Co2Scope1Kg, co2_kg_micro);
+        s.add(Metric::HydrogenProducedKg, h2_kg_micro);
+        let period = Period { days: 1.0, year_days: 365.0, whole_year_holdings: false };
+        derive(&s, period, None, 0.0).hydrogen.unwrap()
+    };
+    // 49 kg CO2 / 10 kg H2 = 4.9 exactly: clean.
+    let h = at(49_000_000, 10_000_000);
+    assert_eq!(h.kgco2_per_kg, Some(4.9));
+    assert_eq!(h.class, Some(HydrogenClass::Clean));
+    // 49.001 / 10 = 4.9001: low-carbon.
+    assert_eq!(at(49_001_000, 10_000_000).class, Some(HydrogenClass::LowCarbon));
+    // 145.1 / 10 = 14.51 exactly: low-carbon (inclusive).
+    assert_eq!(at(145_100_000, 10_000_000).class, Some(HydrogenClass::LowCarbon));
+    // 145.2 / 10 = 14.52: conventional.
+    assert_eq!(at(145_200_000, 10_000_000).class, Some(HydrogenClass::Conventional));
+    assert_eq!(HydrogenClass::classify(4.9), HydrogenClass::Clean);
+    assert_eq!(HydrogenClass::classify(14.51), HydrogenClass::LowCarbon);
+}
+
+#[test]
+fn electrolyser_intensity_counts_grid_but_not_onsite_pv() {
+    let text = r#"
+[park]
+name = "H2 Park"
+grid_factor_year = 2022
+
+[[firms]]
+id = "h2co"
+name = "H2 Co"
+land_mu = 10
+
+[[sites]]
+id = "ely"
+firm = "h2co"
+kind = "hydrogen_site"
+
+[[meters]]
+id = "m"
+site = "ely"
+channels = [
+  { id = "grid", carrier = "grid_import", kind = "counter", unit = "kWh", max_rate_per_hour = 5000 },
+  { id = "pv", carrier = "pv_generation", kind = "counter", unit = "kWh", max_rate_per_hour = 5000 },
+  { id = "h2", carrier = "hydrogen_produced", kind = "counter", unit = "kg", max_rate_per_hour = 100 },
+]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(text);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    p.ingest(&[
+        reading("m", "grid", 0.0, "kWh", "2022-03-01T00:00:00Z"),
+        reading("m", "pv", 0.0, "kWh", "2022-03-01T00:00:00Z"),
+        reading("m", "h2", 0.0, "kg", "2022-03-01T00:00:00Z"),
+    ])
+    .unwrap();
+    // One hour: 400 kWh grid + 150 kWh PV = 550 kWh for 10 kg H2.
+    p.ingest(&[
+        reading("m", "grid", 400.0, "kWh", "2022-03-01T01:00:00Z"),
+        reading("m", "pv", 150.0, "kWh", "2022-03-01T01:00:00Z"),
+        reading("m", "h2", 10.0, "kg", "2022-03-01T01:00:00Z"),
+    ])
+    .unwrap();
+    let sums = p.store().sums(p.accountant(), WindowKind::Day, Entity::Site(0), 0, i64::MAX).unwrap();
+    let period = Period { days: 1.0 / 24.0, year_days: 365.0, whole_year_holdings: false };
+    let h = derive(&sums, period, None, 0.5856).hydrogen.unwrap();
+    // 550 kWh / 10 kg = 55 kWh/kg.
+    close(h.kwh_per_kg.unwrap(), 55.0);
+    // 400 kWh x 0.5366 = 214.64 kg CO2 / 10 kg = 21.464 kgCO2e/kg (PV counts zero): conventional.
+    close(h.kgco2_per_kg.unwrap(), 21.464);
+    assert_eq!(h.class, Some(HydrogenClass::Conventional));
+}
+
+#[test]
+fn units_are_normalised_on_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(FACTORY);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    // The channel is configured in kWh; the source reports Wh, then MWh.
+    p.ingest(&[reading("grid", "import", 1_000_000.0, "Wh", "2024-01-01T00:00:00Z")]).unwrap();
+    p.ingest(&[reading("grid", "import", 1.25, "MWh", "2024-01-01T00:15:00Z")]).unwrap();
+    let sums = p.store().sums(p.accountant(), WindowKind::Year, Entity::Meter(0), 0, i64::MAX).unwrap();
+    // 1,000,000 Wh = 1,000 kWh; 1.25 MWh = 1,250 kWh: 250 kWh consumed.
+    assert_eq!(sums.get(Metric::GridImportKwh), 250.0);
+    // A unit of the wrong kind is refused, by reason.
+    let b = p.ingest(&[reading("grid", "import", 5.0, "Nm3", "2024-01-01T00:30:00Z")]).unwrap();
+    assert_eq!(b.rejections.len(), 1);
+    assert_eq!(b.rejections[0].reason.name(), "unit_mismatch");
+    assert_eq!(p.metrics().rejected(ecogate::accounting::ledger::RejectReason::UnitMismatch), 1);
+}
+
+#[test]
+fn integrated_gauge_adds_energy_and_records_gaps() {
+    let text = r#"
+[park]
+name = "P"
+grid_factor_year = 2022
+[[firms]]
+id = "f"
+name = "F"
+land_mu = 1
+[[sites]]
+id = "s"
+firm = "f"
+kind = "factory"
+[[meters]]
+id = "m"
+site = "s"
+channels = [{ id = "p", carrier = "grid_import", kind = "gauge", unit = "kW", integrate = true }]
+[accounting]
+gauge_max_gap_s = 600
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(text);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    p.ingest(&[
+        reading("m", "p", 100.0, "kW", "2024-01-01T00:00:00Z"),
+        reading("m", "p", 300.0, "kW", "2024-01-01T00:06:00Z"),
+        // 30 minutes later: beyond the 600 s gap limit, not integrated, recorded.
+        reading("m", "p", 300.0, "kW", "2024-01-01T00:36:00Z"),
+    ])
+    .unwrap();
+    let sums = p.store().sums(p.accountant(), WindowKind::Year, Entity::Meter(0), 0, i64::MAX).unwrap();
+    // Trapezoid: (100 + 300) / 2 kW x 0.1 h = 20 kWh.
+    assert_eq!(sums.get(Metric::GridImportKwh), 20.0);
+    assert_eq!(p.store().event_count("gauge_gap").unwrap(), 1);
+}
