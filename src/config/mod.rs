@@ -570,7 +570,7 @@ impl Validator<'_> {
             }
         }
         let kind = if is_counter {
-            if carrier.is_none() {
+            if c.carrier.is_none() {
                 self.err(&c.id, format!("{key}.carrier"), "a counter needs a carrier: what does it count?");
             }
             if let Some(i) = &c.integrate {
@@ -604,7 +604,7 @@ impl Validator<'_> {
             if let Some(r) = &c.max_rate_per_hour {
                 self.err(r, format!("{key}.max_rate_per_hour"), "only counters have a maximum rate");
             }
-            if integrate && carrier.is_none() {
+            if integrate && c.carrier.is_none() {
                 self.err(&c.id, format!("{key}.carrier"), "an integrated gauge needs a carrier to add its energy to");
             }
             ChannelKind::Gauge { integrate }
