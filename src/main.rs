@@ -18,7 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "ecogate", version, about = "Energy-meter gateway: meter counters to energy, standard coal and CO2 per meter, site, firm and park")]
+#[command(
+    name = "ecogate",
+    version,
+    about = "Energy-meter gateway: meter counters to energy, standard coal and CO2 per meter, site, firm and park"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +93,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(Failure::Config(e)) => {
             eprintln!("{e}");
-            eprintln!("ecogate: the configuration is not valid ({} problem(s))", e.errors.len());
+            eprintln!(
+                "ecogate: the configuration is not valid ({} problem(s))",
+                e.errors.len()
+            );
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
@@ -124,10 +131,28 @@ fn summary(c: &Config) -> String {
         "park {} ({}), grid region {}, factor year {}",
         c.park.name, c.park.timezone, c.park.grid_region, c.park.grid_factor_year
     );
-    let _ = writeln!(out, "{} firms, {} sites, {} meters, {} channels", c.firms.len(), c.sites.len(), c.meters.len(), channels);
+    let _ = writeln!(
+        out,
+        "{} firms, {} sites, {} meters, {} channels",
+        c.firms.len(),
+        c.sites.len(),
+        c.meters.len(),
+        channels
+    );
     for f in &c.firms {
-        let sites = c.sites.iter().filter(|s| c.firm_index(&f.id) == Some(s.firm)).count();
-        let _ = writeln!(out, "  firm {} ({}): {} mu, {} site(s)", f.id, f.name, report::num(f.land_mu, 2), sites);
+        let sites = c
+            .sites
+            .iter()
+            .filter(|s| c.firm_index(&f.id) == Some(s.firm))
+            .count();
+        let _ = writeln!(
+            out,
+            "  firm {} ({}): {} mu, {} site(s)",
+            f.id,
+            f.name,
+            report::num(f.land_mu, 2),
+            sites
+        );
     }
     let _ = writeln!(out, "factors in force:");
     for (section, table) in [("co2", &c.factors.co2), ("tce", &c.factors.tce)] {
@@ -209,7 +234,10 @@ fn replay_cmd(
     let config = Arc::new(config);
     let tz = config.park.timezone;
     let format = format.unwrap_or_else(|| {
-        if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        if input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
             Format::Csv
         } else {
             Format::Lp
@@ -217,12 +245,14 @@ fn replay_cmd(
     });
     let (rows, errors) = match format {
         Format::Csv => {
-            let file = std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+            let file = std::fs::File::open(input)
+                .with_context(|| format!("cannot open {}", input.display()))?;
             replay::csv::parse(std::io::BufReader::new(file), tz)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?
         }
         Format::Lp => {
-            let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
+            let text = std::fs::read_to_string(input)
+                .with_context(|| format!("cannot read {}", input.display()))?;
             let cfg = config.clone();
             let unit_of = move |meter: &str, channel: &str| {
                 cfg.meters
@@ -231,7 +261,12 @@ fn replay_cmd(
                     .and_then(|m| m.channels.iter().find(|c| c.id == channel))
                     .map(|c| c.unit)
             };
-            replay::line_protocol::parse(&text, precision, chrono::Utc::now().timestamp_millis(), unit_of)
+            replay::line_protocol::parse(
+                &text,
+                precision,
+                chrono::Utc::now().timestamp_millis(),
+                unit_of,
+            )
         }
     };
     let store_path = store.unwrap_or_else(|| config.store.path.clone());
@@ -239,10 +274,19 @@ fn replay_cmd(
     let summary = replay::run(&mut pipeline, rows, errors).context("replay")?;
 
     for e in summary.rejections.iter().take(50) {
-        eprintln!("{}:{}: {}: {}", input.display(), e.line, e.reason, e.message);
+        eprintln!(
+            "{}:{}: {}: {}",
+            input.display(),
+            e.line,
+            e.reason,
+            e.message
+        );
     }
     if summary.rejections.len() > 50 {
-        eprintln!("... and {} more refused rows", summary.rejections.len() - 50);
+        eprintln!(
+            "... and {} more refused rows",
+            summary.rejections.len() - 50
+        );
     }
     println!(
         "replayed {}: {} rows, {} accepted, {} rejected{}",
@@ -255,7 +299,12 @@ fn replay_cmd(
         } else {
             format!(
                 " ({})",
-                summary.rejected.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ")
+                summary
+                    .rejected
+                    .iter()
+                    .map(|(r, n)| format!("{r}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );
@@ -265,7 +314,8 @@ fn replay_cmd(
     if !events.is_empty() {
         println!("counter events: {}", events.join(", "));
     }
-    let stale = summary.events.get("duplicate").unwrap_or(&0) + summary.events.get("out_of_order").unwrap_or(&0);
+    let stale = summary.events.get("duplicate").unwrap_or(&0)
+        + summary.events.get("out_of_order").unwrap_or(&0);
     if stale > 0 {
         println!(
             "note: {stale} readings were at or before their channel's last accounted reading in this store (already accounted, or out of order): they add nothing"
@@ -273,7 +323,11 @@ fn replay_cmd(
     }
     let (Some(first), Some(last)) = (summary.first_ts_ms, summary.last_ts_ms) else {
         println!("no readings accounted");
-        return Ok(if summary.rejected_total() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS });
+        return Ok(if summary.rejected_total() > 0 {
+            ExitCode::from(3)
+        } else {
+            ExitCode::SUCCESS
+        });
     };
     let year_days = year_progress(first, tz).map_or(365.0, |(len, _)| len);
     let days = ((last - first) as f64 / 86_400_000.0).max(1.0 / 1440.0);
@@ -290,11 +344,19 @@ fn replay_cmd(
         store_path.display()
     );
     print!("{}", report::render(&config, &summary.totals, period));
-    Ok(if summary.rejected_total() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if summary.rejected_total() > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn fmt_ts(ts_ms: i64, tz: chrono_tz::Tz) -> String {
     chrono::DateTime::from_timestamp_millis(ts_ms)
-        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())
+        .map(|t| {
+            t.with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        })
         .unwrap_or_else(|| ts_ms.to_string())
 }

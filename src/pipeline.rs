@@ -26,7 +26,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Opens the store and reloads the counter baselines from it.
-    pub fn open(config: Arc<Config>, store: Store, metrics: Arc<Metrics>) -> Result<Pipeline, StoreError> {
+    pub fn open(
+        config: Arc<Config>,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pipeline, StoreError> {
         let mut accountant = Accountant::new(config);
         let states = store.load_states(&accountant)?;
         tracing::info!(channels = states.len(), store = %store.path().display(), "counter baselines loaded");
@@ -59,7 +63,9 @@ impl Pipeline {
             self.metrics.store_commit_errors.inc();
             return Err(e);
         }
-        self.metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.metrics.store_commits.inc();
         self.accountant.apply(&batch);
         self.metrics.observe(&batch);
@@ -143,7 +149,9 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
             let mut last_retention = Instant::now() - Duration::from_secs(3600);
             let mut open = true;
             while open {
-                let Some(first) = rx.blocking_recv() else { break };
+                let Some(first) = rx.blocking_recv() else {
+                    break;
+                };
                 let deadline = Instant::now() + interval;
                 let mut readings = first.readings;
                 let mut acks: Vec<oneshot::Sender<()>> = first.ack.into_iter().collect();
@@ -172,7 +180,10 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 if last_retention.elapsed() >= Duration::from_secs(3600) {
                     last_retention = Instant::now();
                     let now_ms = chrono::Utc::now().timestamp_millis();
-                    match pipeline.store.apply_retention(&config.store.retention, now_ms) {
+                    match pipeline
+                        .store
+                        .apply_retention(&config.store.retention, now_ms)
+                    {
                         Ok(n) => tracing::info!(deleted = n, "retention applied"),
                         Err(e) => tracing::error!("retention failed: {e}"),
                     }

@@ -19,7 +19,11 @@ pub fn num(x: f64, decimals: usize) -> String {
         }
         grouped.push(c);
     }
-    let sign = if x < 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') { "-" } else { "" };
+    let sign = if x < 0.0 && s.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        "-"
+    } else {
+        ""
+    };
     if frac.is_empty() {
         format!("{sign}{grouped}")
     } else {
@@ -28,11 +32,16 @@ pub fn num(x: f64, decimals: usize) -> String {
 }
 
 fn opt(x: Option<f64>, decimals: usize, suffix: &str) -> String {
-    x.map_or("n/a".to_string(), |v| format!("{}{suffix}", num(v, decimals)))
+    x.map_or("n/a".to_string(), |v| {
+        format!("{}{suffix}", num(v, decimals))
+    })
 }
 
 fn residual(config: &Config) -> f64 {
-    config.factors.co2_per_base("grid_market_residual").unwrap_or(0.0)
+    config
+        .factors
+        .co2_per_base("grid_market_residual")
+        .unwrap_or(0.0)
 }
 
 /// Indicators of one firm from its sums.
@@ -94,7 +103,11 @@ fn indicator_lines(out: &mut String, i: &Indicators, sums: &Sums) {
         num(i.co2_scope2_location_t, 4),
         num(i.co2_scope2_market_t, 4)
     );
-    let _ = writeln!(out, "    green share   {}", opt(i.green_share.map(|s| s * 100.0), 1, " %"));
+    let _ = writeln!(
+        out,
+        "    green share   {}",
+        opt(i.green_share.map(|s| s * 100.0), 1, " %")
+    );
 }
 
 /// The per-firm report for sums covering `period`, in configuration order, then the park.
@@ -110,7 +123,10 @@ pub fn render(config: &Config, totals: &HashMap<Entity, Sums>, period: Period) -
             firm.id,
             firm.name,
             num(firm.land_mu, 2),
-            firm.sector.as_deref().map(|s| format!(", sector {s}")).unwrap_or_default()
+            firm.sector
+                .as_deref()
+                .map(|s| format!(", sector {s}"))
+                .unwrap_or_default()
         );
         indicator_lines(&mut out, &i, &sums);
         let _ = writeln!(
@@ -128,7 +144,9 @@ pub fn render(config: &Config, totals: &HashMap<Entity, Sums>, period: Period) -
             opt(i.energy_intensity_tce_per_10k_cny, 4, "")
         );
         if let Some(threshold) = firm.stats.intensity_threshold_tco2_per_10k_cny {
-            let over = i.carbon_intensity_tco2_per_10k_cny.is_some_and(|x| x > threshold);
+            let over = i
+                .carbon_intensity_tco2_per_10k_cny
+                .is_some_and(|x| x > threshold);
             let _ = writeln!(
                 out,
                 "    threshold     {} tCO2 per 10,000 CNY: {}",
@@ -136,7 +154,12 @@ pub fn render(config: &Config, totals: &HashMap<Entity, Sums>, period: Period) -
                 if over { "ABOVE" } else { "within" }
             );
         }
-        for (si, site) in config.sites.iter().enumerate().filter(|(_, s)| s.firm == fi) {
+        for (si, site) in config
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.firm == fi)
+        {
             let site_sums = get(Entity::Site(si as u32));
             let si_ind = indicators::derive(&site_sums, period, None, residual(config));
             match site.kind {

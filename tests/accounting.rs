@@ -11,7 +11,10 @@ use ecogate::config::FirmStats;
 use ecogate::report;
 
 fn close(actual: f64, expected: f64) {
-    assert!((actual - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{actual} != {expected}");
+    assert!(
+        (actual - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+        "{actual} != {expected}"
+    );
 }
 
 #[test]
@@ -44,7 +47,13 @@ fn a_day_of_grid_pv_and_gas_gives_exact_co2_and_tce() {
     assert!(batch.rejections.is_empty());
     let day = p
         .store()
-        .sums(p.accountant(), WindowKind::Day, Entity::Firm(0), ts(day_start), ts(day_start) + 86_400_000)
+        .sums(
+            p.accountant(),
+            WindowKind::Day,
+            Entity::Firm(0),
+            ts(day_start),
+            ts(day_start) + 86_400_000,
+        )
         .unwrap();
     assert_eq!(day.get(Metric::GridImportKwh), 12_000.0);
     assert_eq!(day.get(Metric::PvSelfConsumedKwh), 3_000.0);
@@ -63,7 +72,11 @@ fn a_day_of_grid_pv_and_gas_gives_exact_co2_and_tce() {
     // Output = 400 pieces x 250 CNY = 100,000 CNY.
     assert_eq!(day.get(Metric::OutputCny), 100_000.0);
 
-    let period = Period { days: 1.0, year_days: 365.0, whole_year_holdings: false };
+    let period = Period {
+        days: 1.0,
+        year_days: 365.0,
+        whole_year_holdings: false,
+    };
     let i = report::firm_indicators(&cfg, 0, &day, period);
     // Total CO2 = 2.162 + 6.4392 = 8.6012 t.
     close(i.co2_total_t, 8.6012);
@@ -90,7 +103,13 @@ fn a_day_of_grid_pv_and_gas_gives_exact_co2_and_tce() {
     assert_eq!(park, day);
     let hour = p
         .store()
-        .sums(p.accountant(), WindowKind::Hour, Entity::Firm(0), ts("2022-06-01T15:00:00Z"), ts("2022-06-01T16:00:00Z"))
+        .sums(
+            p.accountant(),
+            WindowKind::Hour,
+            Entity::Firm(0),
+            ts("2022-06-01T15:00:00Z"),
+            ts("2022-06-01T16:00:00Z"),
+        )
         .unwrap();
     assert_eq!(hour, day);
 }
@@ -104,9 +123,19 @@ fn green_certificates_and_green_power_net_market_based_scope2_only() {
     sums.add(Metric::Co2Scope2MarketGrossKg, 7_027_200_000);
     sums.add(Metric::Co2Scope2LocationKg, 6_439_200_000);
     sums.add(Metric::GreenPowerKwh, 2_000_000_000);
-    let stats = FirmStats { green_certificates: Some(5.0), ..Default::default() };
-    let owner = ecogate::accounting::indicators::Owner { land_mu: 10.0, stats: &stats };
-    let year = Period { days: 365.0, year_days: 365.0, whole_year_holdings: true };
+    let stats = FirmStats {
+        green_certificates: Some(5.0),
+        ..Default::default()
+    };
+    let owner = ecogate::accounting::indicators::Owner {
+        land_mu: 10.0,
+        stats: &stats,
+    };
+    let year = Period {
+        days: 365.0,
+        year_days: 365.0,
+        whole_year_holdings: true,
+    };
     let i = derive(&sums, year, Some(owner), 0.5856);
     // Green = 2,000 kWh contract + 5 GEC x 1,000 kWh = 7,000 kWh.
     close(i.green_electricity_kwh, 7_000.0);
@@ -117,12 +146,27 @@ fn green_certificates_and_green_power_net_market_based_scope2_only() {
     // Green share 7,000 / 12,000.
     close(i.green_share.unwrap(), 7_000.0 / 12_000.0);
     // Outside a year-level figure the certificates do not apply: only the 2,000 kWh contract.
-    let month = Period { days: 30.0, year_days: 365.0, whole_year_holdings: false };
+    let month = Period {
+        days: 30.0,
+        year_days: 365.0,
+        whole_year_holdings: false,
+    };
     let m = derive(&sums, month, Some(owner), 0.5856);
     close(m.green_electricity_kwh, 2_000.0);
     // Certificates beyond the grid import cannot make emissions negative.
-    let big = FirmStats { green_certificates: Some(100.0), ..Default::default() };
-    let b = derive(&sums, year, Some(ecogate::accounting::indicators::Owner { land_mu: 10.0, stats: &big }), 0.5856);
+    let big = FirmStats {
+        green_certificates: Some(100.0),
+        ..Default::default()
+    };
+    let b = derive(
+        &sums,
+        year,
+        Some(ecogate::accounting::indicators::Owner {
+            land_mu: 10.0,
+            stats: &big,
+        }),
+        0.5856,
+    );
     close(b.co2_scope2_market_t, 0.0);
 }
 
@@ -132,7 +176,11 @@ fn hydrogen_classes_at_the_exact_boundaries() {
         let mut s = Sums::default();
         s.add(Metric::Co2Scope1Kg, co2_kg_micro);
         s.add(Metric::HydrogenProducedKg, h2_kg_micro);
-        let period = Period { days: 1.0, year_days: 365.0, whole_year_holdings: false };
+        let period = Period {
+            days: 1.0,
+            year_days: 365.0,
+            whole_year_holdings: false,
+        };
         derive(&s, period, None, 0.0).hydrogen.unwrap()
     };
     // 49 kg CO2 / 10 kg H2 = 4.9 exactly: clean.
@@ -140,11 +188,20 @@ fn hydrogen_classes_at_the_exact_boundaries() {
     assert_eq!(h.kgco2_per_kg, Some(4.9));
     assert_eq!(h.class, Some(HydrogenClass::Clean));
     // 49.001 / 10 = 4.9001: low-carbon.
-    assert_eq!(at(49_001_000, 10_000_000).class, Some(HydrogenClass::LowCarbon));
+    assert_eq!(
+        at(49_001_000, 10_000_000).class,
+        Some(HydrogenClass::LowCarbon)
+    );
     // 145.1 / 10 = 14.51 exactly: low-carbon (inclusive).
-    assert_eq!(at(145_100_000, 10_000_000).class, Some(HydrogenClass::LowCarbon));
+    assert_eq!(
+        at(145_100_000, 10_000_000).class,
+        Some(HydrogenClass::LowCarbon)
+    );
     // 145.2 / 10 = 14.52: conventional.
-    assert_eq!(at(145_200_000, 10_000_000).class, Some(HydrogenClass::Conventional));
+    assert_eq!(
+        at(145_200_000, 10_000_000).class,
+        Some(HydrogenClass::Conventional)
+    );
     assert_eq!(HydrogenClass::classify(4.9), HydrogenClass::Clean);
     assert_eq!(HydrogenClass::classify(14.51), HydrogenClass::LowCarbon);
 }
@@ -191,8 +248,21 @@ channels = [
         reading("m", "h2", 10.0, "kg", "2022-03-01T01:00:00Z"),
     ])
     .unwrap();
-    let sums = p.store().sums(p.accountant(), WindowKind::Day, Entity::Site(0), 0, i64::MAX).unwrap();
-    let period = Period { days: 1.0 / 24.0, year_days: 365.0, whole_year_holdings: false };
+    let sums = p
+        .store()
+        .sums(
+            p.accountant(),
+            WindowKind::Day,
+            Entity::Site(0),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+    let period = Period {
+        days: 1.0 / 24.0,
+        year_days: 365.0,
+        whole_year_holdings: false,
+    };
     let h = derive(&sums, period, None, 0.5856).hydrogen.unwrap();
     // 550 kWh / 10 kg = 55 kWh/kg.
     close(h.kwh_per_kg.unwrap(), 55.0);
@@ -207,16 +277,51 @@ fn units_are_normalised_on_entry() {
     let cfg = config(FACTORY);
     let mut p = pipeline(&cfg, &store_path(&dir));
     // The channel is configured in kWh; the source reports Wh, then MWh.
-    p.ingest(&[reading("grid", "import", 1_000_000.0, "Wh", "2024-01-01T00:00:00Z")]).unwrap();
-    p.ingest(&[reading("grid", "import", 1.25, "MWh", "2024-01-01T00:15:00Z")]).unwrap();
-    let sums = p.store().sums(p.accountant(), WindowKind::Year, Entity::Meter(0), 0, i64::MAX).unwrap();
+    p.ingest(&[reading(
+        "grid",
+        "import",
+        1_000_000.0,
+        "Wh",
+        "2024-01-01T00:00:00Z",
+    )])
+    .unwrap();
+    p.ingest(&[reading(
+        "grid",
+        "import",
+        1.25,
+        "MWh",
+        "2024-01-01T00:15:00Z",
+    )])
+    .unwrap();
+    let sums = p
+        .store()
+        .sums(
+            p.accountant(),
+            WindowKind::Year,
+            Entity::Meter(0),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
     // 1,000,000 Wh = 1,000 kWh; 1.25 MWh = 1,250 kWh: 250 kWh consumed.
     assert_eq!(sums.get(Metric::GridImportKwh), 250.0);
     // A unit of the wrong kind is refused, by reason.
-    let b = p.ingest(&[reading("grid", "import", 5.0, "Nm3", "2024-01-01T00:30:00Z")]).unwrap();
+    let b = p
+        .ingest(&[reading(
+            "grid",
+            "import",
+            5.0,
+            "Nm3",
+            "2024-01-01T00:30:00Z",
+        )])
+        .unwrap();
     assert_eq!(b.rejections.len(), 1);
     assert_eq!(b.rejections[0].reason.name(), "unit_mismatch");
-    assert_eq!(p.metrics().rejected(ecogate::accounting::ledger::RejectReason::UnitMismatch), 1);
+    assert_eq!(
+        p.metrics()
+            .rejected(ecogate::accounting::ledger::RejectReason::UnitMismatch),
+        1
+    );
 }
 
 #[test]
@@ -250,7 +355,16 @@ gauge_max_gap_s = 600
         reading("m", "p", 300.0, "kW", "2024-01-01T00:36:00Z"),
     ])
     .unwrap();
-    let sums = p.store().sums(p.accountant(), WindowKind::Year, Entity::Meter(0), 0, i64::MAX).unwrap();
+    let sums = p
+        .store()
+        .sums(
+            p.accountant(),
+            WindowKind::Year,
+            Entity::Meter(0),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
     // Trapezoid: (100 + 300) / 2 kW x 0.1 h = 20 kWh.
     assert_eq!(sums.get(Metric::GridImportKwh), 20.0);
     assert_eq!(p.store().event_count("gauge_gap").unwrap(), 1);

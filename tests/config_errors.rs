@@ -30,23 +30,38 @@ fn the_example_configuration_is_valid() {
 fn site_naming_an_unknown_firm() {
     let text = format!("{HEAD}\n[[sites]]\nid = \"s1\"\nfirm = \"f2\"\nkind = \"factory\"\n");
     let e = errors(&text);
-    assert_eq!(e, "park.toml:11:8: sites[0].firm: unknown firm `f2`: no [[firms]] has this id");
+    assert_eq!(
+        e,
+        "park.toml:11:8: sites[0].firm: unknown firm `f2`: no [[firms]] has this id"
+    );
 }
 
 #[test]
 fn duplicate_ids() {
     let text = format!("{HEAD}\n[[firms]]\nid = \"f1\"\nname = \"G\"\nland_mu = 3\n");
     let e = errors(&text);
-    assert_eq!(e, "park.toml:10:6: firms[1].id: duplicate id `f1`: already used at firms[0].id");
+    assert_eq!(
+        e,
+        "park.toml:10:6: firms[1].id: duplicate id `f1`: already used at firms[0].id"
+    );
 }
 
 #[test]
 fn zero_negative_and_missing_land_area() {
     let e = errors("[park]\nname = \"P\"\n[[firms]]\nid = \"a\"\nname = \"A\"\nland_mu = 0\n[[firms]]\nid = \"b\"\nname = \"B\"\nland_m2 = -5\n[[firms]]\nid = \"c\"\nname = \"C\"\n");
     let lines: Vec<&str> = e.lines().collect();
-    assert_eq!(lines[0], "park.toml:6:11: firms[0].land_mu: must be a finite number > 0, got 0");
-    assert_eq!(lines[1], "park.toml:10:11: firms[1].land_m2: must be a finite number > 0, got -5");
-    assert_eq!(lines[2], "park.toml:12:6: firms[2].land_mu: missing land area: give land_mu (mu, 亩) or land_m2");
+    assert_eq!(
+        lines[0],
+        "park.toml:6:11: firms[0].land_mu: must be a finite number > 0, got 0"
+    );
+    assert_eq!(
+        lines[1],
+        "park.toml:10:11: firms[1].land_m2: must be a finite number > 0, got -5"
+    );
+    assert_eq!(
+        lines[2],
+        "park.toml:12:6: firms[2].land_mu: missing land area: give land_mu (mu, 亩) or land_m2"
+    );
 }
 
 fn meter(channel: &str) -> String {
@@ -55,14 +70,21 @@ fn meter(channel: &str) -> String {
 
 #[test]
 fn unit_that_does_not_fit_the_quantity() {
-    let e = errors(&meter(r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "Nm3", max_rate_per_hour = 10 }"#));
+    let e = errors(&meter(
+        r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "Nm3", max_rate_per_hour = 10 }"#,
+    ));
     assert_eq!(
         e,
         "park.toml:18:65: meters[0].channels[0].unit: unit `Nm3` (volume) does not fit carrier `grid_import` as a counter: use one of Wh, kWh, MWh"
     );
     // A power unit fits an energy carrier only as an integrated gauge.
-    let e = errors(&meter(r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "kW", max_rate_per_hour = 10 }"#));
-    assert!(e.contains("unit `kW` (power) does not fit carrier `grid_import` as a counter"), "{e}");
+    let e = errors(&meter(
+        r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "kW", max_rate_per_hour = 10 }"#,
+    ));
+    assert!(
+        e.contains("unit `kW` (power) does not fit carrier `grid_import` as a counter"),
+        "{e}"
+    );
     Config::parse(
         Path::new("park.toml"),
         &meter(r#"{ id = "c", carrier = "grid_import", kind = "gauge", unit = "kW", integrate = true }"#),
@@ -72,7 +94,9 @@ fn unit_that_does_not_fit_the_quantity() {
 
 #[test]
 fn carrier_with_no_factor() {
-    let e = errors(&meter(r#"{ id = "c", carrier = "steam", kind = "counter", unit = "t", max_rate_per_hour = 10 }"#));
+    let e = errors(&meter(
+        r#"{ id = "c", carrier = "steam", kind = "counter", unit = "t", max_rate_per_hour = 10 }"#,
+    ));
     assert_eq!(
         e,
         "park.toml:18:25: meters[0].channels[0].carrier: carrier `steam` needs the factor co2.steam, and ecogate ships none: add [factors.co2.steam] with value, unit, year and source"
@@ -100,15 +124,27 @@ fn grid_factor_missing_for_region_and_year() {
 #[test]
 fn unknown_key_is_a_typo_not_silence() {
     let e = errors("[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nlnad_mu = 3\n");
-    assert!(e.starts_with("park.toml:6:1: firms[0].lnad_mu: unknown field `lnad_mu`, expected one of"), "{e}");
+    assert!(
+        e.starts_with("park.toml:6:1: firms[0].lnad_mu: unknown field `lnad_mu`, expected one of"),
+        "{e}"
+    );
     let e = errors("[park]\nname = \"P\"\ntimezon = \"UTC\"\n");
-    assert!(e.starts_with("park.toml:3:1: park.timezon: unknown field `timezon`"), "{e}");
+    assert!(
+        e.starts_with("park.toml:3:1: park.timezon: unknown field `timezon`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_type_and_bad_toml() {
-    let e = errors("[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = \"ten\"\n");
-    assert!(e.starts_with("park.toml:6:11: firms[0].land_mu: invalid type: string \"ten\", expected f64"), "{e}");
+    let e =
+        errors("[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = \"ten\"\n");
+    assert!(
+        e.starts_with(
+            "park.toml:6:11: firms[0].land_mu: invalid type: string \"ten\", expected f64"
+        ),
+        "{e}"
+    );
     let e = errors("[park\nname = \"P\"\n");
     assert!(e.starts_with("park.toml:1:"), "{e}");
     assert!(e.contains("not valid TOML"), "{e}");
@@ -116,13 +152,30 @@ fn wrong_type_and_bad_toml() {
 
 #[test]
 fn counter_without_max_rate_and_unknown_names() {
-    let e = errors(&meter(r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "kWh" }"#));
-    assert!(e.contains("meters[0].channels[0].max_rate_per_hour: a counter needs max_rate_per_hour"), "{e}");
-    let e = errors(&meter(r#"{ id = "c", carrier = "electricity", kind = "counter", unit = "kWh", max_rate_per_hour = 1 }"#));
-    assert!(e.contains("park.toml:18:25: meters[0].channels[0].carrier: unknown carrier `electricity`"), "{e}");
-    let e = errors(&meter(r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "kWhh", max_rate_per_hour = 1 }"#));
-    assert!(e.contains("meters[0].channels[0].unit: unknown unit `kWhh`"), "{e}");
-    let e = errors(&format!("{HEAD}\n[[sites]]\nid = \"s\"\nfirm = \"f1\"\nkind = \"farm\"\n"));
+    let e = errors(&meter(
+        r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "kWh" }"#,
+    ));
+    assert!(
+        e.contains("meters[0].channels[0].max_rate_per_hour: a counter needs max_rate_per_hour"),
+        "{e}"
+    );
+    let e = errors(&meter(
+        r#"{ id = "c", carrier = "electricity", kind = "counter", unit = "kWh", max_rate_per_hour = 1 }"#,
+    ));
+    assert!(
+        e.contains("park.toml:18:25: meters[0].channels[0].carrier: unknown carrier `electricity`"),
+        "{e}"
+    );
+    let e = errors(&meter(
+        r#"{ id = "c", carrier = "grid_import", kind = "counter", unit = "kWhh", max_rate_per_hour = 1 }"#,
+    ));
+    assert!(
+        e.contains("meters[0].channels[0].unit: unknown unit `kWhh`"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{HEAD}\n[[sites]]\nid = \"s\"\nfirm = \"f1\"\nkind = \"farm\"\n"
+    ));
     assert!(e.contains("sites[0].kind: unknown site kind `farm`: expected one of factory, charging_station, hydrogen_site, pv, storage"), "{e}");
 }
 
@@ -131,12 +184,23 @@ fn factor_overrides_are_checked() {
     let e = errors(&format!("{HEAD}\n[factors.co2.grid_location]\nvalue = 0.6\nunit = \"kgCO2/Nm3\"\nyear = 2024\nsource = \"x\"\n"));
     assert!(e.contains("factors.co2.grid_location.unit: `kgCO2/Nm3`: the unit must be kgCO2 or tCO2 per a unit of energy (Wh, kWh, MWh)"), "{e}");
     let e = errors(&format!("{HEAD}\n[factors.co2.grid_locaton]\nvalue = 0.6\nunit = \"kgCO2/kWh\"\nyear = 2024\nsource = \"x\"\n"));
-    assert!(e.contains("factors.co2.grid_locaton: unknown factor `grid_locaton`"), "{e}");
+    assert!(
+        e.contains("factors.co2.grid_locaton: unknown factor `grid_locaton`"),
+        "{e}"
+    );
     let e = errors(&format!("{HEAD}\n[factors.tce.diesel]\nvalue = 1.4\nunit = \"kgce/kg\"\nyear = 2024\nsource = \" \"\n"));
-    assert!(e.contains("factors.tce.diesel.source: must name where the figure comes from"), "{e}");
+    assert!(
+        e.contains("factors.tce.diesel.source: must name where the figure comes from"),
+        "{e}"
+    );
     // An override without a year is refused by the parser, naming the key.
-    let e = errors(&format!("{HEAD}\n[factors.tce.diesel]\nvalue = 1.4\nunit = \"kgce/kg\"\nsource = \"s\"\n"));
-    assert!(e.contains("factors.tce.diesel: missing field `year`"), "{e}");
+    let e = errors(&format!(
+        "{HEAD}\n[factors.tce.diesel]\nvalue = 1.4\nunit = \"kgce/kg\"\nsource = \"s\"\n"
+    ));
+    assert!(
+        e.contains("factors.tce.diesel: missing field `year`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -11,7 +11,13 @@ use ecogate::pipeline::Pipeline;
 
 fn import_kwh(p: &Pipeline) -> f64 {
     p.store()
-        .sums(p.accountant(), WindowKind::Year, Entity::Meter(0), 0, i64::MAX)
+        .sums(
+            p.accountant(),
+            WindowKind::Year,
+            Entity::Meter(0),
+            0,
+            i64::MAX,
+        )
         .unwrap()
         .get(Metric::GridImportKwh)
 }
@@ -23,17 +29,18 @@ fn rollover_reset_replacement_and_spike_in_one_stream() {
     let mut p = pipeline(&cfg, &store_path(&dir));
     // grid.import: rollover at 100,000 kWh, at most 5,000 kWh/h.
     let stream = [
-        (99_900.0, "2024-01-01T00:00:00Z"), // baseline
-        (99_950.0, "2024-01-01T00:15:00Z"), // +50
-        (30.0, "2024-01-01T00:30:00Z"),     // rollover: +50 to 100,000, +30 = +80
+        (99_900.0, "2024-01-01T00:00:00Z"),    // baseline
+        (99_950.0, "2024-01-01T00:15:00Z"),    // +50
+        (30.0, "2024-01-01T00:30:00Z"),        // rollover: +50 to 100,000, +30 = +80
         (5_000_000.0, "2024-01-01T00:45:00Z"), // spike: quarantined
-        (100.0, "2024-01-01T01:00:00Z"),    // back in line with 30: +70, spike discarded
-        (2.0, "2024-01-01T01:15:00Z"),      // meter replaced, new one from zero: +2
-        (60_000.0, "2024-01-01T01:30:00Z"), // replaced again by a used meter at 60,000: held
-        (60_010.0, "2024-01-01T01:45:00Z"), // confirms the jump: +10 from 60,000
+        (100.0, "2024-01-01T01:00:00Z"),       // back in line with 30: +70, spike discarded
+        (2.0, "2024-01-01T01:15:00Z"),         // meter replaced, new one from zero: +2
+        (60_000.0, "2024-01-01T01:30:00Z"),    // replaced again by a used meter at 60,000: held
+        (60_010.0, "2024-01-01T01:45:00Z"),    // confirms the jump: +10 from 60,000
     ];
     for (kwh, at) in stream {
-        p.ingest(&[reading("grid", "import", kwh, "kWh", at)]).unwrap();
+        p.ingest(&[reading("grid", "import", kwh, "kWh", at)])
+            .unwrap();
     }
     // 50 + 80 + 70 + 2 + 10 = 212 kWh.
     assert_eq!(import_kwh(&p), 212.0);
@@ -62,7 +69,14 @@ fn duplicates_and_out_of_order_add_nothing_and_are_counted() {
     ])
     .unwrap();
     // A redelivery of the whole batch adds nothing either.
-    p.ingest(&[reading("grid", "import", 1_010.0, "kWh", "2024-01-01T00:15:00Z")]).unwrap();
+    p.ingest(&[reading(
+        "grid",
+        "import",
+        1_010.0,
+        "kWh",
+        "2024-01-01T00:15:00Z",
+    )])
+    .unwrap();
     assert_eq!(import_kwh(&p), 20.0);
     assert_eq!(p.metrics().events(EventKind::Duplicate), 1);
     assert_eq!(p.metrics().events(EventKind::OutOfOrder), 2);
@@ -75,13 +89,35 @@ fn restart_between_two_readings_attributes_the_outage_once() {
     let cfg = config(FACTORY);
     {
         let mut p = pipeline(&cfg, &path);
-        p.ingest(&[reading("grid", "import", 500.0, "kWh", "2024-01-01T00:00:00Z")]).unwrap();
-        p.ingest(&[reading("grid", "import", 510.0, "kWh", "2024-01-01T00:15:00Z")]).unwrap();
+        p.ingest(&[reading(
+            "grid",
+            "import",
+            500.0,
+            "kWh",
+            "2024-01-01T00:00:00Z",
+        )])
+        .unwrap();
+        p.ingest(&[reading(
+            "grid",
+            "import",
+            510.0,
+            "kWh",
+            "2024-01-01T00:15:00Z",
+        )])
+        .unwrap();
     } // the daemon stops; 3 hours pass
     let mut p = pipeline(&cfg, &path);
     // The first reading after restart carries the 3 h of consumption: 510 -> 2,010 = 1,500 kWh,
     // within 5,000 kWh/h x 3 h; attributed at this reading, not lost and not a new baseline.
-    let b = p.ingest(&[reading("grid", "import", 2_010.0, "kWh", "2024-01-01T03:15:00Z")]).unwrap();
+    let b = p
+        .ingest(&[reading(
+            "grid",
+            "import",
+            2_010.0,
+            "kWh",
+            "2024-01-01T03:15:00Z",
+        )])
+        .unwrap();
     assert_eq!(b.event_count(EventKind::Baseline), 0);
     assert_eq!(import_kwh(&p), 1_510.0);
     // Restarting again and replaying the same readings counts nothing twice.
@@ -97,7 +133,13 @@ fn restart_between_two_readings_attributes_the_outage_once() {
     // The outage's energy sits in the hour of the reading that revealed it (03:00-04:00 UTC).
     let hour = p
         .store()
-        .sums(p.accountant(), WindowKind::Hour, Entity::Meter(0), ts("2024-01-01T03:00:00Z"), ts("2024-01-01T04:00:00Z"))
+        .sums(
+            p.accountant(),
+            WindowKind::Hour,
+            Entity::Meter(0),
+            ts("2024-01-01T03:00:00Z"),
+            ts("2024-01-01T04:00:00Z"),
+        )
         .unwrap();
     assert_eq!(hour.get(Metric::GridImportKwh), 1_500.0);
 }
@@ -109,13 +151,34 @@ fn quarantine_pending_survives_a_restart() {
     let cfg = config(FACTORY);
     {
         let mut p = pipeline(&cfg, &path);
-        p.ingest(&[reading("grid", "import", 40_000.0, "kWh", "2024-01-01T00:00:00Z")]).unwrap();
+        p.ingest(&[reading(
+            "grid",
+            "import",
+            40_000.0,
+            "kWh",
+            "2024-01-01T00:00:00Z",
+        )])
+        .unwrap();
         // A used replacement meter at 7,000 kWh: held as pending.
-        p.ingest(&[reading("grid", "import", 7_000.0, "kWh", "2024-01-01T00:01:00Z")]).unwrap();
+        p.ingest(&[reading(
+            "grid",
+            "import",
+            7_000.0,
+            "kWh",
+            "2024-01-01T00:01:00Z",
+        )])
+        .unwrap();
     }
     let mut p = pipeline(&cfg, &path);
     // After restart the next reading confirms the pending jump: +5 kWh from 7,000.
-    p.ingest(&[reading("grid", "import", 7_005.0, "kWh", "2024-01-01T00:02:00Z")]).unwrap();
+    p.ingest(&[reading(
+        "grid",
+        "import",
+        7_005.0,
+        "kWh",
+        "2024-01-01T00:02:00Z",
+    )])
+    .unwrap();
     assert_eq!(import_kwh(&p), 5.0);
     assert_eq!(p.store().event_count("rebased").unwrap(), 1);
 }
@@ -138,12 +201,21 @@ fn bad_readings_are_refused_by_reason_and_lose_nothing_else() {
             reading("grid", "import", 1_008.0, "kWh", "2024-01-01T00:30:00Z"),
         ])
         .unwrap();
-    let reasons: Vec<_> = b.rejections.iter().map(|r| (r.index, r.reason.name())).collect();
+    let reasons: Vec<_> = b
+        .rejections
+        .iter()
+        .map(|r| (r.index, r.reason.name()))
+        .collect();
     assert_eq!(
         reasons,
-        vec![(1, "unknown_meter"), (2, "unknown_channel"), (3, "not_finite"), (4, "out_of_range"), (5, "bad_quality")]
+        vec![
+            (1, "unknown_meter"),
+            (2, "unknown_channel"),
+            (3, "not_finite"),
+            (4, "out_of_range"),
+            (5, "bad_quality")
+        ]
     );
     // The good readings around them are accounted: 1,000 -> 1,008 = 8 kWh.
     assert_eq!(import_kwh(&p), 8.0);
 }
-

@@ -5,7 +5,10 @@ mod common;
 use std::process::Command;
 
 fn ecogate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ecogate")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -18,12 +21,25 @@ fn shipped_sample_replays_cleanly_with_the_expected_totals() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s.db");
     let (code, out, err) = ecogate(&[
-        "replay", "--config", "config/ecogate.example.toml", "--input", "tests/data/sample.csv",
-        "--store", store.to_str().unwrap(),
+        "replay",
+        "--config",
+        "config/ecogate.example.toml",
+        "--input",
+        "tests/data/sample.csv",
+        "--store",
+        store.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("2510 rows, 2510 accepted, 0 rejected"), "{out}");
-    assert!(out.contains("counter events: baseline: 13, rollover: 1, quarantined: 1, glitch_discarded: 1"), "{out}");
+    assert!(
+        out.contains("2510 rows, 2510 accepted, 0 rejected"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "counter events: baseline: 13, rollover: 1, quarantined: 1, glitch_discarded: 1"
+        ),
+        "{out}"
+    );
 
     // Ground truth from the file itself: the factory's grid import is last - first of
     // hd-main/import, leaving out the one glitched row (the spike +1,000,000 kWh).
@@ -40,12 +56,23 @@ fn shipped_sample_replays_cleanly_with_the_expected_totals() {
 
     // Replaying the same file into the same store counts nothing twice.
     let (code, out, _) = ecogate(&[
-        "replay", "--config", "config/ecogate.example.toml", "--input", "tests/data/sample.csv",
-        "--store", store.to_str().unwrap(),
+        "replay",
+        "--config",
+        "config/ecogate.example.toml",
+        "--input",
+        "tests/data/sample.csv",
+        "--store",
+        store.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
-    assert!(out.contains("electricity   0.000 kWh consumed (grid 0.000 kWh"), "{out}");
-    assert!(out.contains("note: 2510 readings were at or before"), "{out}");
+    assert!(
+        out.contains("electricity   0.000 kWh consumed (grid 0.000 kWh"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: 2510 readings were at or before"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -67,13 +94,27 @@ fn bad_rows_are_reported_with_line_and_reason_and_the_rest_is_accounted() {
     .unwrap();
     let store = dir.path().join("s.db");
     let (code, out, err) = ecogate(&[
-        "replay", "--config", "config/ecogate.example.toml", "--input", input.to_str().unwrap(),
-        "--store", store.to_str().unwrap(),
+        "replay",
+        "--config",
+        "config/ecogate.example.toml",
+        "--input",
+        input.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
     ]);
     assert_eq!(code, 3, "{out}\n{err}");
     let path = input.display().to_string();
-    for (line, reason) in [(3, "bad_number"), (4, "bad_timestamp"), (5, "unknown_unit"), (6, "unknown_meter"), (7, "malformed_row")] {
-        assert!(err.contains(&format!("{path}:{line}: {reason}: ")), "line {line} {reason} missing in\n{err}");
+    for (line, reason) in [
+        (3, "bad_number"),
+        (4, "bad_timestamp"),
+        (5, "unknown_unit"),
+        (6, "unknown_meter"),
+        (7, "malformed_row"),
+    ] {
+        assert!(
+            err.contains(&format!("{path}:{line}: {reason}: ")),
+            "line {line} {reason} missing in\n{err}"
+        );
     }
     assert!(out.contains("8 rows, 3 accepted, 5 rejected (bad_number: 1, bad_timestamp: 1, malformed_row: 1, unknown_meter: 1, unknown_unit: 1)"), "{out}");
     // 1,000 kWh -> 1 MWh (= 1,000 kWh, no change) -> 1,012 kWh: 12 kWh accounted.
@@ -94,11 +135,19 @@ fn line_protocol_input() {
     .unwrap();
     let store = dir.path().join("s.db");
     let (code, out, err) = ecogate(&[
-        "replay", "--config", "config/ecogate.example.toml", "--input", input.to_str().unwrap(),
-        "--store", store.to_str().unwrap(),
+        "replay",
+        "--config",
+        "config/ecogate.example.toml",
+        "--input",
+        input.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
     ]);
     assert_eq!(code, 3, "{out}\n{err}");
-    assert!(err.contains(":3: bad_number: field `volume` is a string, not a number"), "{err}");
+    assert!(
+        err.contains(":3: bad_number: field `volume` is a string, not a number"),
+        "{err}"
+    );
     // 620.5 - 500 = 120.5 Nm3 of gas.
     assert!(out.contains("natural gas   120.500 Nm3"), "{out}");
 }
@@ -107,12 +156,24 @@ fn line_protocol_input() {
 fn check_prints_a_summary_and_fails_with_code_2_on_errors() {
     let (code, out, _) = ecogate(&["check", "--config", "config/ecogate.example.toml"]);
     assert_eq!(code, 0);
-    assert!(out.contains("3 firms, 3 sites, 10 meters, 14 channels"), "{out}");
-    assert!(out.contains("co2.grid_location = 0.5306 kgCO2/kWh (2023): MEE/NBS"), "{out}");
+    assert!(
+        out.contains("3 firms, 3 sites, 10 meters, 14 channels"),
+        "{out}"
+    );
+    assert!(
+        out.contains("co2.grid_location = 0.5306 kgCO2/kWh (2023): MEE/NBS"),
+        "{out}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[park]\nname = \"P\"\nnmae = \"x\"\n").unwrap();
     let (code, _, err) = ecogate(&["check", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains(&format!("{}:3:1: park.nmae: unknown field `nmae`", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3:1: park.nmae: unknown field `nmae`",
+            bad.display()
+        )),
+        "{err}"
+    );
 }

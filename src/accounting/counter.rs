@@ -60,7 +60,9 @@ pub enum Step {
     Duplicate,
     OutOfOrder,
     /// The reading is held as pending; `from` is the last accepted point.
-    Quarantined { from: Point },
+    Quarantined {
+        from: Point,
+    },
 }
 
 /// Highest plausible increase over `elapsed_ms`, at least one second's worth so that two
@@ -90,7 +92,11 @@ pub fn step(spec: &CounterSpec, state: &mut CounterState, p: Point) -> (Step, Op
     }
     if let Some(pending) = state.pending {
         if p.ts_ms <= pending.ts_ms {
-            let step = if p == pending { Step::Duplicate } else { Step::OutOfOrder };
+            let step = if p == pending {
+                Step::Duplicate
+            } else {
+                Step::OutOfOrder
+            };
             return (step, None);
         }
     }
@@ -146,9 +152,13 @@ pub fn step(spec: &CounterSpec, state: &mut CounterState, p: Point) -> (Step, Op
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GaugeStep {
     Started,
-    Integrated { delta_micro: i64 },
+    Integrated {
+        delta_micro: i64,
+    },
     /// Samples too far apart to integrate across: the energy in between is unknown, recorded.
-    Gap { from: Point },
+    Gap {
+        from: Point,
+    },
     Duplicate,
     OutOfOrder,
 }
@@ -242,14 +252,29 @@ mod tests {
     fn replacement_with_a_used_meter_is_quarantined_then_rebased() {
         // Old meter at 40,000; new one arrives reading 5,000 (not plausible from zero in a
         // minute), then 5,004: the jump is real, counting resumes from 5,000 (4 kWh).
-        let (steps, total) = run(&[(0, 40_000 * KWH), (MIN, 5_000 * KWH), (2 * MIN, 5_004 * KWH)]);
-        assert_eq!(steps[1], Step::Quarantined { from: Point { micro: 40_000 * KWH, ts_ms: 0 } });
+        let (steps, total) = run(&[
+            (0, 40_000 * KWH),
+            (MIN, 5_000 * KWH),
+            (2 * MIN, 5_004 * KWH),
+        ]);
+        assert_eq!(
+            steps[1],
+            Step::Quarantined {
+                from: Point {
+                    micro: 40_000 * KWH,
+                    ts_ms: 0
+                }
+            }
+        );
         assert_eq!(
             steps[2],
             Step::Delta {
                 delta_micro: 4 * KWH,
                 cause: DeltaCause::Rebased,
-                rebased_from: Some(Point { micro: 5_000 * KWH, ts_ms: MIN }),
+                rebased_from: Some(Point {
+                    micro: 5_000 * KWH,
+                    ts_ms: MIN
+                }),
             }
         );
         assert_eq!(total, 4 * KWH);
@@ -260,19 +285,50 @@ mod tests {
         // 1,000 -> 900,000 (bad read) -> 1,012 two minutes after the baseline (12 kWh, plausible).
         let mut state = CounterState::default();
         let s = spec();
-        step(&s, &mut state, Point { micro: 1_000 * KWH, ts_ms: 0 });
-        let (q, _) = step(&s, &mut state, Point { micro: 900_000 * KWH, ts_ms: MIN });
+        step(
+            &s,
+            &mut state,
+            Point {
+                micro: 1_000 * KWH,
+                ts_ms: 0,
+            },
+        );
+        let (q, _) = step(
+            &s,
+            &mut state,
+            Point {
+                micro: 900_000 * KWH,
+                ts_ms: MIN,
+            },
+        );
         assert!(matches!(q, Step::Quarantined { .. }));
-        let (d, glitch) = step(&s, &mut state, Point { micro: 1_012 * KWH, ts_ms: 2 * MIN });
+        let (d, glitch) = step(
+            &s,
+            &mut state,
+            Point {
+                micro: 1_012 * KWH,
+                ts_ms: 2 * MIN,
+            },
+        );
         assert_eq!(d, delta(12 * KWH, DeltaCause::Normal));
-        assert_eq!(glitch, Some(Point { micro: 900_000 * KWH, ts_ms: MIN }));
+        assert_eq!(
+            glitch,
+            Some(Point {
+                micro: 900_000 * KWH,
+                ts_ms: MIN
+            })
+        );
         assert_eq!(state.pending, None);
     }
 
     #[test]
     fn small_backstep_is_not_a_reset() {
         // A float register reading 12,345.6 then 12,345.5: not plausible from zero, so held.
-        let (steps, total) = run(&[(0, 12_345_600_000), (MIN, 12_345_500_000), (2 * MIN, 12_345_700_000)]);
+        let (steps, total) = run(&[
+            (0, 12_345_600_000),
+            (MIN, 12_345_500_000),
+            (2 * MIN, 12_345_700_000),
+        ]);
         assert!(matches!(steps[1], Step::Quarantined { .. }));
         assert_eq!(steps[2], delta(100_000, DeltaCause::Normal));
         assert_eq!(total, 100_000);
@@ -280,7 +336,12 @@ mod tests {
 
     #[test]
     fn duplicates_and_out_of_order_add_nothing() {
-        let (steps, total) = run(&[(2 * MIN, 100 * KWH), (2 * MIN, 100 * KWH), (MIN, 99 * KWH), (3 * MIN, 101 * KWH)]);
+        let (steps, total) = run(&[
+            (2 * MIN, 100 * KWH),
+            (2 * MIN, 100 * KWH),
+            (MIN, 99 * KWH),
+            (3 * MIN, 101 * KWH),
+        ]);
         assert_eq!(steps[1], Step::Duplicate);
         assert_eq!(steps[2], Step::OutOfOrder);
         assert_eq!(total, KWH);
@@ -298,13 +359,39 @@ mod tests {
     fn gauge_trapezoid_and_gap() {
         let mut state = CounterState::default();
         // 10 kW then 20 kW 6 minutes later: mean 15 kW x 0.1 h = 1.5 kWh.
-        assert_eq!(integrate(&mut state, Point { micro: 10 * KWH, ts_ms: 0 }, 10 * MIN), GaugeStep::Started);
         assert_eq!(
-            integrate(&mut state, Point { micro: 20 * KWH, ts_ms: 6 * MIN }, 10 * MIN),
-            GaugeStep::Integrated { delta_micro: 1_500_000 }
+            integrate(
+                &mut state,
+                Point {
+                    micro: 10 * KWH,
+                    ts_ms: 0
+                },
+                10 * MIN
+            ),
+            GaugeStep::Started
+        );
+        assert_eq!(
+            integrate(
+                &mut state,
+                Point {
+                    micro: 20 * KWH,
+                    ts_ms: 6 * MIN
+                },
+                10 * MIN
+            ),
+            GaugeStep::Integrated {
+                delta_micro: 1_500_000
+            }
         );
         assert!(matches!(
-            integrate(&mut state, Point { micro: 20 * KWH, ts_ms: 60 * MIN }, 10 * MIN),
+            integrate(
+                &mut state,
+                Point {
+                    micro: 20 * KWH,
+                    ts_ms: 60 * MIN
+                },
+                10 * MIN
+            ),
             GaugeStep::Gap { .. }
         ));
     }

@@ -127,7 +127,12 @@ pub struct Owner<'a> {
 
 /// Derives every indicator from sums over `period`. `residual_kg_per_kwh` is the market-based
 /// residual grid factor, used to net green electricity off market-based Scope 2.
-pub fn derive(sums: &Sums, period: Period, owner: Option<Owner<'_>>, residual_kg_per_kwh: f64) -> Indicators {
+pub fn derive(
+    sums: &Sums,
+    period: Period,
+    owner: Option<Owner<'_>>,
+    residual_kg_per_kwh: f64,
+) -> Indicators {
     let grid = sums.get(Metric::GridImportKwh);
     let consumed = sums.get(Metric::ElectricityConsumedKwh);
     let pv_self = sums.get(Metric::PvSelfConsumedKwh).max(0.0);
@@ -137,7 +142,8 @@ pub fn derive(sums: &Sums, period: Period, owner: Option<Owner<'_>>, residual_kg
     };
     // Green electricity can only cover grid electricity actually bought.
     let green_kwh = (sums.get(Metric::GreenPowerKwh) + certificates_kwh).min(grid.max(0.0));
-    let scope2_market_kg = sums.get(Metric::Co2Scope2MarketGrossKg) - green_kwh * residual_kg_per_kwh;
+    let scope2_market_kg =
+        sums.get(Metric::Co2Scope2MarketGrossKg) - green_kwh * residual_kg_per_kwh;
     let co2_scope1_t = sums.get(Metric::Co2Scope1Kg) / 1000.0;
     let co2_scope2_location_t = sums.get(Metric::Co2Scope2LocationKg) / 1000.0;
     let co2_total_t = co2_scope1_t + co2_scope2_location_t;
@@ -146,8 +152,13 @@ pub fn derive(sums: &Sums, period: Period, owner: Option<Owner<'_>>, residual_kg
     let counted_output = sums.get(Metric::OutputCny);
     let (output_cny, output_source) = if sums.micro(Metric::OutputCny) != 0 {
         (Some(counted_output), OutputSource::Counters)
-    } else if let Some(annual) = owner.and_then(|o| o.stats.output_value_cny.or(o.stats.revenue_cny)) {
-        (Some(annual * period.days / period.year_days), OutputSource::AnnualStatistics)
+    } else if let Some(annual) =
+        owner.and_then(|o| o.stats.output_value_cny.or(o.stats.revenue_cny))
+    {
+        (
+            Some(annual * period.days / period.year_days),
+            OutputSource::AnnualStatistics,
+        )
     } else {
         (None, OutputSource::None)
     };

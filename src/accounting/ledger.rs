@@ -233,7 +233,9 @@ impl Accountant {
             grid_location: f.co2_per_base("grid_location").unwrap_or(0.0),
             grid_residual: f.co2_per_base("grid_market_residual").unwrap_or(0.0),
             elec_equivalent: f.tce_per_base("electricity_equivalent").unwrap_or(0.0),
-            elec_coal: f.tce_per_base("electricity_coal_consumption").unwrap_or(0.0),
+            elec_coal: f
+                .tce_per_base("electricity_coal_consumption")
+                .unwrap_or(0.0),
         };
         let mut lookup = HashMap::new();
         let mut channels = Vec::new();
@@ -337,7 +339,13 @@ impl Accountant {
         batch
     }
 
-    fn reject(batch: &mut Batch, index: usize, reading: &Reading, reason: RejectReason, detail: String) {
+    fn reject(
+        batch: &mut Batch,
+        index: usize,
+        reading: &Reading,
+        reason: RejectReason,
+        detail: String,
+    ) {
         batch.rejections.push(Rejection {
             index,
             reason,
@@ -350,12 +358,27 @@ impl Accountant {
 
     fn process_one(&self, index: usize, reading: &Reading, batch: &mut Batch) {
         let Some((mi, chans)) = self.lookup.get(reading.meter.as_str()) else {
-            return Self::reject(batch, index, reading, RejectReason::UnknownMeter, "no meter with this id is configured".into());
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::UnknownMeter,
+                "no meter with this id is configured".into(),
+            );
         };
         let Some(ci) = chans.get(reading.channel.as_str()) else {
-            return Self::reject(batch, index, reading, RejectReason::UnknownChannel, "the meter has no channel with this id".into());
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::UnknownChannel,
+                "the meter has no channel with this id".into(),
+            );
         };
-        let r = ChannelRef { meter: *mi, channel: *ci };
+        let r = ChannelRef {
+            meter: *mi,
+            channel: *ci,
+        };
         let info = &self.channels[r.meter as usize][r.channel as usize];
         if reading.unit.dimension != info.unit.dimension {
             let detail = format!(
@@ -365,17 +388,41 @@ impl Accountant {
             return Self::reject(batch, index, reading, RejectReason::UnitMismatch, detail);
         }
         if reading.quality == Quality::Bad {
-            return Self::reject(batch, index, reading, RejectReason::BadQuality, "the source marked the value bad".into());
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::BadQuality,
+                "the source marked the value bad".into(),
+            );
         }
         if !reading.amount.is_finite() {
-            return Self::reject(batch, index, reading, RejectReason::NotFinite, format!("value {}", reading.amount));
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::NotFinite,
+                format!("value {}", reading.amount),
+            );
         }
         let base = reading.unit.to_base_amount(reading.amount);
         if base.abs() > MAX_BASE_AMOUNT {
-            return Self::reject(batch, index, reading, RejectReason::OutOfRange, format!("value {} {}", reading.amount, reading.unit));
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::OutOfRange,
+                format!("value {} {}", reading.amount, reading.unit),
+            );
         }
         let Some(local) = LocalTime::new(reading.ts_ms, self.config.park.timezone) else {
-            return Self::reject(batch, index, reading, RejectReason::BadTimestamp, format!("timestamp {} ms", reading.ts_ms));
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::BadTimestamp,
+                format!("timestamp {} ms", reading.ts_ms),
+            );
         };
         let micro = units::to_micro(base).expect("bounded above");
         batch.accepted.push(Accepted {
@@ -384,7 +431,10 @@ impl Accountant {
             base_amount: base,
             quality: reading.quality,
         });
-        let point = Point { micro, ts_ms: reading.ts_ms };
+        let point = Point {
+            micro,
+            ts_ms: reading.ts_ms,
+        };
         let mut state = batch
             .states
             .get(&r)
@@ -392,14 +442,26 @@ impl Accountant {
             .copied()
             .unwrap_or_default();
         let mut event = |kind: EventKind, from: Option<Point>, to: Point, delta_micro: i64| {
-            batch.events.push(CounterEvent { channel: r, kind, ts_ms: to.ts_ms, from, to, delta_micro });
+            batch.events.push(CounterEvent {
+                channel: r,
+                kind,
+                ts_ms: to.ts_ms,
+                from,
+                to,
+                delta_micro,
+            });
         };
         let delta = match (&info.kind, info.counter_spec) {
             (ChannelKind::Counter { .. }, Some(spec)) => {
                 let before = state.last;
                 let (step, glitch) = counter::step(&spec, &mut state, point);
                 if let Some(g) = glitch {
-                    event(EventKind::GlitchDiscarded, before, g, g.micro - before.map_or(0, |b| b.micro));
+                    event(
+                        EventKind::GlitchDiscarded,
+                        before,
+                        g,
+                        g.micro - before.map_or(0, |b| b.micro),
+                    );
                 }
                 match step {
                     Step::Baseline => {
@@ -415,17 +477,35 @@ impl Accountant {
                         None
                     }
                     Step::Quarantined { from } => {
-                        event(EventKind::Quarantined, Some(from), point, point.micro - from.micro);
+                        event(
+                            EventKind::Quarantined,
+                            Some(from),
+                            point,
+                            point.micro - from.micro,
+                        );
                         None
                     }
-                    Step::Delta { delta_micro, cause, rebased_from } => {
+                    Step::Delta {
+                        delta_micro,
+                        cause,
+                        rebased_from,
+                    } => {
                         match cause {
                             DeltaCause::Normal => {}
-                            DeltaCause::Rollover => event(EventKind::Rollover, before, point, delta_micro),
-                            DeltaCause::Reset => event(EventKind::Reset, before, point, delta_micro),
+                            DeltaCause::Rollover => {
+                                event(EventKind::Rollover, before, point, delta_micro)
+                            }
+                            DeltaCause::Reset => {
+                                event(EventKind::Reset, before, point, delta_micro)
+                            }
                             DeltaCause::Rebased => {
                                 let to = rebased_from.unwrap_or(point);
-                                event(EventKind::Rebased, before, to, to.micro - before.map_or(0, |b| b.micro));
+                                event(
+                                    EventKind::Rebased,
+                                    before,
+                                    to,
+                                    to.micro - before.map_or(0, |b| b.micro),
+                                );
                             }
                         }
                         Some(delta_micro)
@@ -439,7 +519,12 @@ impl Accountant {
                     GaugeStep::Started => None,
                     GaugeStep::Integrated { delta_micro } => Some(delta_micro),
                     GaugeStep::Gap { from } => {
-                        event(EventKind::GaugeGap, Some(from), point, point.ts_ms - from.ts_ms);
+                        event(
+                            EventKind::GaugeGap,
+                            Some(from),
+                            point,
+                            point.ts_ms - from.ts_ms,
+                        );
                         None
                     }
                     GaugeStep::Duplicate => {
@@ -483,11 +568,21 @@ impl Accountant {
                 s.add(Metric::EnergyCoalConsumptionKgce, scaled(f.elec_coal));
             }
             Carrier::PvGeneration | Carrier::GridExport => {
-                let sign = if carrier == Carrier::GridExport { -1 } else { 1 };
+                let sign = if carrier == Carrier::GridExport {
+                    -1
+                } else {
+                    1
+                };
                 s.add(Metric::ElectricityConsumedKwh, sign * d);
                 s.add(Metric::PvSelfConsumedKwh, sign * d);
-                s.add(Metric::EnergyEquivalentKgce, sign * scaled(f.elec_equivalent));
-                s.add(Metric::EnergyCoalConsumptionKgce, sign * scaled(f.elec_coal));
+                s.add(
+                    Metric::EnergyEquivalentKgce,
+                    sign * scaled(f.elec_equivalent),
+                );
+                s.add(
+                    Metric::EnergyCoalConsumptionKgce,
+                    sign * scaled(f.elec_coal),
+                );
             }
             Carrier::Heat | Carrier::Steam => {
                 s.add(Metric::Co2Scope2LocationKg, scaled(info.co2_per_base));
@@ -509,14 +604,30 @@ impl Accountant {
     /// Adds a delta's sums to every configured window at meter, site, firm and park level. The
     /// whole delta goes to the window holding the reading: consumption while a meter (or the
     /// daemon) was silent is attributed when it is next read, never spread by guesswork.
-    fn attribute(&self, batch: &mut Batch, r: ChannelRef, info: &ChannelInfo, local: &LocalTime, sums: &Sums) {
+    fn attribute(
+        &self,
+        batch: &mut Batch,
+        r: ChannelRef,
+        info: &ChannelInfo,
+        local: &LocalTime,
+        sums: &Sums,
+    ) {
         let tz = self.config.park.timezone;
         for &window in &self.config.accounting.windows {
             let start_ms = local.window_start_ms(window, tz);
-            for entity in [Entity::Meter(r.meter), Entity::Site(info.site), Entity::Firm(info.firm), Entity::Park] {
+            for entity in [
+                Entity::Meter(r.meter),
+                Entity::Site(info.site),
+                Entity::Firm(info.firm),
+                Entity::Park,
+            ] {
                 batch
                     .aggregates
-                    .entry(AggKey { window, start_ms, entity })
+                    .entry(AggKey {
+                        window,
+                        start_ms,
+                        entity,
+                    })
                     .or_default()
                     .merge(sums);
             }

@@ -72,8 +72,9 @@ impl LocalTime {
             WindowKind::QuarterHour => date.and_hms_opt(n.hour(), n.minute() / 15 * 15, 0),
             WindowKind::Hour => date.and_hms_opt(n.hour(), 0, 0),
             WindowKind::Day => date.and_hms_opt(0, 0, 0),
-            WindowKind::Month => NaiveDate::from_ymd_opt(n.year(), n.month(), 1)
-                .and_then(|d| d.and_hms_opt(0, 0, 0)),
+            WindowKind::Month => {
+                NaiveDate::from_ymd_opt(n.year(), n.month(), 1).and_then(|d| d.and_hms_opt(0, 0, 0))
+            }
             WindowKind::Year => {
                 NaiveDate::from_ymd_opt(n.year(), 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0))
             }
@@ -129,16 +130,34 @@ mod tests {
             .timestamp_millis();
         let lt = LocalTime::new(ts, tz).unwrap();
         let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
-        assert_eq!(lt.window_start_ms(WindowKind::Minute, tz), utc("2024-03-31T16:37:00Z"));
-        assert_eq!(lt.window_start_ms(WindowKind::QuarterHour, tz), utc("2024-03-31T16:30:00Z"));
-        assert_eq!(lt.window_start_ms(WindowKind::Hour, tz), utc("2024-03-31T16:00:00Z"));
+        assert_eq!(
+            lt.window_start_ms(WindowKind::Minute, tz),
+            utc("2024-03-31T16:37:00Z")
+        );
+        assert_eq!(
+            lt.window_start_ms(WindowKind::QuarterHour, tz),
+            utc("2024-03-31T16:30:00Z")
+        );
+        assert_eq!(
+            lt.window_start_ms(WindowKind::Hour, tz),
+            utc("2024-03-31T16:00:00Z")
+        );
         // Local day, month and year start at local midnight = 16:00 UTC the day before.
-        assert_eq!(lt.window_start_ms(WindowKind::Day, tz), utc("2024-03-31T16:00:00Z"));
-        assert_eq!(lt.window_start_ms(WindowKind::Month, tz), utc("2024-03-31T16:00:00Z"));
-        assert_eq!(lt.window_start_ms(WindowKind::Year, tz), utc("2023-12-31T16:00:00Z"));
+        assert_eq!(
+            lt.window_start_ms(WindowKind::Day, tz),
+            utc("2024-03-31T16:00:00Z")
+        );
+        assert_eq!(
+            lt.window_start_ms(WindowKind::Month, tz),
+            utc("2024-03-31T16:00:00Z")
+        );
+        assert_eq!(
+            lt.window_start_ms(WindowKind::Year, tz),
+            utc("2023-12-31T16:00:00Z")
+        );
         let (len, elapsed) = year_progress(ts, tz).unwrap();
         assert_eq!(len, 366.0); // 2024 is a leap year
-        // Jan 31 + Feb 29 + Mar 31 = 91 days, plus 37 min 12 s.
+                                // Jan 31 + Feb 29 + Mar 31 = 91 days, plus 37 min 12 s.
         assert!((elapsed - (91.0 + (37.0 * 60.0 + 12.0) / 86_400.0)).abs() < 1e-9);
     }
 

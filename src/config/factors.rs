@@ -48,7 +48,11 @@ pub const SLOTS: &[FactorSlot] = &[
     slot(FactorKind::Co2, "heat", Dimension::Heat),
     slot(FactorKind::Co2, "steam", Dimension::Mass),
     slot(FactorKind::Tce, "electricity_equivalent", Dimension::Energy),
-    slot(FactorKind::Tce, "electricity_coal_consumption", Dimension::Energy),
+    slot(
+        FactorKind::Tce,
+        "electricity_coal_consumption",
+        Dimension::Energy,
+    ),
     slot(FactorKind::Tce, "natural_gas", Dimension::Volume),
     slot(FactorKind::Tce, "diesel", Dimension::Mass),
     slot(FactorKind::Tce, "gasoline", Dimension::Mass),
@@ -144,13 +148,48 @@ const MEE_2024_12: &str = "MEE/NBS notice 2024 No. 12 (2024-04-12)";
 
 /// (region, data year, location-based average, confidence and source).
 const GRID_LOCATION: &[(&str, i32, f64, &str)] = &[
-    ("national", 2021, 0.5568, "MEE/NBS notice 2024 No. 12 (2024-04-12), national average (conf R)"),
-    ("national", 2022, 0.5366, "MEE/NBS notice 2024-12, national average (conf R)"),
-    ("national", 2023, 0.5306, "MEE/NBS notice ~2025-12, national average (conf R)"),
-    ("central_china", 2022, 0.5395, "MEE/NBS notice 2024-12, Central China regional grid (conf R)"),
-    ("central_china", 2023, 0.5271, "MEE/NBS notice ~2025-12, Central China regional grid (conf R)"),
-    ("henan", 2021, 0.6369, "provincial table in MEE/NBS notice 2024 No. 12, Henan (conf C)"),
-    ("henan", 2022, 0.6058, "provincial table in MEE/NBS notice 2024-12, Henan (conf C)"),
+    (
+        "national",
+        2021,
+        0.5568,
+        "MEE/NBS notice 2024 No. 12 (2024-04-12), national average (conf R)",
+    ),
+    (
+        "national",
+        2022,
+        0.5366,
+        "MEE/NBS notice 2024-12, national average (conf R)",
+    ),
+    (
+        "national",
+        2023,
+        0.5306,
+        "MEE/NBS notice ~2025-12, national average (conf R)",
+    ),
+    (
+        "central_china",
+        2022,
+        0.5395,
+        "MEE/NBS notice 2024-12, Central China regional grid (conf R)",
+    ),
+    (
+        "central_china",
+        2023,
+        0.5271,
+        "MEE/NBS notice ~2025-12, Central China regional grid (conf R)",
+    ),
+    (
+        "henan",
+        2021,
+        0.6369,
+        "provincial table in MEE/NBS notice 2024 No. 12, Henan (conf C)",
+    ),
+    (
+        "henan",
+        2022,
+        0.6058,
+        "provincial table in MEE/NBS notice 2024-12, Henan (conf C)",
+    ),
 ];
 
 /// Only national residual factors are published; regional parks use the national one.
@@ -247,7 +286,10 @@ mod tests {
         let heat = per_base(Tce, Dimension::Heat, 0.03412, "kgce/MJ").unwrap();
         assert!((heat - 34.12).abs() < 1e-12);
         // 0.5366 tCO2/MWh = 0.5366 kgCO2/kWh
-        assert_eq!(per_base(Co2, Dimension::Energy, 0.5366, "tCO2/MWh").unwrap(), 0.5366);
+        assert_eq!(
+            per_base(Co2, Dimension::Energy, 0.5366, "tCO2/MWh").unwrap(),
+            0.5366
+        );
         let err = per_base(Co2, Dimension::Energy, 1.0, "kgCO2/Nm3").unwrap_err();
         assert!(err.contains("per a unit of energy"), "{err}");
     }

@@ -379,7 +379,11 @@ impl Validator<'_> {
                     .positive(m2, &format!("{key}.land_m2"))
                     .map(|m2| m2 / M2_PER_MU),
                 (Some(mu), Some(_)) => {
-                    self.err(mu, format!("{key}.land_mu"), "give land_mu or land_m2, not both");
+                    self.err(
+                        mu,
+                        format!("{key}.land_mu"),
+                        "give land_mu or land_m2, not both",
+                    );
                     None
                 }
                 (None, None) => {
@@ -437,7 +441,10 @@ impl Validator<'_> {
                 self.err(
                     &s.firm,
                     format!("{key}.firm"),
-                    format!("unknown firm `{}`: no [[firms]] has this id", s.firm.get_ref()),
+                    format!(
+                        "unknown firm `{}`: no [[firms]] has this id",
+                        s.firm.get_ref()
+                    ),
                 );
             }
             let kind = SiteKind::ALL
@@ -449,7 +456,11 @@ impl Validator<'_> {
                 self.err(
                     &s.kind,
                     format!("{key}.kind"),
-                    format!("unknown site kind `{}`: expected one of {}", s.kind.get_ref(), names.join(", ")),
+                    format!(
+                        "unknown site kind `{}`: expected one of {}",
+                        s.kind.get_ref(),
+                        names.join(", ")
+                    ),
                 );
             }
             sites.push(Site {
@@ -473,11 +484,18 @@ impl Validator<'_> {
                 self.err(
                     &m.site,
                     format!("{key}.site"),
-                    format!("unknown site `{}`: no [[sites]] has this id", m.site.get_ref()),
+                    format!(
+                        "unknown site `{}`: no [[sites]] has this id",
+                        m.site.get_ref()
+                    ),
                 );
             }
             if m.channels.is_empty() {
-                self.err(&m.id, format!("{key}.channels"), "a meter needs at least one channel");
+                self.err(
+                    &m.id,
+                    format!("{key}.channels"),
+                    "a meter needs at least one channel",
+                );
             }
             let mut seen_channels = HashMap::new();
             let channels = m
@@ -511,7 +529,11 @@ impl Validator<'_> {
                     self.err(
                         name,
                         format!("{key}.carrier"),
-                        format!("unknown carrier `{}`: expected one of {}", name.get_ref(), names.join(", ")),
+                        format!(
+                            "unknown carrier `{}`: expected one of {}",
+                            name.get_ref(),
+                            names.join(", ")
+                        ),
                     );
                 }
                 parsed
@@ -519,7 +541,11 @@ impl Validator<'_> {
         };
         let unit = Unit::parse(c.unit.get_ref());
         if unit.is_none() {
-            self.err(&c.unit, format!("{key}.unit"), format!("unknown unit `{}`", c.unit.get_ref()));
+            self.err(
+                &c.unit,
+                format!("{key}.unit"),
+                format!("unknown unit `{}`", c.unit.get_ref()),
+            );
         }
         let is_counter = match c.kind.get_ref().as_str() {
             "counter" => true,
@@ -556,7 +582,11 @@ impl Validator<'_> {
                         }
                     }
                 }
-                let what = if is_counter { "a counter" } else { "an integrated gauge" };
+                let what = if is_counter {
+                    "a counter"
+                } else {
+                    "an integrated gauge"
+                };
                 self.err(
                     &c.unit,
                     format!("{key}.unit"),
@@ -571,10 +601,18 @@ impl Validator<'_> {
         }
         let kind = if is_counter {
             if c.carrier.is_none() {
-                self.err(&c.id, format!("{key}.carrier"), "a counter needs a carrier: what does it count?");
+                self.err(
+                    &c.id,
+                    format!("{key}.carrier"),
+                    "a counter needs a carrier: what does it count?",
+                );
             }
             if let Some(i) = &c.integrate {
-                self.err(i, format!("{key}.integrate"), "only gauges are integrated; a counter already accumulates");
+                self.err(
+                    i,
+                    format!("{key}.integrate"),
+                    "only gauges are integrated; a counter already accumulates",
+                );
             }
             let to_base = unit.map_or(1.0, |u| u.to_base);
             let rollover_base = c
@@ -602,10 +640,18 @@ impl Validator<'_> {
                 self.err(r, format!("{key}.rollover"), "only counters roll over");
             }
             if let Some(r) = &c.max_rate_per_hour {
-                self.err(r, format!("{key}.max_rate_per_hour"), "only counters have a maximum rate");
+                self.err(
+                    r,
+                    format!("{key}.max_rate_per_hour"),
+                    "only counters have a maximum rate",
+                );
             }
             if integrate && c.carrier.is_none() {
-                self.err(&c.id, format!("{key}.carrier"), "an integrated gauge needs a carrier to add its energy to");
+                self.err(
+                    &c.id,
+                    format!("{key}.carrier"),
+                    "an integrated gauge needs a carrier to add its energy to",
+                );
             }
             ChannelKind::Gauge { integrate }
         };
@@ -622,7 +668,11 @@ impl Validator<'_> {
                 None
             }
             (Some(v), _) => {
-                self.err(v, format!("{key}.unit_value_cny"), "only production channels have a unit value");
+                self.err(
+                    v,
+                    format!("{key}.unit_value_cny"),
+                    "only production channels have a unit value",
+                );
                 None
             }
             (None, _) => None,
@@ -641,7 +691,10 @@ impl Validator<'_> {
 
     fn factors(&mut self, raw: &RawConfig, park: &Park, meters: &[Meter]) -> Factors {
         let mut overrides: HashMap<(FactorKind, &'static str), Factor> = HashMap::new();
-        for (kind, table) in [(FactorKind::Co2, &raw.factors.co2), (FactorKind::Tce, &raw.factors.tce)] {
+        for (kind, table) in [
+            (FactorKind::Co2, &raw.factors.co2),
+            (FactorKind::Tce, &raw.factors.tce),
+        ] {
             for (name, f) in table {
                 let key = format!("factors.{}.{name}", kind.section());
                 match factors::find_slot(kind, name) {
@@ -651,7 +704,14 @@ impl Validator<'_> {
                             .filter(|s| s.kind == kind)
                             .map(|s| s.name)
                             .collect();
-                        self.err(f, key, format!("unknown factor `{name}`: expected one of {}", names.join(", ")));
+                        self.err(
+                            f,
+                            key,
+                            format!(
+                                "unknown factor `{name}`: expected one of {}",
+                                names.join(", ")
+                            ),
+                        );
                     }
                     Some(slot) => {
                         if let Some(factor) = self.factor(f.get_ref(), slot, &key) {
@@ -669,7 +729,12 @@ impl Validator<'_> {
                 let Some(carrier) = c.carrier else { continue };
                 for (kind, name) in required_factors(carrier) {
                     if seen.insert((*kind, *name)) {
-                        needed.push((*kind, name, format!("meters[{i}].channels[{j}].carrier"), carrier));
+                        needed.push((
+                            *kind,
+                            name,
+                            format!("meters[{i}].channels[{j}].carrier"),
+                            carrier,
+                        ));
                     }
                 }
             }
@@ -677,7 +742,12 @@ impl Validator<'_> {
         let mut out = Factors::default();
         for slot in factors::SLOTS {
             let chosen = overrides.remove(&(slot.kind, slot.name)).or_else(|| {
-                factors::builtin(slot.kind, slot.name, &park.grid_region, park.grid_factor_year)
+                factors::builtin(
+                    slot.kind,
+                    slot.name,
+                    &park.grid_region,
+                    park.grid_factor_year,
+                )
             });
             if let Some(f) = chosen {
                 match slot.kind {
@@ -716,12 +786,20 @@ impl Validator<'_> {
     fn factor(&mut self, f: &RawFactor, slot: &factors::FactorSlot, key: &str) -> Option<Factor> {
         let value = self.positive(&f.value, &format!("{key}.value"))?;
         if f.source.get_ref().trim().is_empty() {
-            self.err(&f.source, format!("{key}.source"), "must name where the figure comes from (an auditor will ask)");
+            self.err(
+                &f.source,
+                format!("{key}.source"),
+                "must name where the figure comes from (an auditor will ask)",
+            );
             return None;
         }
         let year = *f.year.get_ref();
         if !(1990..=2100).contains(&year) {
-            self.err(&f.year, format!("{key}.year"), format!("year {year} is not a plausible data year"));
+            self.err(
+                &f.year,
+                format!("{key}.year"),
+                format!("year {year} is not a plausible data year"),
+            );
             return None;
         }
         match factors::per_base(slot.kind, slot.per, value, f.unit.get_ref()) {
@@ -733,7 +811,11 @@ impl Validator<'_> {
                 per_base,
             }),
             Err(msg) => {
-                self.err(&f.unit, format!("{key}.unit"), format!("`{}`: {msg}", f.unit.get_ref()));
+                self.err(
+                    &f.unit,
+                    format!("{key}.unit"),
+                    format!("`{}`: {msg}", f.unit.get_ref()),
+                );
                 None
             }
         }
@@ -749,10 +831,17 @@ impl Validator<'_> {
                 self.err(v, "store.commit_interval_ms", "must be between 1 and 60000");
             }
         }
-        let max_batch = s.max_batch_readings.as_ref().map_or(10_000, |v| *v.get_ref());
+        let max_batch = s
+            .max_batch_readings
+            .as_ref()
+            .map_or(10_000, |v| *v.get_ref());
         if let Some(v) = &s.max_batch_readings {
             if *v.get_ref() == 0 || *v.get_ref() > 1_000_000 {
-                self.err(v, "store.max_batch_readings", "must be between 1 and 1000000");
+                self.err(
+                    v,
+                    "store.max_batch_readings",
+                    "must be between 1 and 1000000",
+                );
             }
         }
         StoreConfig {
@@ -791,7 +880,11 @@ impl Validator<'_> {
                             self.err(
                                 w,
                                 key,
-                                format!("unknown window `{}`: expected one of {}", w.get_ref(), names.join(", ")),
+                                format!(
+                                    "unknown window `{}`: expected one of {}",
+                                    w.get_ref(),
+                                    names.join(", ")
+                                ),
                             )
                         }
                     }
@@ -857,6 +950,13 @@ fn raw_line_col(raw: &RawConfig, key: &str, locator: &Locator<'_>) -> Option<(us
     let rest = key.strip_prefix("meters[")?;
     let (i, rest) = rest.split_once("].channels[")?;
     let (j, _) = rest.split_once(']')?;
-    let channel = raw.meters.get(i.parse::<usize>().ok()?)?.channels.get(j.parse::<usize>().ok()?)?;
-    channel.carrier.as_ref().map(|c| locator.line_col(&c.span()))
+    let channel = raw
+        .meters
+        .get(i.parse::<usize>().ok()?)?
+        .channels
+        .get(j.parse::<usize>().ok()?)?;
+    channel
+        .carrier
+        .as_ref()
+        .map(|c| locator.line_col(&c.span()))
 }

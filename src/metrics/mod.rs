@@ -32,7 +32,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let readings_rejected = IntCounterVec::new(
-            Opts::new("ecogate_readings_rejected_total", "Readings refused before accounting, by reason."),
+            Opts::new(
+                "ecogate_readings_rejected_total",
+                "Readings refused before accounting, by reason.",
+            ),
             &["reason"],
         )
         .expect("valid metric");
@@ -44,16 +47,24 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
-        let store_commits = IntCounter::new("ecogate_store_commits_total", "Batches committed to the embedded store.")
-            .expect("valid metric");
+        let store_commits = IntCounter::new(
+            "ecogate_store_commits_total",
+            "Batches committed to the embedded store.",
+        )
+        .expect("valid metric");
         let store_commit_errors = IntCounter::new(
             "ecogate_store_commit_errors_total",
             "Batch commits to the embedded store that failed (the batch is retried).",
         )
         .expect("valid metric");
         let store_commit_seconds = Histogram::with_opts(
-            HistogramOpts::new("ecogate_store_commit_seconds", "Time to commit one batch to the embedded store.")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "ecogate_store_commit_seconds",
+                "Time to commit one batch to the embedded store.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         )
         .expect("valid metric");
         for reason in RejectReason::ALL {
@@ -87,15 +98,21 @@ impl Metrics {
     pub fn observe(&self, batch: &Batch) {
         self.readings_accepted.inc_by(batch.accepted.len() as u64);
         for r in &batch.rejections {
-            self.readings_rejected.with_label_values(&[r.reason.name()]).inc();
+            self.readings_rejected
+                .with_label_values(&[r.reason.name()])
+                .inc();
         }
         for e in &batch.events {
-            self.counter_events.with_label_values(&[e.kind.name()]).inc();
+            self.counter_events
+                .with_label_values(&[e.kind.name()])
+                .inc();
         }
     }
 
     pub fn rejected(&self, reason: RejectReason) -> u64 {
-        self.readings_rejected.with_label_values(&[reason.name()]).get()
+        self.readings_rejected
+            .with_label_values(&[reason.name()])
+            .get()
     }
 
     pub fn events(&self, kind: EventKind) -> u64 {

@@ -25,9 +25,16 @@ pub fn parse(input: impl Read, tz: Tz) -> Result<(Vec<InputRow>, Vec<RowError>),
         index[i] = headers
             .iter()
             .position(|h| h.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("line 1: the header has no `{name}` column (need {})", COLUMNS.join(",")))?;
+            .ok_or_else(|| {
+                format!(
+                    "line 1: the header has no `{name}` column (need {})",
+                    COLUMNS.join(",")
+                )
+            })?;
     }
-    let quality_col = headers.iter().position(|h| h.eq_ignore_ascii_case("quality"));
+    let quality_col = headers
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case("quality"));
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for record in reader.records() {
@@ -59,11 +66,19 @@ pub fn parse(input: impl Read, tz: Tz) -> Result<(Vec<InputRow>, Vec<RowError>),
             }
         };
         let Ok(amount) = value.parse::<f64>() else {
-            errors.push(RowError::new(line, "bad_number", format!("value `{}` is not a number", short(value))));
+            errors.push(RowError::new(
+                line,
+                "bad_number",
+                format!("value `{}` is not a number", short(value)),
+            ));
             continue;
         };
         let Some(unit) = Unit::parse(unit) else {
-            errors.push(RowError::new(line, "unknown_unit", format!("unit `{}` is not known", short(unit))));
+            errors.push(RowError::new(
+                line,
+                "unknown_unit",
+                format!("unit `{}` is not known", short(unit)),
+            ));
             continue;
         };
         let quality = match quality_col.and_then(|q| record.get(q)) {
@@ -71,7 +86,11 @@ pub fn parse(input: impl Read, tz: Tz) -> Result<(Vec<InputRow>, Vec<RowError>),
             Some(q) => match Quality::parse(q) {
                 Some(q) => q,
                 None => {
-                    errors.push(RowError::new(line, "malformed_row", format!("quality `{}` is not good, uncertain or bad", short(q))));
+                    errors.push(RowError::new(
+                        line,
+                        "malformed_row",
+                        format!("quality `{}` is not good, uncertain or bad", short(q)),
+                    ));
                     continue;
                 }
             },

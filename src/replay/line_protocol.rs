@@ -46,11 +46,24 @@ pub fn parse(
         match parse_line(trimmed) {
             Err(msg) => errors.push(RowError::new(line_no, "malformed_row", msg)),
             Ok(point) => {
-                let Some(meter) = point.tags.iter().find(|(k, _)| k == "meter").map(|(_, v)| v.clone()) else {
-                    errors.push(RowError::new(line_no, "malformed_row", "no `meter` tag".into()));
+                let Some(meter) = point
+                    .tags
+                    .iter()
+                    .find(|(k, _)| k == "meter")
+                    .map(|(_, v)| v.clone())
+                else {
+                    errors.push(RowError::new(
+                        line_no,
+                        "malformed_row",
+                        "no `meter` tag".into(),
+                    ));
                     continue;
                 };
-                let unit_tag = point.tags.iter().find(|(k, _)| k == "unit").map(|(_, v)| v.as_str());
+                let unit_tag = point
+                    .tags
+                    .iter()
+                    .find(|(k, _)| k == "unit")
+                    .map(|(_, v)| v.as_str());
                 let ts_ms = match point.timestamp {
                     None => now_ms,
                     Some(ts) => precision.to_ms(ts),
@@ -71,7 +84,11 @@ pub fn parse(
                         Some(u) => match Unit::parse(u) {
                             Some(u) => u,
                             None => {
-                                errors.push(RowError::new(line_no, "unknown_unit", format!("unit `{}` is not known", short(u))));
+                                errors.push(RowError::new(
+                                    line_no,
+                                    "unknown_unit",
+                                    format!("unit `{}` is not known", short(u)),
+                                ));
                                 continue;
                             }
                         },
@@ -164,9 +181,15 @@ fn unescape(s: &str) -> String {
 }
 
 fn parse_line(line: &str) -> Result<Point, String> {
-    let sections: Vec<&str> = split(line, ' ', true).into_iter().filter(|s| !s.is_empty()).collect();
+    let sections: Vec<&str> = split(line, ' ', true)
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     if sections.len() < 2 || sections.len() > 3 {
-        return Err(format!("expected `measurement[,tags] fields [timestamp]`, found {} parts", sections.len()));
+        return Err(format!(
+            "expected `measurement[,tags] fields [timestamp]`, found {} parts",
+            sections.len()
+        ));
     }
     let mut head = split(sections[0], ',', false).into_iter();
     let measurement = head.next().unwrap_or_default();
@@ -194,9 +217,16 @@ fn parse_line(line: &str) -> Result<Point, String> {
     }
     let timestamp = match sections.get(2) {
         None => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| format!("timestamp `{}` is not an integer", short(t)))?),
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| format!("timestamp `{}` is not an integer", short(t)))?,
+        ),
     };
-    Ok(Point { tags, fields, timestamp })
+    Ok(Point {
+        tags,
+        fields,
+        timestamp,
+    })
 }
 
 fn find_unescaped_eq(s: &str) -> Option<usize> {
@@ -220,10 +250,16 @@ fn field_value(raw: &str) -> Result<FieldValue, String> {
             Err(format!("unterminated string `{}`", short(raw)))
         };
     }
-    if matches!(raw, "t" | "T" | "true" | "True" | "TRUE" | "f" | "F" | "false" | "False" | "FALSE") {
+    if matches!(
+        raw,
+        "t" | "T" | "true" | "True" | "TRUE" | "f" | "F" | "false" | "False" | "FALSE"
+    ) {
         return Ok(FieldValue::Other("boolean"));
     }
-    let number = raw.strip_suffix('i').or_else(|| raw.strip_suffix('u')).unwrap_or(raw);
+    let number = raw
+        .strip_suffix('i')
+        .or_else(|| raw.strip_suffix('u'))
+        .unwrap_or(raw);
     number
         .parse::<f64>()
         .map(FieldValue::Number)
@@ -266,7 +302,12 @@ mod tests {
         let lines: Vec<_> = errors.iter().map(|e| (e.line, e.reason)).collect();
         assert_eq!(
             lines,
-            vec![(2, "malformed_row"), (3, "bad_number"), (4, "malformed_row"), (5, "malformed_row")]
+            vec![
+                (2, "malformed_row"),
+                (3, "bad_number"),
+                (4, "malformed_row"),
+                (5, "malformed_row")
+            ]
         );
     }
 }

@@ -34,7 +34,11 @@ pub struct RowError {
 
 impl RowError {
     pub fn new(line: usize, reason: &'static str, message: String) -> Self {
-        RowError { line, reason, message }
+        RowError {
+            line,
+            reason,
+            message,
+        }
     }
 }
 
@@ -67,7 +71,11 @@ impl ReplaySummary {
 const BATCH: usize = 10_000;
 
 /// Feeds parsed rows through the pipeline and collects the summary.
-pub fn run(pipeline: &mut Pipeline, mut rows: Vec<InputRow>, parse_errors: Vec<RowError>) -> Result<ReplaySummary, StoreError> {
+pub fn run(
+    pipeline: &mut Pipeline,
+    mut rows: Vec<InputRow>,
+    parse_errors: Vec<RowError>,
+) -> Result<ReplaySummary, StoreError> {
     let mut summary = ReplaySummary {
         rows: rows.len() + parse_errors.len(),
         ..Default::default()
@@ -81,7 +89,11 @@ pub fn run(pipeline: &mut Pipeline, mut rows: Vec<InputRow>, parse_errors: Vec<R
     summary.last_ts_ms = rows.last().map(|r| r.reading.ts_ms);
     // Each delta lands in exactly one window of every kind, so the largest kind's windows add
     // up to the replay's totals.
-    let total_window = pipeline.config_windows().last().copied().unwrap_or(WindowKind::Year);
+    let total_window = pipeline
+        .config_windows()
+        .last()
+        .copied()
+        .unwrap_or(WindowKind::Year);
     for chunk in rows.chunks(BATCH) {
         let readings: Vec<Reading> = chunk.iter().map(|r| r.reading.clone()).collect();
         let batch = pipeline.ingest(&readings)?;

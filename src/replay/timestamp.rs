@@ -13,7 +13,9 @@ pub fn parse(text: &str, tz: Tz) -> Result<i64, String> {
         return Err("empty timestamp".into());
     }
     if t.bytes().all(|b| b.is_ascii_digit()) {
-        let n: i64 = t.parse().map_err(|_| format!("timestamp `{t}` is too large"))?;
+        let n: i64 = t
+            .parse()
+            .map_err(|_| format!("timestamp `{t}` is too large"))?;
         return Ok(if n < 100_000_000_000 {
             n * 1000
         } else if n < 100_000_000_000_000 {
@@ -27,7 +29,12 @@ pub fn parse(text: &str, tz: Tz) -> Result<i64, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.timestamp_millis());
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
             return tz
                 .from_local_datetime(&naive)

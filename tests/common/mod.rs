@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub fn config(text: &str) -> Arc<Config> {
-    Arc::new(Config::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("config should be valid:\n{e}")))
+    Arc::new(
+        Config::parse(Path::new("test.toml"), text)
+            .unwrap_or_else(|e| panic!("config should be valid:\n{e}")),
+    )
 }
 
 pub fn store_path(dir: &tempfile::TempDir) -> PathBuf {
@@ -21,12 +24,19 @@ pub fn store_path(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 pub fn pipeline(config: &Arc<Config>, path: &Path) -> Pipeline {
-    Pipeline::open(config.clone(), Store::open(path).unwrap(), Arc::new(Metrics::new())).unwrap()
+    Pipeline::open(
+        config.clone(),
+        Store::open(path).unwrap(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap()
 }
 
 /// Epoch milliseconds of an RFC 3339 time.
 pub fn ts(text: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .timestamp_millis()
 }
 
 pub fn reading(meter: &str, channel: &str, amount: f64, unit: &str, at: &str) -> Reading {

@@ -106,7 +106,11 @@ impl Store {
         self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
         let found: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
         match found.and_then(|v| v.parse::<i64>().ok()) {
@@ -129,14 +133,19 @@ impl Store {
 
     /// Counter states of the configured channels. States of channels no longer configured stay
     /// in the table (a meter taken out and put back resumes from its baseline).
-    pub fn load_states(&self, acct: &Accountant) -> Result<Vec<(ChannelRef, CounterState)>, StoreError> {
+    pub fn load_states(
+        &self,
+        acct: &Accountant,
+    ) -> Result<Vec<(ChannelRef, CounterState)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms FROM counter_state")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                let point = |v: Option<i64>, t: Option<i64>| v.zip(t).map(|(micro, ts_ms)| Point { micro, ts_ms });
+                let point = |v: Option<i64>, t: Option<i64>| {
+                    v.zip(t).map(|(micro, ts_ms)| Point { micro, ts_ms })
+                };
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -160,7 +169,10 @@ impl Store {
     /// Commits a batch atomically: readings, aggregates, events and counter states.
     pub fn commit(&mut self, acct: &Accountant, batch: &Batch) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins_reading = tx
@@ -172,7 +184,14 @@ impl Store {
             for a in &batch.accepted {
                 let (meter, channel) = acct.channel_ids(a.channel);
                 ins_reading
-                    .execute(params![meter, channel, a.ts_ms, a.base_amount, acct.channel_base_unit(a.channel), a.quality.as_str()])
+                    .execute(params![
+                        meter,
+                        channel,
+                        a.ts_ms,
+                        a.base_amount,
+                        acct.channel_base_unit(a.channel),
+                        a.quality.as_str()
+                    ])
                     .map_err(err)?;
             }
             let mut upsert = tx
@@ -187,7 +206,14 @@ impl Store {
                 let entity = acct.entity_id(key.entity);
                 for (metric, micro) in sums.non_zero() {
                     upsert
-                        .execute(params![key.window.name(), key.start_ms, key.entity.level(), entity, metric.name(), micro])
+                        .execute(params![
+                            key.window.name(),
+                            key.start_ms,
+                            key.entity.level(),
+                            entity,
+                            metric.name(),
+                            micro
+                        ])
                         .map_err(err)?;
                 }
             }
@@ -255,7 +281,13 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(
-                params![window.name(), entity.level(), acct.entity_id(entity), from_ms, to_ms],
+                params![
+                    window.name(),
+                    entity.level(),
+                    acct.entity_id(entity),
+                    from_ms,
+                    to_ms
+                ],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
             .map_err(|e| self.err(e))?;
@@ -272,7 +304,11 @@ impl Store {
     /// Number of recorded counter events of a kind (for reports and tests).
     pub fn event_count(&self, kind: &str) -> Result<i64, StoreError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM counter_events WHERE kind = ?1", [kind], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM counter_events WHERE kind = ?1",
+                [kind],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 
@@ -290,13 +326,19 @@ impl Store {
         if retention.readings_days > 0 {
             deleted += self
                 .conn
-                .execute("DELETE FROM readings WHERE ts_ms < ?1", [cutoff(retention.readings_days)])
+                .execute(
+                    "DELETE FROM readings WHERE ts_ms < ?1",
+                    [cutoff(retention.readings_days)],
+                )
                 .map_err(|e| self.err(e))?;
         }
         if retention.events_days > 0 {
             deleted += self
                 .conn
-                .execute("DELETE FROM counter_events WHERE ts_ms < ?1", [cutoff(retention.events_days)])
+                .execute(
+                    "DELETE FROM counter_events WHERE ts_ms < ?1",
+                    [cutoff(retention.events_days)],
+                )
                 .map_err(|e| self.err(e))?;
         }
         for (window, days) in [
