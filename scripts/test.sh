@@ -36,6 +36,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee target/test-output.txt
+cargo test --all-targets
 # Doc tests are not in --all-targets.
 cargo test --doc --quiet
