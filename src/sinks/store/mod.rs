@@ -45,9 +45,8 @@ CREATE TABLE IF NOT EXISTS readings (
     PRIMARY KEY (meter, channel, ts_ms)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts_ms);
 CREATE TABLE IF NOT EXISTS aggregates (
-    window TEXT NOT NULL, start_ms INTEGER NOT NULL, level TEXT NOT NULL, entity TEXT NOT NULL,
-    metric TEXT NOT NULL, amount_micro INTEGER NOT NULL,
-    PRIMARY KEY (window, level, entity, start_ms, metric)) WITHOUT ROWID;
+    window TEXT NOT NULL, level TEXT NOT NULL, entity TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    PRIMARY KEY (window, level, entity, start_ms)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counter_state (
     meter TEXT NOT NULL, channel TEXT NOT NULL,
     last_micro INTEGER, last_ts_ms INTEGER, pending_micro INTEGER, pending_ts_ms INTEGER,
@@ -63,6 +62,30 @@ CREATE INDEX IF NOT EXISTS counter_events_ts ON counter_events (ts_ms);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    upsert_sql: String,
+    sums_sql: String,
+}
+
+/// Aggregates are stored wide, one integer column per metric (named as the metric, in micro
+/// units): one row per window and entity keeps a commit to a few thousand upserts.
+fn aggregate_sql() -> (String, String) {
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
+    let updates: Vec<String> = names.iter().map(|n| format!("{n} = {n} + excluded.{n}")).collect();
+    let upsert = format!(
+        "INSERT INTO aggregates (window, level, entity, start_ms, {}) VALUES (?1, ?2, ?3, ?4, {})
+         ON CONFLICT (window, level, entity, start_ms) DO UPDATE SET {}",
+        names.join(", "),
+        placeholders.join(", "),
+        updates.join(", ")
+    );
+    let totals: Vec<String> = names.iter().map(|n| format!("COALESCE(SUM({n}), 0)")).collect();
+    let sums = format!(
+        "SELECT {} FROM aggregates
+         WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5",
+        totals.join(", ")
+    );
+    (upsert, sums)
 }
 
 impl Store {
@@ -78,9 +101,12 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
+        let (upsert_sql, sums_sql) = aggregate_sql();
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            upsert_sql,
+            sums_sql,
         };
         store.init()?;
         Ok(store)
@@ -104,6 +130,28 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        // A metric added in a later version becomes a new column; old rows read as zero.
+        let mut existing = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT name FROM pragma_table_info('aggregates')")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+            for row in rows {
+                existing.push(row.map_err(|e| self.err(e))?);
+            }
+        }
+        for m in Metric::ALL {
+            if !existing.iter().any(|c| c == m.name()) {
+                self.conn
+                    .execute_batch(&format!(
+                        "ALTER TABLE aggregates ADD COLUMN {} INTEGER NOT NULL DEFAULT 0",
+                        m.name()
+                    ))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
         let found: Option<String> = self
             .conn
             .query_row(
@@ -194,28 +242,16 @@ impl Store {
                     ])
                     .map_err(err)?;
             }
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO aggregates (window, start_ms, level, entity, metric, amount_micro)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (window, level, entity, start_ms, metric)
-                     DO UPDATE SET amount_micro = amount_micro + excluded.amount_micro",
-                )
-                .map_err(err)?;
+            let mut upsert = tx.prepare_cached(&self.upsert_sql).map_err(err)?;
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(4 + Metric::ALL.len());
             for (key, sums) in &batch.aggregates {
-                let entity = acct.entity_id(key.entity);
-                for (metric, micro) in sums.non_zero() {
-                    upsert
-                        .execute(params![
-                            key.window.name(),
-                            key.start_ms,
-                            key.entity.level(),
-                            entity,
-                            metric.name(),
-                            micro
-                        ])
-                        .map_err(err)?;
-                }
+                values.clear();
+                values.push(key.window.name().to_string().into());
+                values.push(key.entity.level().to_string().into());
+                values.push(acct.entity_id(key.entity).to_string().into());
+                values.push(key.start_ms.into());
+                values.extend(sums.0.iter().map(|v| rusqlite::types::Value::Integer(*v)));
+                upsert.execute(rusqlite::params_from_iter(values.iter())).map_err(err)?;
             }
             let mut ins_event = tx
                 .prepare_cached(
@@ -271,33 +307,16 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Sums, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT metric, SUM(amount_micro) FROM aggregates
-                 WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5
-                 GROUP BY metric",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    window.name(),
-                    entity.level(),
-                    acct.entity_id(entity),
-                    from_ms,
-                    to_ms
-                ],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare_cached(&self.sums_sql).map_err(|e| self.err(e))?;
+        let params = params![window.name(), entity.level(), acct.entity_id(entity), from_ms, to_ms];
         let mut sums = Sums::default();
-        for row in rows {
-            let (name, micro) = row.map_err(|e| self.err(e))?;
-            if let Some(m) = Metric::parse(&name) {
-                sums.add(m, micro);
+        stmt.query_row(params, |r| {
+            for (i, m) in Metric::ALL.iter().enumerate() {
+                sums.add(*m, r.get::<_, i64>(i)?);
             }
-        }
+            Ok(())
+        })
+        .map_err(|e| self.err(e))?;
         Ok(sums)
     }
 
