@@ -52,6 +52,7 @@ impl fmt::Display for WindowKind {
 /// Local calendar fields of one instant, computed once and shared by every window kind.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalTime {
+    ts_ms: i64,
     naive: NaiveDateTime,
 }
 
@@ -59,6 +60,7 @@ impl LocalTime {
     pub fn new(ts_ms: i64, tz: Tz) -> Option<LocalTime> {
         let utc = DateTime::from_timestamp_millis(ts_ms)?;
         Some(LocalTime {
+            ts_ms,
             naive: utc.with_timezone(&tz).naive_local(),
         })
     }
@@ -66,12 +68,17 @@ impl LocalTime {
     /// The UTC start (epoch ms) of the window of `kind` that holds this instant.
     pub fn window_start_ms(&self, kind: WindowKind, tz: Tz) -> i64 {
         let n = self.naive;
-        let date = n.date();
+        // Windows up to an hour are found by subtracting the local time already elapsed in them,
+        // with no time-zone lookup: offsets change on hour boundaries in practice, so the
+        // instant's offset holds for its whole window. This is the hot path of the accounting.
+        let into_minute_ms = n.second() as i64 * 1000 + (n.nanosecond() / 1_000_000) as i64;
         let start = match kind {
-            WindowKind::Minute => date.and_hms_opt(n.hour(), n.minute(), 0),
-            WindowKind::QuarterHour => date.and_hms_opt(n.hour(), n.minute() / 15 * 15, 0),
-            WindowKind::Hour => date.and_hms_opt(n.hour(), 0, 0),
-            WindowKind::Day => date.and_hms_opt(0, 0, 0),
+            WindowKind::Minute => return self.ts_ms - into_minute_ms,
+            WindowKind::QuarterHour => {
+                return self.ts_ms - into_minute_ms - (n.minute() % 15) as i64 * 60_000
+            }
+            WindowKind::Hour => return self.ts_ms - into_minute_ms - n.minute() as i64 * 60_000,
+            WindowKind::Day => n.date().and_hms_opt(0, 0, 0),
             WindowKind::Month => {
                 NaiveDate::from_ymd_opt(n.year(), n.month(), 1).and_then(|d| d.and_hms_opt(0, 0, 0))
             }
