@@ -36,6 +36,5 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets
-# Doc tests are not in --all-targets.
-cargo test --doc --quiet
+# Library, binary, integration and doc tests (benches are run by `cargo bench`, not here).
+cargo test

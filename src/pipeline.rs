@@ -57,7 +57,9 @@ impl Pipeline {
 
     /// Accounts and commits one batch. On error nothing changed, in memory or on disk.
     pub fn ingest(&mut self, readings: &[Reading]) -> Result<Batch, StoreError> {
-        let batch = self.accountant.process(readings);
+        let batch = self
+            .accountant
+            .process(readings, chrono::Utc::now().timestamp_millis());
         let started = Instant::now();
         if let Err(e) = self.store.commit(&self.accountant, &batch) {
             self.metrics.store_commit_errors.inc();
@@ -146,7 +148,9 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
     let join = std::thread::Builder::new()
         .name("ecogate-pipeline".into())
         .spawn(move || {
-            let mut last_retention = Instant::now() - Duration::from_secs(3600);
+            // `None` runs retention after the first batch. (Not `now - 1 h`: on a gateway that
+            // booted less than an hour ago that subtraction would panic.)
+            let mut last_retention: Option<Instant> = None;
             let mut open = true;
             while open {
                 let Some(first) = rx.blocking_recv() else {
@@ -177,8 +181,8 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 for ack in acks {
                     let _ = ack.send(());
                 }
-                if last_retention.elapsed() >= Duration::from_secs(3600) {
-                    last_retention = Instant::now();
+                if last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+                    last_retention = Some(Instant::now());
                     let now_ms = chrono::Utc::now().timestamp_millis();
                     match pipeline
                         .store

@@ -212,3 +212,33 @@ fn all_problems_are_reported_together() {
     assert!(lines[1].contains("firms[0].id: id `bad id` must be 1-64 characters"));
     assert!(lines[2].contains("firms[0].land_mu: must be a finite number > 0, got -1"));
 }
+
+mod no_panic {
+    use ecogate::config::Config;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Any corruption of a valid configuration gives Ok or located errors, never a panic.
+        #[test]
+        fn corrupted_configs_never_panic(
+            cuts in prop::collection::vec((0.0f64..1.0, 0usize..40, "[ -~\\n\"=\\[\\]{},.亩]{0,8}"), 1..6)
+        ) {
+            let mut text = std::fs::read_to_string("config/ecogate.example.toml").unwrap();
+            for (at, len, insert) in cuts {
+                let mut start = ((text.len() as f64) * at) as usize;
+                while !text.is_char_boundary(start) { start -= 1; }
+                let mut end = (start + len).min(text.len());
+                while !text.is_char_boundary(end) { end -= 1; }
+                text.replace_range(start..end, &insert);
+            }
+            if let Err(e) = Config::parse(Path::new("fuzz.toml"), &text) {
+                for line in e.to_string().lines() {
+                    prop_assert!(line.starts_with("fuzz.toml"), "{}", line);
+                }
+            }
+        }
+    }
+}

@@ -219,3 +219,79 @@ fn bad_readings_are_refused_by_reason_and_lose_nothing_else() {
     // The good readings around them are accounted: 1,000 -> 1,008 = 8 kWh.
     assert_eq!(import_kwh(&p), 8.0);
 }
+
+#[test]
+fn a_reading_from_a_wrong_clock_does_not_stall_its_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(FACTORY);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    let now = chrono::Utc::now().timestamp_millis();
+    let at = |ms: i64| ecogate::reading::Reading {
+        ts_ms: ms,
+        ..reading("grid", "import", 0.0, "kWh", "2024-01-01T00:00:00Z")
+    };
+    let b = p
+        .ingest(&[
+            ecogate::reading::Reading {
+                amount: 100.0,
+                ..at(now - 3_600_000)
+            },
+            // A meter whose clock says next year: refused, so it cannot become the baseline.
+            ecogate::reading::Reading {
+                amount: 101.0,
+                ..at(now + 365 * 86_400_000)
+            },
+            ecogate::reading::Reading {
+                amount: 101.0,
+                ..at(-5)
+            },
+            ecogate::reading::Reading {
+                amount: 102.0,
+                ..at(now - 1_000)
+            },
+        ])
+        .unwrap();
+    let reasons: Vec<_> = b.rejections.iter().map(|r| r.reason.name()).collect();
+    assert_eq!(reasons, vec!["future_timestamp", "bad_timestamp"]);
+    // 100 -> 102 kWh: the channel kept counting.
+    assert_eq!(import_kwh(&p), 2.0);
+}
+
+#[test]
+fn retention_drops_old_detail_and_keeps_days_months_years() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(FACTORY);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    p.ingest(&[
+        reading("grid", "import", 100.0, "kWh", "2024-01-01T00:00:00Z"),
+        reading("grid", "import", 110.0, "kWh", "2024-01-01T00:15:00Z"),
+    ])
+    .unwrap();
+    let retention = ecogate::config::Retention {
+        readings_days: 30,
+        minute_days: 7,
+        quarter_hour_days: 30,
+        hour_days: 30,
+        events_days: 0,
+    };
+    // 60 days later: readings and sub-day windows go; day, month and year stay.
+    let deleted = p
+        .store()
+        .apply_retention(&retention, ts("2024-03-01T00:00:00Z"))
+        .unwrap();
+    // 2 readings + (1 minute + 1 quarter-hour + 1 hour window) x 4 levels = 14 rows.
+    assert_eq!(deleted, 14);
+    assert_eq!(p.store().reading_count().unwrap(), 0);
+    let minute = p
+        .store()
+        .sums(
+            p.accountant(),
+            WindowKind::Minute,
+            Entity::Meter(0),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+    assert_eq!(minute.get(Metric::GridImportKwh), 0.0);
+    assert_eq!(import_kwh(&p), 10.0);
+}

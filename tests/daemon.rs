@@ -17,28 +17,55 @@ fn envelopes_are_acknowledged_after_they_are_durable() {
     let path = store_path(&dir);
     let cfg = config(FACTORY);
     let handle = pipeline::spawn(pipeline(&cfg, &path), cfg.clone());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut acks = Vec::new();
-        // 100 envelopes of one reading each: +1 kWh every 15 minutes.
+        // 100 envelopes of one reading each: +1 kWh every 15 minutes, ending now (recent, so
+        // the pipeline's retention pass keeps them).
+        let start_ms = chrono::Utc::now().timestamp_millis() - 100 * 900_000;
         for i in 0..100 {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let r = reading("grid", "import", 1_000.0 + i as f64, "kWh", "2024-01-01T00:00:00Z");
-            let r = ecogate::reading::Reading { ts_ms: r.ts_ms + i * 900_000, ..r };
-            handle.tx.send(Envelope { readings: vec![r], ack: Some(tx) }).await.unwrap();
+            let r = reading(
+                "grid",
+                "import",
+                1_000.0 + i as f64,
+                "kWh",
+                "2024-01-01T00:00:00Z",
+            );
+            let r = ecogate::reading::Reading {
+                ts_ms: start_ms + i * 900_000,
+                ..r
+            };
+            handle
+                .tx
+                .send(Envelope {
+                    readings: vec![r],
+                    ack: Some(tx),
+                })
+                .await
+                .unwrap();
             acks.push(rx);
         }
         for ack in acks {
-            tokio::time::timeout(Duration::from_secs(10), ack).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(10), ack)
+                .await
+                .unwrap()
+                .unwrap();
         }
     });
     // Every acknowledged reading is in the store, read through a separate connection:
     // 99 deltas of 1 kWh after the baseline.
     let store = Store::open(&path).unwrap();
     let acct = ecogate::accounting::Accountant::new(cfg.clone());
-    let sums = store.sums(&acct, WindowKind::Year, Entity::Meter(0), 0, i64::MAX).unwrap();
+    let sums = store
+        .sums(&acct, WindowKind::Year, Entity::Meter(0), 0, i64::MAX)
+        .unwrap();
     assert_eq!(sums.get(Metric::GridImportKwh), 99.0);
-    assert_eq!(store.reading_count().unwrap(), 100);
+    let count = store.reading_count().unwrap();
+    assert_eq!(count, 100);
     drop(handle.tx);
     handle.join.join().unwrap();
 }
@@ -49,7 +76,10 @@ fn run_starts_and_stops_on_sigterm() {
     let store = dir.path().join("run.db");
     let text = std::fs::read_to_string("config/ecogate.example.toml")
         .unwrap()
-        .replace("path = \"data/ecogate.db\"", &format!("path = \"{}\"", store.display()));
+        .replace(
+            "path = \"data/ecogate.db\"",
+            &format!("path = \"{}\"", store.display()),
+        );
     let cfg_path = dir.path().join("ecogate.toml");
     std::fs::write(&cfg_path, text).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
@@ -62,14 +92,23 @@ fn run_starts_and_stops_on_sigterm() {
     }
     assert!(store.exists(), "the store was not created");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "ecogate run exited early");
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "ecogate run exited early"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "ecogate run did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "ecogate run did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");

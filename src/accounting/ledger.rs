@@ -52,6 +52,9 @@ pub enum RejectReason {
     OutOfRange,
     BadQuality,
     BadTimestamp,
+    /// Later than the wall clock allows: one reading from a device with a wrong clock would
+    /// otherwise become a baseline in the future and stall its channel.
+    FutureTimestamp,
 }
 
 impl RejectReason {
@@ -63,6 +66,7 @@ impl RejectReason {
         RejectReason::OutOfRange,
         RejectReason::BadQuality,
         RejectReason::BadTimestamp,
+        RejectReason::FutureTimestamp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,7 @@ impl RejectReason {
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::BadQuality => "bad_quality",
             RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::FutureTimestamp => "future_timestamp",
         }
     }
 }
@@ -215,6 +220,7 @@ pub struct Accountant {
     lookup: HashMap<String, (u32, HashMap<String, u32>)>,
     channels: Vec<Vec<ChannelInfo>>,
     factors: FactorSet,
+    max_future_ms: i64,
     states: HashMap<ChannelRef, CounterState>,
 }
 
@@ -280,6 +286,7 @@ impl Accountant {
             channels.push(infos);
         }
         Accountant {
+            max_future_ms: (config.accounting.max_future_s * 1000.0) as i64,
             config,
             lookup,
             channels,
@@ -331,10 +338,11 @@ impl Accountant {
     }
 
     /// Accounts a batch of readings without changing `self`.
-    pub fn process(&self, readings: &[Reading]) -> Batch {
+    /// `now_ms` is the wall clock, against which future timestamps are judged.
+    pub fn process(&self, readings: &[Reading], now_ms: i64) -> Batch {
         let mut batch = Batch::default();
         for (index, reading) in readings.iter().enumerate() {
-            self.process_one(index, reading, &mut batch);
+            self.process_one(index, reading, now_ms, &mut batch);
         }
         batch
     }
@@ -356,7 +364,7 @@ impl Accountant {
         });
     }
 
-    fn process_one(&self, index: usize, reading: &Reading, batch: &mut Batch) {
+    fn process_one(&self, index: usize, reading: &Reading, now_ms: i64, batch: &mut Batch) {
         let Some((mi, chans)) = self.lookup.get(reading.meter.as_str()) else {
             return Self::reject(
                 batch,
@@ -415,7 +423,21 @@ impl Accountant {
                 format!("value {} {}", reading.amount, reading.unit),
             );
         }
-        let Some(local) = LocalTime::new(reading.ts_ms, self.config.park.timezone) else {
+        if reading.ts_ms > now_ms.saturating_add(self.max_future_ms) {
+            let ahead_s = (reading.ts_ms - now_ms) / 1000;
+            let detail = format!(
+                "timestamp {} ms is {ahead_s} s ahead of the clock",
+                reading.ts_ms
+            );
+            return Self::reject(batch, index, reading, RejectReason::FutureTimestamp, detail);
+        }
+        // Before 1970 no meter of ours was read; the bound also keeps calendar arithmetic far
+        // from chrono's limits.
+        let plausible_time = reading.ts_ms >= 0;
+        let local = plausible_time
+            .then(|| LocalTime::new(reading.ts_ms, self.config.park.timezone))
+            .flatten();
+        let Some(local) = local else {
             return Self::reject(
                 batch,
                 index,

@@ -175,6 +175,8 @@ pub struct AccountingConfig {
     pub windows: Vec<WindowKind>,
     /// Gauges are integrated only across gaps up to this long; longer gaps are recorded events.
     pub gauge_max_gap_s: f64,
+    /// Readings stamped further ahead of the clock than this are refused.
+    pub max_future_s: f64,
 }
 
 impl Config {
@@ -905,9 +907,15 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|g| self.positive(g, "accounting.gauge_max_gap_s"))
             .unwrap_or(300.0);
+        let max_future_s = a
+            .max_future_s
+            .as_ref()
+            .and_then(|g| self.positive(g, "accounting.max_future_s"))
+            .unwrap_or(300.0);
         AccountingConfig {
             windows,
             gauge_max_gap_s,
+            max_future_s,
         }
     }
 }

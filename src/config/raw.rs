@@ -140,4 +140,5 @@ pub struct RawRetention {
 pub struct RawAccounting {
     pub windows: Option<Vec<S<String>>>,
     pub gauge_max_gap_s: Option<S<f64>>,
+    pub max_future_s: Option<S<f64>>,
 }

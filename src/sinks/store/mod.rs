@@ -71,7 +71,10 @@ pub struct Store {
 fn aggregate_sql() -> (String, String) {
     let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
     let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
-    let updates: Vec<String> = names.iter().map(|n| format!("{n} = {n} + excluded.{n}")).collect();
+    let updates: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n} = {n} + excluded.{n}"))
+        .collect();
     let upsert = format!(
         "INSERT INTO aggregates (window, level, entity, start_ms, {}) VALUES (?1, ?2, ?3, ?4, {})
          ON CONFLICT (window, level, entity, start_ms) DO UPDATE SET {}",
@@ -79,7 +82,10 @@ fn aggregate_sql() -> (String, String) {
         placeholders.join(", "),
         updates.join(", ")
     );
-    let totals: Vec<String> = names.iter().map(|n| format!("COALESCE(SUM({n}), 0)")).collect();
+    let totals: Vec<String> = names
+        .iter()
+        .map(|n| format!("COALESCE(SUM({n}), 0)"))
+        .collect();
     let sums = format!(
         "SELECT {} FROM aggregates
          WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5",
@@ -137,7 +143,9 @@ impl Store {
                 .conn
                 .prepare("SELECT name FROM pragma_table_info('aggregates')")
                 .map_err(|e| self.err(e))?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?;
             for row in rows {
                 existing.push(row.map_err(|e| self.err(e))?);
             }
@@ -251,7 +259,9 @@ impl Store {
                 values.push(acct.entity_id(key.entity).to_string().into());
                 values.push(key.start_ms.into());
                 values.extend(sums.0.iter().map(|v| rusqlite::types::Value::Integer(*v)));
-                upsert.execute(rusqlite::params_from_iter(values.iter())).map_err(err)?;
+                upsert
+                    .execute(rusqlite::params_from_iter(values.iter()))
+                    .map_err(err)?;
             }
             let mut ins_event = tx
                 .prepare_cached(
@@ -307,8 +317,17 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Sums, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&self.sums_sql).map_err(|e| self.err(e))?;
-        let params = params![window.name(), entity.level(), acct.entity_id(entity), from_ms, to_ms];
+        let mut stmt = self
+            .conn
+            .prepare_cached(&self.sums_sql)
+            .map_err(|e| self.err(e))?;
+        let params = params![
+            window.name(),
+            entity.level(),
+            acct.entity_id(entity),
+            from_ms,
+            to_ms
+        ];
         let mut sums = Sums::default();
         stmt.query_row(params, |r| {
             for (i, m) in Metric::ALL.iter().enumerate() {
