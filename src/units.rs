@@ -26,6 +26,12 @@ pub enum Dimension {
     Heat,
     /// Dimensionless count (pieces, sessions); base 1.
     Count,
+    /// Electrical quantities that are recorded but never accounted.
+    Voltage,
+    Current,
+    Frequency,
+    /// Power factor and other plain ratios.
+    Ratio,
 }
 
 impl Dimension {
@@ -50,6 +56,10 @@ impl Dimension {
             Dimension::MassFlow => "kg/h",
             Dimension::Heat => "GJ",
             Dimension::Count => "1",
+            Dimension::Voltage => "V",
+            Dimension::Current => "A",
+            Dimension::Frequency => "Hz",
+            Dimension::Ratio => "ratio",
         }
     }
 }
@@ -65,6 +75,10 @@ impl fmt::Display for Dimension {
             Dimension::MassFlow => "mass flow",
             Dimension::Heat => "heat",
             Dimension::Count => "count",
+            Dimension::Voltage => "voltage",
+            Dimension::Current => "current",
+            Dimension::Frequency => "frequency",
+            Dimension::Ratio => "ratio",
         };
         f.write_str(name)
     }
@@ -103,6 +117,11 @@ const UNITS: &[(&str, &[&str], Dimension, f64)] = &[
     ("pcs", &["pcs", "piece", "pieces"], Dimension::Count, 1.0),
     ("unit", &["unit", "units"], Dimension::Count, 1.0),
     ("session", &["session", "sessions"], Dimension::Count, 1.0),
+    ("V", &["v"], Dimension::Voltage, 1.0),
+    ("kV", &["kv"], Dimension::Voltage, 1000.0),
+    ("A", &["a"], Dimension::Current, 1.0),
+    ("Hz", &["hz"], Dimension::Frequency, 1.0),
+    ("ratio", &["ratio", "pf"], Dimension::Ratio, 1.0),
 ];
 
 impl Unit {

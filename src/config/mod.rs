@@ -31,6 +31,7 @@ pub struct Config {
     pub factors: Factors,
     pub store: StoreConfig,
     pub accounting: AccountingConfig,
+    pub modbus: crate::sources::modbus::config::ModbusConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -240,7 +241,7 @@ fn parse_raw(text: &str, locator: &Locator<'_>) -> Result<RawConfig, ConfigError
     })
 }
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     locator: &'a Locator<'a>,
     errors: Vec<ConfigError>,
 }
@@ -255,7 +256,11 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Validator<'_> {
-    fn err<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    pub(crate) fn err<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             line_col: Some(self.locator.line_col(&at.span())),
             key: key.into(),
@@ -292,7 +297,7 @@ impl Validator<'_> {
         Some(x)
     }
 
-    fn positive(&mut self, s: &S<f64>, key: &str) -> Option<f64> {
+    pub(crate) fn positive(&mut self, s: &S<f64>, key: &str) -> Option<f64> {
         let x = *s.get_ref();
         if !x.is_finite() || x <= 0.0 {
             self.err(s, key, format!("must be a finite number > 0, got {x}"));
@@ -309,6 +314,7 @@ impl Validator<'_> {
         let factors = self.factors(&raw, &park, &meters);
         let store = self.store(&raw);
         let accounting = self.accounting(&raw);
+        let modbus = crate::sources::modbus::config::validate(self, &raw.modbus, &meters);
         Config {
             file: file.to_path_buf(),
             park,
@@ -318,6 +324,7 @@ impl Validator<'_> {
             factors,
             store,
             accounting,
+            modbus,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub accounting: RawAccounting,
+    #[serde(default)]
+    pub modbus: crate::sources::modbus::config::RawModbus,
 }
 
 #[derive(Debug, Deserialize)]

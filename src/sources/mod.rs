@@ -5,6 +5,8 @@
 //! The Modbus (`modbus`) and MQTT (`mqtt`) sources live in their own folders; `replay` (a file of
 //! historical readings) is the batch source in `crate::replay`.
 
+pub mod modbus;
+
 use crate::pipeline::Envelope;
 use tokio::sync::{mpsc, watch};
 
