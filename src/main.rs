@@ -13,6 +13,7 @@ use ecogate::pipeline::{self, Pipeline};
 use ecogate::replay::{self, line_protocol::Precision};
 use ecogate::report;
 use ecogate::sinks::store::Store;
+use ecogate::sources::SourceContext;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -173,28 +174,50 @@ fn summary(c: &Config) -> String {
     out
 }
 
-fn open_pipeline(config: Arc<Config>, store_path: &Path) -> anyhow::Result<Pipeline> {
+fn open_pipeline(
+    config: Arc<Config>,
+    store_path: &Path,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Pipeline> {
     let store = Store::open(store_path)?;
-    Ok(Pipeline::open(config, store, Arc::new(Metrics::new()))?)
+    Ok(Pipeline::open(config, store, metrics)?)
 }
 
 fn run(config: Config) -> Result<ExitCode, Failure> {
     let config = Arc::new(config);
-    let pipeline = open_pipeline(config.clone(), &config.store.path)?;
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = open_pipeline(config.clone(), &config.store.path, metrics.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let handle = pipeline::spawn(pipeline, config.clone());
-        let (shutdown_tx, _shutdown_rx) = tokio::sync::watch::channel(false);
-        tracing::warn!(
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let ctx = SourceContext {
+            output: handle.tx.clone(),
+            shutdown: shutdown_rx,
+        };
+        let modbus = (config.modbus.device_count() > 0)
+            .then(|| ecogate::sources::modbus::spawn(&config.modbus, ctx.clone(), metrics.clone()));
+        drop(ctx);
+        tracing::info!(
             store = %config.store.path.display(),
             meters = config.meters.len(),
-            "ecogate running; no live sources are configured in this build yet (Modbus and MQTT arrive as sources), use `ecogate replay` to load readings"
+            modbus_devices = config.modbus.device_count(),
+            "ecogate running"
         );
+        if modbus.is_none() {
+            tracing::warn!("no live sources are configured; use `ecogate replay` to load readings");
+        }
         wait_for_signal().await;
+        tracing::info!("stopping: sources first, then the pipeline commits what it holds");
         let _ = shutdown_tx.send(true);
+        if let Some(m) = modbus {
+            for task in m.tasks {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+            }
+        }
         drop(handle.tx);
         let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;
         Ok::<_, anyhow::Error>(())
@@ -270,7 +293,7 @@ fn replay_cmd(
         }
     };
     let store_path = store.unwrap_or_else(|| config.store.path.clone());
-    let mut pipeline = open_pipeline(config.clone(), &store_path)?;
+    let mut pipeline = open_pipeline(config.clone(), &store_path, Arc::new(Metrics::new()))?;
     let summary = replay::run(&mut pipeline, rows, errors).context("replay")?;
 
     for e in summary.rejections.iter().take(50) {

@@ -15,6 +15,12 @@ pub struct Metrics {
     pub store_commits: IntCounter,
     pub store_commit_errors: IntCounter,
     pub store_commit_seconds: Histogram,
+    pub modbus_requests: IntCounterVec,
+    pub modbus_exceptions: IntCounterVec,
+    pub modbus_bad_values: IntCounterVec,
+    pub modbus_connects: IntCounter,
+    pub modbus_disconnects: IntCounter,
+    pub modbus_polls_missed: IntCounter,
 }
 
 impl Default for Metrics {
@@ -67,6 +73,61 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let modbus_requests = IntCounterVec::new(
+            Opts::new(
+                "ecogate_modbus_requests_total",
+                "Modbus read requests, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let modbus_exceptions = IntCounterVec::new(
+            Opts::new(
+                "ecogate_modbus_exceptions_total",
+                "Modbus exception responses, by exception code.",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        let modbus_bad_values = IntCounterVec::new(
+            Opts::new(
+                "ecogate_modbus_bad_values_total",
+                "Decoded Modbus values refused (NaN, out of the plausible range, undecodable), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let modbus_connects = IntCounter::new(
+            "ecogate_modbus_connects_total",
+            "Modbus connections opened.",
+        )
+        .expect("valid metric");
+        let modbus_disconnects = IntCounter::new(
+            "ecogate_modbus_disconnects_total",
+            "Modbus connections dropped after a timeout or a broken response.",
+        )
+        .expect("valid metric");
+        let modbus_polls_missed = IntCounter::new(
+            "ecogate_modbus_polls_missed_total",
+            "Scheduled Modbus polls skipped because the bus fell behind.",
+        )
+        .expect("valid metric");
+        for r in [
+            "ok",
+            "timeout",
+            "exception",
+            "transport_error",
+            "bad_response",
+            "connect_error",
+        ] {
+            modbus_requests.with_label_values(&[r]);
+        }
+        for c in crate::sources::modbus::poller::EXCEPTION_LABELS {
+            modbus_exceptions.with_label_values(&[c]);
+        }
+        for r in ["decode", "not_finite", "out_of_range"] {
+            modbus_bad_values.with_label_values(&[r]);
+        }
         for reason in RejectReason::ALL {
             readings_rejected.with_label_values(&[reason.name()]);
         }
@@ -80,6 +141,12 @@ impl Metrics {
             Box::new(store_commits.clone()),
             Box::new(store_commit_errors.clone()),
             Box::new(store_commit_seconds.clone()),
+            Box::new(modbus_requests.clone()),
+            Box::new(modbus_exceptions.clone()),
+            Box::new(modbus_bad_values.clone()),
+            Box::new(modbus_connects.clone()),
+            Box::new(modbus_disconnects.clone()),
+            Box::new(modbus_polls_missed.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -91,6 +158,12 @@ impl Metrics {
             store_commits,
             store_commit_errors,
             store_commit_seconds,
+            modbus_requests,
+            modbus_exceptions,
+            modbus_bad_values,
+            modbus_connects,
+            modbus_disconnects,
+            modbus_polls_missed,
         }
     }
 

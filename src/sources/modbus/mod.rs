@@ -8,3 +8,7 @@
 pub mod config;
 pub mod decode;
 pub mod plan;
+pub mod poller;
+pub mod transport;
+
+pub use poller::{spawn, DeviceHealth, Health, ModbusSource};

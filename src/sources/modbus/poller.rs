@@ -1,0 +1,509 @@
+//! One task per bus (a serial line, a serial device server, or one Modbus TCP address): one
+//! request at a time on it, devices polled on a fixed-rate schedule aligned to the wall clock,
+//! every request under a timeout.
+//!
+//! After a timeout or a broken response the connection is dropped and reopened: a late reply
+//! would otherwise be taken as the answer to the next request (tokio-modbus #324). A device that
+//! keeps failing is backed off (exponential, with jitter, up to a minute) so that it costs its bus
+//! one request per back-off period instead of a timeout every poll: the other devices on the bus
+//! stay on schedule. Readings are timestamped when their response arrives.
+
+use super::config::{Bus, Device, Transport};
+use super::decode;
+use super::plan::{self, Function, Request};
+use super::transport;
+use crate::metrics::Metrics;
+use crate::pipeline::Envelope;
+use crate::reading::{Quality, Reading};
+use crate::sources::SourceContext;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::prelude::SlaveContext;
+use tokio_modbus::Slave;
+
+/// Health of one device, for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct DeviceHealth {
+    pub up: AtomicBool,
+    /// Epoch milliseconds of the last fully successful poll; 0 if never.
+    pub last_success_ms: AtomicI64,
+    pub consecutive_failures: AtomicU64,
+    /// Latency of the last successful request, microseconds.
+    pub last_latency_us: AtomicU64,
+    pub polls_ok: AtomicU64,
+    pub polls_failed: AtomicU64,
+    /// Polls that could not start on time because the bus was busy or the task fell behind.
+    pub polls_missed: AtomicU64,
+}
+
+/// Health of every polled device, by meter id.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub devices: BTreeMap<String, Arc<DeviceHealth>>,
+}
+
+/// Handle to the running Modbus source.
+#[derive(Debug)]
+pub struct ModbusSource {
+    pub health: Arc<Health>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts one task per bus.
+pub fn spawn(
+    config: &super::config::ModbusConfig,
+    ctx: SourceContext,
+    metrics: Arc<Metrics>,
+) -> ModbusSource {
+    let mut health = Health::default();
+    let mut buses = Vec::new();
+    for bus in &config.buses {
+        let devices: Vec<DeviceState> = bus
+            .devices
+            .iter()
+            .map(|d| {
+                let h = Arc::new(DeviceHealth::default());
+                health.devices.insert(d.meter.clone(), h.clone());
+                DeviceState::new(d.clone(), h)
+            })
+            .collect();
+        buses.push((bus.clone(), devices));
+    }
+    let tasks = buses
+        .into_iter()
+        .map(|(bus, devices)| {
+            let ctx = ctx.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move { BusTask::new(bus, devices, ctx, metrics).run().await })
+        })
+        .collect();
+    ModbusSource {
+        health: Arc::new(health),
+        tasks,
+    }
+}
+
+struct DeviceState {
+    device: Device,
+    requests: Vec<Request>,
+    health: Arc<DeviceHealth>,
+    next_due_ms: i64,
+    backoff_until_ms: i64,
+    last_bad_log: Option<Instant>,
+    bad_suppressed: u64,
+}
+
+impl DeviceState {
+    fn new(device: Device, health: Arc<DeviceHealth>) -> Self {
+        let spans: Vec<_> = device.points.iter().map(|p| p.span).collect();
+        let requests = plan::plan(&spans, device.limits);
+        let interval = device.poll_interval_ms as i64;
+        let now = now_ms();
+        DeviceState {
+            requests,
+            health,
+            next_due_ms: (now / interval + 1) * interval,
+            backoff_until_ms: 0,
+            last_bad_log: None,
+            bad_suppressed: 0,
+            device,
+        }
+    }
+
+    fn due_ms(&self) -> i64 {
+        self.next_due_ms.max(self.backoff_until_ms)
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Uniform jitter in [0.8, 1.2) without a random-number dependency: the low bits of the clock
+/// differ between devices and polls, which is all back-off jitter needs.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4
+}
+
+/// Why a request did not give usable registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Timeout,
+    Exception(u8),
+    Transport,
+    /// The response did not fit the request (wrong length).
+    BadResponse,
+    Connect,
+}
+
+impl Failure {
+    fn name(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Exception(_) => "exception",
+            Failure::Transport => "transport_error",
+            Failure::BadResponse => "bad_response",
+            Failure::Connect => "connect_error",
+        }
+    }
+
+    /// Whether the connection can no longer be trusted.
+    fn poisons_connection(self) -> bool {
+        !matches!(self, Failure::Exception(_))
+    }
+}
+
+struct BusTask {
+    bus: Bus,
+    devices: Vec<DeviceState>,
+    ctx: SourceContext,
+    metrics: Arc<Metrics>,
+    conn: Option<Context>,
+    connect_failures: u32,
+    next_connect_ms: i64,
+}
+
+impl BusTask {
+    fn new(bus: Bus, devices: Vec<DeviceState>, ctx: SourceContext, metrics: Arc<Metrics>) -> Self {
+        BusTask {
+            bus,
+            devices,
+            ctx,
+            metrics,
+            conn: None,
+            connect_failures: 0,
+            next_connect_ms: 0,
+        }
+    }
+
+    async fn run(mut self) {
+        tracing::info!(bus = %self.bus.id, devices = self.devices.len(), "modbus bus started");
+        loop {
+            let Some((idx, due)) = self
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (i, d.due_ms()))
+                .min_by_key(|(_, due)| *due)
+            else {
+                return;
+            };
+            let wait = (due - now_ms()).max(0) as u64;
+            let mut shutdown = self.ctx.shutdown.clone();
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = shutdown.changed() => break,
+            }
+            self.poll(idx).await;
+            let d = &mut self.devices[idx];
+            let interval = d.device.poll_interval_ms as i64;
+            let now = now_ms();
+            let mut next = d.next_due_ms + interval;
+            if next <= now {
+                // Fell behind (a slow bus or a stalled pipeline): skip to the next slot rather
+                // than firing a burst of late polls.
+                let missed = ((now - next) / interval + 1) as u64;
+                d.health.polls_missed.fetch_add(missed, Ordering::Relaxed);
+                self.metrics.modbus_polls_missed.inc_by(missed);
+                next += missed as i64 * interval;
+            }
+            d.next_due_ms = next;
+        }
+        if let Some(mut conn) = self.conn.take() {
+            let _ = tokio_modbus::client::Client::disconnect(&mut conn).await;
+        }
+        tracing::info!(bus = %self.bus.id, "modbus bus stopped");
+    }
+
+    async fn ensure_connected(&mut self, timeout: Duration) -> bool {
+        if self.conn.is_some() {
+            return true;
+        }
+        if now_ms() < self.next_connect_ms {
+            return false;
+        }
+        match transport::connect(&self.bus.transport, timeout.max(Duration::from_millis(500))).await
+        {
+            Ok(c) => {
+                if self.connect_failures > 0 {
+                    tracing::info!(bus = %self.bus.id, "modbus reconnected");
+                }
+                self.metrics.modbus_connects.inc();
+                self.conn = Some(c);
+                self.connect_failures = 0;
+                true
+            }
+            Err(e) => {
+                self.connect_failures += 1;
+                let delay_ms = (200.0 * 2f64.powi(self.connect_failures.min(8) as i32 - 1))
+                    .min(30_000.0)
+                    * jitter();
+                self.next_connect_ms = now_ms() + delay_ms as i64;
+                if self.connect_failures <= 3 || self.connect_failures % 20 == 0 {
+                    tracing::warn!(bus = %self.bus.id, failures = self.connect_failures, "modbus connect failed: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    async fn read(
+        &mut self,
+        unit_id: u8,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Vec<u16>, Failure> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Failure::Connect);
+        };
+        conn.set_slave(Slave(unit_id));
+        let (addr, count) = (req.address, req.count);
+        let call = async {
+            match req.function {
+                Function::Holding => conn.read_holding_registers(addr, count).await,
+                Function::Input => conn.read_input_registers(addr, count).await,
+                Function::Coil => conn
+                    .read_coils(addr, count)
+                    .await
+                    .map(|r| r.map(|bits| bits.into_iter().map(u16::from).collect())),
+                Function::DiscreteInput => conn
+                    .read_discrete_inputs(addr, count)
+                    .await
+                    .map(|r| r.map(|bits| bits.into_iter().map(u16::from).collect())),
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(_)) => Err(Failure::Transport),
+            Ok(Ok(Err(code))) => Err(Failure::Exception(u8::from(code))),
+            Ok(Ok(Ok(words))) if words.len() < count as usize => Err(Failure::BadResponse),
+            Ok(Ok(Ok(mut words))) => {
+                // Coil reads come back padded to a whole byte.
+                words.truncate(count as usize);
+                Ok(words)
+            }
+        }
+    }
+
+    async fn poll(&mut self, idx: usize) {
+        let device = self.devices[idx].device.clone();
+        let requests = self.devices[idx].requests.clone();
+        let timeout = Duration::from_millis(device.timeout_ms);
+        let mut readings = Vec::with_capacity(device.points.len());
+        let mut failure: Option<Failure> = None;
+        let mut latency_us = 0u64;
+        'requests: for req in &requests {
+            let mut attempt = 0;
+            loop {
+                if !self.ensure_connected(timeout).await {
+                    failure = Some(Failure::Connect);
+                    self.metrics
+                        .modbus_requests
+                        .with_label_values(&[Failure::Connect.name()])
+                        .inc();
+                    break 'requests;
+                }
+                let started = Instant::now();
+                match self.read(device.unit_id, req, timeout).await {
+                    Ok(words) => {
+                        self.metrics
+                            .modbus_requests
+                            .with_label_values(&["ok"])
+                            .inc();
+                        latency_us = started.elapsed().as_micros() as u64;
+                        let ts_ms = now_ms();
+                        self.decode_points(idx, req, &words, ts_ms, &mut readings);
+                        break;
+                    }
+                    Err(f) => {
+                        self.metrics
+                            .modbus_requests
+                            .with_label_values(&[f.name()])
+                            .inc();
+                        if let Failure::Exception(code) = f {
+                            self.metrics
+                                .modbus_exceptions
+                                .with_label_values(&[exception_label(code)])
+                                .inc();
+                        }
+                        if f.poisons_connection() {
+                            self.conn = None;
+                            self.metrics.modbus_disconnects.inc();
+                        }
+                        failure = Some(f);
+                        attempt += 1;
+                        // An exception is the device's answer: asking again will not change it.
+                        if matches!(f, Failure::Exception(_)) || attempt > device.retries {
+                            // A silent device: stop here rather than time out on every request.
+                            if matches!(f, Failure::Timeout | Failure::Connect) {
+                                break 'requests;
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if !readings.is_empty() {
+            let _ = self
+                .ctx
+                .output
+                .send(Envelope {
+                    readings,
+                    ack: None,
+                })
+                .await;
+        }
+        let d = &mut self.devices[idx];
+        match failure {
+            None => {
+                d.health.up.store(true, Ordering::Relaxed);
+                d.health.last_success_ms.store(now_ms(), Ordering::Relaxed);
+                d.health.consecutive_failures.store(0, Ordering::Relaxed);
+                d.health
+                    .last_latency_us
+                    .store(latency_us, Ordering::Relaxed);
+                d.health.polls_ok.fetch_add(1, Ordering::Relaxed);
+                d.backoff_until_ms = 0;
+            }
+            Some(f) => {
+                d.health.up.store(false, Ordering::Relaxed);
+                d.health.polls_failed.fetch_add(1, Ordering::Relaxed);
+                let n = d
+                    .health
+                    .consecutive_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if n >= 2 {
+                    let interval = d.device.poll_interval_ms as f64;
+                    let backoff =
+                        (interval * 2f64.powi((n - 1).min(10) as i32)).min(60_000.0) * jitter();
+                    d.backoff_until_ms = now_ms() + backoff as i64;
+                }
+                if n <= 3 || n % 50 == 0 {
+                    let detail = match f {
+                        Failure::Exception(code) => {
+                            format!("exception {code} ({})", exception_label(code))
+                        }
+                        other => other.name().to_string(),
+                    };
+                    tracing::warn!(bus = %self.bus.id, device = %d.device.meter, unit_id = d.device.unit_id, consecutive = n, "modbus poll failed: {detail}");
+                }
+            }
+        }
+    }
+
+    fn decode_points(
+        &mut self,
+        idx: usize,
+        req: &Request,
+        words: &[u16],
+        ts_ms: i64,
+        out: &mut Vec<Reading>,
+    ) {
+        let d = &mut self.devices[idx];
+        for &(pi, offset) in &req.points {
+            let p = &d.device.points[pi];
+            let start = offset as usize;
+            let end = (start + p.data_type.width() as usize).min(words.len());
+            let bad = match decode::decode(&words[start..end], p.data_type, p.word_order) {
+                Err(e) => Some(("decode", e.to_string())),
+                Ok(raw) => {
+                    let value = (raw * p.scale + p.offset) * p.multiplier;
+                    if !value.is_finite() {
+                        Some(("not_finite", format!("{value}")))
+                    } else if p.min.is_some_and(|m| value < m) || p.max.is_some_and(|m| value > m) {
+                        Some((
+                            "out_of_range",
+                            format!("{value} outside [{}, {}]", fmt_opt(p.min), fmt_opt(p.max)),
+                        ))
+                    } else {
+                        out.push(Reading {
+                            meter: d.device.meter.clone(),
+                            channel: p.channel.clone(),
+                            amount: value,
+                            unit: p.unit,
+                            ts_ms,
+                            quality: Quality::Good,
+                        });
+                        None
+                    }
+                }
+            };
+            if let Some((reason, detail)) = bad {
+                self.metrics
+                    .modbus_bad_values
+                    .with_label_values(&[reason])
+                    .inc();
+                let interval = Duration::from_millis(d.device.poll_interval_ms.max(60_000));
+                if d.last_bad_log.is_none_or(|t| t.elapsed() >= interval) {
+                    tracing::warn!(
+                        device = %d.device.meter,
+                        unit_id = d.device.unit_id,
+                        register = p.span.address,
+                        function = p.span.function.name(),
+                        channel = %p.channel,
+                        suppressed = d.bad_suppressed,
+                        "modbus value refused ({reason}): {detail}"
+                    );
+                    d.last_bad_log = Some(Instant::now());
+                    d.bad_suppressed = 0;
+                } else {
+                    d.bad_suppressed += 1;
+                }
+            }
+        }
+    }
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| v.to_string())
+}
+
+/// Fixed label values for exception codes, so a device cannot create series.
+pub fn exception_label(code: u8) -> &'static str {
+    match code {
+        1 => "illegal_function",
+        2 => "illegal_data_address",
+        3 => "illegal_data_value",
+        4 => "server_device_failure",
+        5 => "acknowledge",
+        6 => "server_device_busy",
+        8 => "memory_parity_error",
+        10 => "gateway_path_unavailable",
+        11 => "gateway_target_failed",
+        _ => "other",
+    }
+}
+
+pub const EXCEPTION_LABELS: &[&str] = &[
+    "illegal_function",
+    "illegal_data_address",
+    "illegal_data_value",
+    "server_device_failure",
+    "acknowledge",
+    "server_device_busy",
+    "memory_parity_error",
+    "gateway_path_unavailable",
+    "gateway_target_failed",
+    "other",
+];
+
+impl Transport {
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Tcp(a) => format!("tcp {a}"),
+            Transport::RtuOverTcp(a) => format!("rtu over tcp {a}"),
+            Transport::Rtu(s) => format!("rtu {} {} baud", s.path.display(), s.baud),
+        }
+    }
+}
