@@ -834,7 +834,7 @@ fn device(v: &mut Validator<'_>, d: &RawDevice, meter: &Meter, key: &str) -> Opt
         if seen.insert(p.channel.clone(), ()).is_some() {
             v.err(
                 &d.meter,
-                format!("{key}"),
+                key.to_string(),
                 format!("channel `{}` is read from two registers", p.channel),
             );
         }
@@ -842,7 +842,7 @@ fn device(v: &mut Validator<'_>, d: &RawDevice, meter: &Meter, key: &str) -> Opt
     if points.is_empty() && v.error_count() == before {
         v.err(
             &d.meter,
-            format!("{key}"),
+            key.to_string(),
             "the device reads nothing: give `profile` with `channels`, or [[registers]]",
         );
     }

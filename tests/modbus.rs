@@ -1,0 +1,370 @@
+//! Modbus source against real tokio-modbus servers on loopback ports the tests pick.
+
+mod common;
+#[path = "common/modbus_sim.rs"]
+mod common_sim;
+
+use common::*;
+use common_sim::{start_rtu_over_tcp, start_tcp, Bank, Behaviour};
+use ecogate::config::Config;
+use ecogate::metrics::Metrics;
+use ecogate::pipeline::Envelope;
+use ecogate::reading::Reading;
+use ecogate::sources::modbus::decode::{DataType, WordOrder};
+use ecogate::sources::SourceContext;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_modbus::ExceptionCode;
+
+const PARK: &str = "[park]\nname = \"P\"\ngrid_factor_year = 2022\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n";
+
+fn parse(text: &str) -> Arc<Config> {
+    Arc::new(Config::parse(Path::new("modbus.toml"), text).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Runs the Modbus source for `run_for` and returns every reading it produced.
+async fn collect(
+    config: &Config,
+    run_for: Duration,
+) -> (
+    Vec<Reading>,
+    ecogate::sources::modbus::ModbusSource,
+    Arc<Metrics>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let source = ecogate::sources::modbus::spawn(
+        &config.modbus,
+        SourceContext {
+            output: tx,
+            shutdown: stop_rx,
+        },
+        metrics.clone(),
+    );
+    tokio::time::sleep(run_for).await;
+    stop_tx.send(true).unwrap();
+    let mut readings = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(env)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        readings.extend(env.readings);
+    }
+    (readings, source, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_and_word_order_decodes_to_the_right_value() {
+    let bank = Bank::default();
+    let (addr, _server) = start_tcp(bank.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let cases: &[(&str, DataType, f64)] = &[
+        ("u16", DataType::U16, 54_321.0),
+        ("i16", DataType::I16, -1_234.0),
+        ("u32", DataType::U32, 3_000_000_000.0),
+        ("i32", DataType::I32, -2_000_000_000.0),
+        ("u64", DataType::U64, 9_007_199_254_740_000.0),
+        ("i64", DataType::I64, -9_007_199_254_740_000.0),
+        ("f32", DataType::F32, -0.15625),
+        ("f64", DataType::F64, 12_345_678.901234),
+        ("bcd16", DataType::Bcd16, 9_876.0),
+        ("bcd32", DataType::Bcd32, 87_654_321.0),
+    ];
+    let orders = [
+        ("ABCD", WordOrder::Abcd),
+        ("CDAB", WordOrder::Cdab),
+        ("BADC", WordOrder::Badc),
+        ("DCBA", WordOrder::Dcba),
+    ];
+    let mut channels = Vec::new();
+    let mut registers = String::new();
+    let mut expected = HashMap::new();
+    let mut address = 100u16;
+    for (name, ty, value) in cases {
+        for (oname, order) in orders {
+            let ch = format!("{name}_{}", oname.to_lowercase());
+            // Holding registers for even types, input registers for odd, both through 1-based numbering half the time.
+            let table = (address / 4 % 2) as u8;
+            bank.set(1, table, address, *value, *ty, order);
+            let function = if table == 0 { "holding" } else { "input" };
+            let base = (address / 8 % 2) as u32;
+            channels.push(format!(
+                "{{ id = \"{ch}\", kind = \"gauge\", unit = \"ratio\" }}"
+            ));
+            registers.push_str(&format!(
+                "[[modbus.devices.registers]]\nchannel = \"{ch}\"\nfunction = \"{function}\"\naddress = {}\naddress_base = {base}\ntype = \"{name}\"\nword_order = \"{oname}\"\nunit = \"ratio\"\n",
+                address as u32 + base
+            ));
+            expected.insert(ch, *value);
+            address += 8;
+        }
+    }
+    // A coil and a scaled, offset register.
+    bank.set(1, 2, 7, 1.0, DataType::Bool, WordOrder::Abcd);
+    bank.set(1, 0, 20, 1234.0, DataType::U16, WordOrder::Abcd);
+    channels.push("{ id = \"coil\", kind = \"gauge\", unit = \"ratio\" }".into());
+    channels.push("{ id = \"scaled\", kind = \"gauge\", unit = \"V\" }".into());
+    registers.push_str("[[modbus.devices.registers]]\nchannel = \"coil\"\nfunction = \"coil\"\naddress = 7\naddress_base = 0\ntype = \"bool\"\nunit = \"ratio\"\n");
+    registers.push_str("[[modbus.devices.registers]]\nchannel = \"scaled\"\nfunction = \"holding\"\naddress = 20\naddress_base = 0\ntype = \"u16\"\nscale = 0.1\noffset = -3\nunit = \"V\"\n");
+    expected.insert("coil".into(), 1.0);
+    // 1234 x 0.1 - 3 = 120.4 V
+    expected.insert("scaled".into(), 120.4);
+    let text = format!(
+        "{PARK}[[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{}]\n[[modbus.devices]]\nmeter = \"m\"\ntcp = \"{addr}\"\nunit_id = 1\npoll_interval_ms = 200\ntimeout_ms = 500\n{registers}",
+        channels.join(", ")
+    );
+    let cfg = parse(&text);
+    let (readings, _source, _) = collect(&cfg, Duration::from_millis(700)).await;
+    let mut seen: HashMap<String, f64> = HashMap::new();
+    for r in &readings {
+        seen.insert(r.channel.clone(), r.amount);
+    }
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "channels read: {:?}",
+        seen.keys()
+    );
+    for (ch, v) in &expected {
+        let got = seen[ch];
+        assert!(
+            (got - v).abs() <= 1e-9 * v.abs().max(1.0),
+            "{ch}: {got} != {v}"
+        );
+    }
+}
+
+fn dtsu_config(addr: std::net::SocketAddr, interval_ms: u64) -> String {
+    format!(
+        "{PARK}[[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [\n\
+         {{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 10000 }},\n\
+         {{ id = \"power\", kind = \"gauge\", unit = \"kW\" }},\n\
+         {{ id = \"v1\", kind = \"gauge\", unit = \"V\" }},\n\
+         {{ id = \"v2\", kind = \"gauge\", unit = \"V\" }},\n\
+         {{ id = \"pf\", kind = \"gauge\", unit = \"ratio\" }},\n\
+         {{ id = \"hz\", kind = \"gauge\", unit = \"Hz\" }},\n\
+         {{ id = \"export\", carrier = \"grid_export\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 10000 }},\n]\n\
+         [[modbus.devices]]\nmeter = \"m\"\ntcp = \"{addr}\"\nunit_id = 3\nprofile = \"chint-dtsu666\"\npoll_interval_ms = {interval_ms}\ntimeout_ms = 500\n\
+         channels = {{ import = \"import_kwh\", export = \"export_kwh\", power = \"power_total_w\", v1 = \"voltage_l1_v\", v2 = \"voltage_l2_v\", pf = \"power_factor\", hz = \"frequency_hz\" }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_is_coalesced_and_polled_end_to_end_in_the_right_units() {
+    let bank = Bank::default();
+    let (addr, _server) = start_tcp(bank.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let f = |a: u16, v: f64| bank.set(3, 0, a, v, DataType::F32, WordOrder::Abcd);
+    f(0x101E, 1500.25); // import kWh
+    f(0x1028, 12.5); // export kWh
+    f(0x2012, 123_450.0); // power, x0.1 W -> 12,345 W = 12.345 kW
+    f(0x2006, 2305.0); // V L1 x0.1 -> 230.5 V
+    f(0x2008, 2301.0);
+    f(0x202A, 987.0); // PF x0.001 -> 0.987
+    f(0x2044, 5001.0); // Hz x0.01 -> 50.01
+    let cfg = parse(&dtsu_config(addr, 250));
+    let (readings, source, _) = collect(&cfg, Duration::from_millis(1_200)).await;
+    let health = &source.health.devices["m"];
+    let polls = health.polls_ok.load(Ordering::Relaxed);
+    assert!(polls >= 3, "polls {polls}");
+    // Planned requests: import+export (0x101E..0x102A, gap 8) = 1; V1, V2, P (0x2006..0x2014) = 1;
+    // PF (0x202A, gap 22 from 0x2014) = 1; Hz (0x2044) = 1: 4 requests per poll.
+    assert_eq!(bank.requests(3), polls * 4, "requests per poll");
+    let last = |ch: &str| {
+        readings
+            .iter()
+            .rev()
+            .find(|r| r.channel == ch)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(last("import").amount, 1500.25);
+    assert_eq!(last("import").unit.symbol, "kWh");
+    let p = last("power");
+    // 123,450 x 0.1 = 12,345 W; the reading keeps its unit (W), normalised to kW on entry.
+    assert_eq!((p.amount, p.unit.symbol), (12_345.0, "W"));
+    assert!((last("v1").amount - 230.5).abs() < 1e-9);
+    assert!((last("pf").amount - 0.987).abs() < 1e-6);
+    assert!((last("hz").amount - 50.01).abs() < 1e-6);
+    // Timestamps follow the schedule: consecutive imports about 250 ms apart.
+    let ts: Vec<i64> = readings
+        .iter()
+        .filter(|r| r.channel == "import")
+        .map(|r| r.ts_ms)
+        .collect();
+    for w in ts.windows(2) {
+        let gap = w[1] - w[0];
+        assert!((150..=400).contains(&gap), "poll gap {gap} ms");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_devices_on_one_bus_do_not_disturb_the_healthy_ones() {
+    let bank = Bank::default();
+    let (addr, _server) = start_rtu_over_tcp(bank.clone()).await;
+    for unit in 1..=6u8 {
+        bank.set(
+            unit,
+            0,
+            0,
+            100.0 + unit as f64,
+            DataType::F32,
+            WordOrder::Abcd,
+        );
+    }
+    bank.behave(3, Behaviour::Silent);
+    bank.behave(4, Behaviour::Late(Duration::from_millis(400)));
+    bank.behave(5, Behaviour::Exception(ExceptionCode::IllegalDataAddress));
+    bank.behave(6, Behaviour::Exception(ExceptionCode::ServerDeviceBusy));
+    let mut text = format!("{PARK}[[modbus.buses]]\nid = \"line1\"\ntransport = \"rtu_over_tcp\"\naddress = \"{addr}\"\n");
+    for unit in 1..=6 {
+        text.push_str(&format!(
+            "[[meters]]\nid = \"m{unit}\"\nsite = \"s\"\nchannels = [{{ id = \"p\", kind = \"gauge\", unit = \"kW\" }}]\n\
+             [[modbus.devices]]\nmeter = \"m{unit}\"\nbus = \"line1\"\nunit_id = {unit}\npoll_interval_ms = 500\ntimeout_ms = 150\nretries = 1\n\
+             [[modbus.devices.registers]]\nchannel = \"p\"\nfunction = \"holding\"\naddress = 0\naddress_base = 0\ntype = \"f32\"\nunit = \"kW\"\n"
+        ));
+    }
+    let cfg = parse(&text);
+    let run = Duration::from_millis(6_000);
+    let (readings, source, metrics) = collect(&cfg, run).await;
+    for healthy in ["m1", "m2"] {
+        let ts: Vec<i64> = readings
+            .iter()
+            .filter(|r| r.meter == healthy)
+            .map(|r| r.ts_ms)
+            .collect();
+        // 6 s at one poll per 500 ms = 12 polls; allow the first slot and scheduling slack.
+        assert!(ts.len() >= 10, "{healthy}: {} readings", ts.len());
+        let worst = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(worst <= 900, "{healthy}: worst gap {worst} ms");
+    }
+    for faulty in ["m3", "m4", "m5", "m6"] {
+        assert!(
+            readings.iter().all(|r| r.meter != faulty),
+            "{faulty} produced readings"
+        );
+        let h = &source.health.devices[faulty];
+        assert!(!h.up.load(Ordering::Relaxed), "{faulty} up");
+        assert!(
+            h.consecutive_failures.load(Ordering::Relaxed) >= 2,
+            "{faulty}"
+        );
+    }
+    // Back-off keeps the silent device from costing a timeout every poll: fewer requests than polls.
+    assert!(
+        bank.requests(3) < 12,
+        "silent device asked {} times",
+        bank.requests(3)
+    );
+    let exc = |code: &str| metrics.modbus_exceptions.with_label_values(&[code]).get();
+    assert!(exc("illegal_data_address") >= 2);
+    assert!(exc("server_device_busy") >= 2);
+    assert!(
+        metrics
+            .modbus_requests
+            .with_label_values(&["timeout"])
+            .get()
+            >= 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_resumes_after_the_server_restarts() {
+    let bank = Bank::default();
+    let (addr, server) = start_tcp(bank.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    bank.set(3, 0, 0x101E, 10.0, DataType::F32, WordOrder::Abcd);
+    let cfg = parse(&dtsu_config(addr, 200));
+    let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let source = ecogate::sources::modbus::spawn(
+        &cfg.modbus,
+        SourceContext {
+            output: tx,
+            shutdown: stop_rx,
+        },
+        metrics.clone(),
+    );
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first
+        .readings
+        .iter()
+        .any(|r| r.channel == "import" && r.amount == 10.0));
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    while rx.try_recv().is_ok() {}
+    assert!(
+        !source.health.devices["m"].up.load(Ordering::Relaxed),
+        "device should be down while the server is"
+    );
+    bank.set(3, 0, 0x101E, 11.0, DataType::F32, WordOrder::Abcd);
+    let (_addr, _server2) = start_tcp(bank.clone(), addr).await;
+    let resumed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let env = rx.recv().await.unwrap();
+            if env
+                .readings
+                .iter()
+                .any(|r| r.channel == "import" && r.amount == 11.0)
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(resumed.is_ok(), "no readings after the server came back");
+    assert!(metrics.modbus_connects.get() >= 2);
+    stop_tx.send(true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modbus_readings_are_accounted_through_the_pipeline() {
+    let bank = Bank::default();
+    let (addr, _server) = start_tcp(bank.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    bank.set(3, 0, 0x101E, 1000.0, DataType::F32, WordOrder::Abcd);
+    let cfg = parse(&dtsu_config(addr, 200));
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let handle = ecogate::pipeline::spawn(pipeline(&cfg, &path), cfg.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let source = ecogate::sources::modbus::spawn(
+        &cfg.modbus,
+        SourceContext {
+            output: handle.tx.clone(),
+            shutdown: stop_rx,
+        },
+        Arc::new(Metrics::new()),
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The meter advances by 2.5 kWh.
+    bank.set(3, 0, 0x101E, 1002.5, DataType::F32, WordOrder::Abcd);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop_tx.send(true).unwrap();
+    for t in source.tasks {
+        t.await.unwrap();
+    }
+    drop(handle.tx);
+    tokio::task::spawn_blocking(move || handle.join.join().unwrap())
+        .await
+        .unwrap();
+    let p = pipeline(&cfg, &path);
+    let sums = p
+        .store()
+        .sums(
+            p.accountant(),
+            ecogate::accounting::window::WindowKind::Year,
+            ecogate::accounting::Entity::Meter(0),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+    assert_eq!(
+        sums.get(ecogate::accounting::metric::Metric::GridImportKwh),
+        2.5
+    );
+}
