@@ -8,9 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need, as "command:package" pairs. Empty until a source or sink
-# that tests against a real server lands.
-NEEDED=()
+# Debian packages the tests need, as "command:package" pairs.
+NEEDED=(
+  "socat:socat" # pseudo-terminal pairs for the Modbus RTU tests
+)
 
 missing=()
 for pair in "${NEEDED[@]+"${NEEDED[@]}"}"; do
