@@ -147,9 +147,9 @@ fn main() {
     let mut on_time = 0u64;
     let mut total = 0u64;
     for w in samples.windows(2) {
-        for d in 0..devices {
+        for (before, after) in w[0].iter().zip(&w[1]) {
             total += 1;
-            if w[1][d] - w[0][d] == 1 {
+            if after - before == 1 {
                 on_time += 1;
             }
         }
