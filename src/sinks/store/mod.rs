@@ -6,6 +6,9 @@
 //! what makes "energy used while the daemon was down is attributed at the next reading and never
 //! counted twice" hold across restarts. Aggregates are upserted by addition, so the same window
 //! can be filled by many batches. `synchronous=FULL` because these figures end up in audits.
+//!
+//! Readings are keyed by time first: live data arrives in time order, so inserts append at the
+//! end of the B-tree instead of touching one page per channel.
 
 use crate::accounting::counter::{CounterState, Point};
 use crate::accounting::ledger::{Accountant, Batch, ChannelRef, Entity};
@@ -42,8 +45,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS readings (
     meter TEXT NOT NULL, channel TEXT NOT NULL, ts_ms INTEGER NOT NULL,
     amount_base REAL NOT NULL, base_unit TEXT NOT NULL, quality TEXT NOT NULL,
-    PRIMARY KEY (meter, channel, ts_ms)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts_ms);
+    PRIMARY KEY (ts_ms, meter, channel)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aggregates (
     window TEXT NOT NULL, level TEXT NOT NULL, entity TEXT NOT NULL, start_ms INTEGER NOT NULL,
     PRIMARY KEY (window, level, entity, start_ms)) WITHOUT ROWID;
