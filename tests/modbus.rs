@@ -368,3 +368,81 @@ async fn modbus_readings_are_accounted_through_the_pipeline() {
         2.5
     );
 }
+
+#[test]
+fn modbus_configuration_errors_name_their_place() {
+    let head = format!("{PARK}[[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{{ id = \"import_kwh\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100 }}]\n");
+    let err = |tail: &str| match Config::parse(Path::new("mb.toml"), &format!("{head}{tail}")) {
+        Ok(_) => panic!("should be invalid: {tail}"),
+        Err(e) => e.to_string(),
+    };
+    let e = err("[[modbus.devices]]\nmeter = \"nope\"\ntcp = \"127.0.0.1:502\"\nprofile = \"eastron-sdm630\"\n");
+    assert!(
+        e.contains("mb.toml:17:9: modbus.devices[0].meter: unknown meter `nope`"),
+        "{e}"
+    );
+    let e = err(
+        "[[modbus.devices]]\nmeter = \"m\"\ntcp = \"localhost\"\nprofile = \"eastron-sdm630\"\n",
+    );
+    assert!(
+        e.contains("modbus.devices[0].tcp: `localhost` is not an address"),
+        "{e}"
+    );
+    let e = err("[[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\nprofile = \"chint-dtsu-666\"\n");
+    assert!(e.contains("modbus.devices[0].profile: unknown profile `chint-dtsu-666`: known profiles are acrel-adl400, chint-ddsu666"), "{e}");
+    let e = err("[[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\nprofile = \"eastron-sdm630\"\nchannels = { import_kwh = \"power_total_w\" }\n");
+    assert!(e.contains("modbus.devices[0].channels.import_kwh: the register's unit W (power) does not fit channel `import_kwh` in kWh (energy)"), "{e}");
+    let e = err("[[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\n[[modbus.devices.registers]]\nchannel = \"import_kwh\"\nfunction = \"holding\"\naddress = 0\naddress_base = 1\ntype = \"f32\"\nunit = \"kWh\"\n");
+    assert!(e.contains("modbus.devices[0].registers[0].address: address 0 with address_base 1 is outside 0-65535 on the wire"), "{e}");
+    let e = err("[[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\n[[modbus.devices.registers]]\nchannel = \"import_kwh\"\nfunction = \"coil\"\naddress = 0\naddress_base = 0\ntype = \"f32\"\nunit = \"kWh\"\n");
+    assert!(
+        e.contains("registers[0].type: coils and discrete inputs are `bool`"),
+        "{e}"
+    );
+    let e = err("[[modbus.buses]]\nid = \"l\"\ntransport = \"rtu\"\n[[modbus.devices]]\nmeter = \"m\"\nbus = \"l\"\nprofile = \"eastron-sdm630\"\n");
+    assert!(
+        e.contains("modbus.buses[0].device: an RTU bus needs `device`"),
+        "{e}"
+    );
+    // Name matching: the meter's channel `import_kwh` reads the profile point of that name.
+    let ok = Config::parse(Path::new("mb.toml"), &format!("{head}[[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\nprofile = \"eastron-sdm630\"\n")).unwrap();
+    let points = &ok.modbus.buses[0].devices[0].points;
+    assert_eq!(
+        (
+            points.len(),
+            points[0].channel.as_str(),
+            points[0].span.address
+        ),
+        (1, "import_kwh", 0x0048)
+    );
+}
+
+#[test]
+fn users_own_profiles_load_from_profiles_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("profiles")).unwrap();
+    std::fs::write(
+        dir.path().join("profiles/gas-corrector.toml"),
+        "name = \"gas-corrector\"\ndescription = \"volume corrector\"\nsource = \"vendor sheet rev 3, p. 7\"\nfunction = \"input\"\nword_order = \"CDAB\"\naddress_base = 1\n[points]\nvolume_nm3 = { address = 30001, type = \"u32\", scale = 0.01, unit = \"Nm3\" }\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{PARK}[modbus]\nprofiles_dir = \"profiles\"\n[[meters]]\nid = \"g\"\nsite = \"s\"\nchannels = [{{ id = \"volume_nm3\", carrier = \"natural_gas\", kind = \"counter\", unit = \"Nm3\", max_rate_per_hour = 100 }}]\n[[modbus.devices]]\nmeter = \"g\"\ntcp = \"127.0.0.1:502\"\nprofile = \"gas-corrector\"\n"
+    );
+    let path = dir.path().join("ecogate.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let p = &cfg.modbus.buses[0].devices[0].points[0];
+    // Register 30001 counted from 1 is address 30000 on the wire.
+    assert_eq!(
+        (p.span.address, p.word_order, p.scale),
+        (30_000, WordOrder::Cdab, 0.01)
+    );
+    // A broken profile file is named in the error.
+    std::fs::write(dir.path().join("profiles/bad.toml"), "name = \"bad\"\n").unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("modbus.profiles_dir: profile ") && e.contains("bad.toml: "),
+        "{e}"
+    );
+}

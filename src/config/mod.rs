@@ -203,6 +203,7 @@ impl Config {
         let mut v = Validator {
             locator: &locator,
             errors: Vec::new(),
+            config_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
         let config = v.validate(file, raw);
         if v.errors.is_empty() {
@@ -244,6 +245,7 @@ fn parse_raw(text: &str, locator: &Locator<'_>) -> Result<RawConfig, ConfigError
 pub(crate) struct Validator<'a> {
     locator: &'a Locator<'a>,
     errors: Vec<ConfigError>,
+    config_dir: PathBuf,
 }
 
 /// Characters allowed in ids: they become store keys, metric labels and line-protocol tags.
@@ -256,6 +258,16 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Validator<'_> {
+    /// A path from the configuration, taken relative to the configuration file's folder.
+    pub(crate) fn relative_to_config(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.config_dir.join(p)
+        }
+    }
+
     pub(crate) fn error_count(&self) -> usize {
         self.errors.len()
     }

@@ -31,6 +31,9 @@ use std::path::PathBuf;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModbus {
+    /// A folder of the user's own profiles (`*.toml`, same form as config/profiles/), relative
+    /// to the configuration file.
+    pub profiles_dir: Option<S<String>>,
     #[serde(default)]
     pub buses: Vec<RawBus>,
     #[serde(default)]
@@ -225,6 +228,60 @@ pub fn parse_profile(text: &str) -> Result<Profile, String> {
         source: raw.source,
         points,
     })
+}
+
+/// The shipped profiles plus those in `profiles_dir`; a problem is reported at `profiles_dir`.
+fn all_profiles(v: &mut Validator<'_>, raw: &RawModbus) -> HashMap<String, Profile> {
+    let mut out: HashMap<String, Profile> = PROFILES
+        .iter()
+        .filter_map(|(_, text)| parse_profile(text).ok())
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    let Some(dir) = &raw.profiles_dir else {
+        return out;
+    };
+    let path = v.relative_to_config(dir.get_ref());
+    let entries = match std::fs::read_dir(&path) {
+        Ok(e) => e,
+        Err(e) => {
+            v.err(
+                dir,
+                "modbus.profiles_dir",
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return out;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let parsed = std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_profile(&t));
+        match parsed {
+            Err(e) => v.err(
+                dir,
+                "modbus.profiles_dir",
+                format!("profile {}: {e}", file.display()),
+            ),
+            Ok(p) if out.contains_key(&p.name) => v.err(
+                dir,
+                "modbus.profiles_dir",
+                format!(
+                    "profile {}: name `{}` is already taken by another profile",
+                    file.display(),
+                    p.name
+                ),
+            ),
+            Ok(p) => {
+                out.insert(p.name.clone(), p);
+            }
+        }
+    }
+    out
 }
 
 pub fn profile(name: &str) -> Option<Profile> {
@@ -426,6 +483,7 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter])
             });
         }
     }
+    let profiles = all_profiles(v, raw);
     let mut seen_meters: HashMap<String, String> = HashMap::new();
     for (i, d) in raw.devices.iter().enumerate() {
         let key = format!("modbus.devices[{i}]");
@@ -486,7 +544,7 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter])
                 None
             }
         };
-        let device = device(v, d, meter, &key);
+        let device = device(v, d, meter, &key, &profiles);
         if let (Some(bus), Some(device)) = (bus, device) {
             let b = &mut buses[bus];
             if let Some(other) = b.devices.iter().find(|o| o.unit_id == device.unit_id) {
@@ -506,7 +564,13 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter])
     ModbusConfig { buses }
 }
 
-fn device(v: &mut Validator<'_>, d: &RawDevice, meter: &Meter, key: &str) -> Option<Device> {
+fn device(
+    v: &mut Validator<'_>,
+    d: &RawDevice,
+    meter: &Meter,
+    key: &str,
+    profiles: &HashMap<String, Profile>,
+) -> Option<Device> {
     let before = v.error_count();
     let unit_id = d.unit_id.as_ref().map_or(1, |u| *u.get_ref());
     if unit_id == 0 || unit_id > 247 {
@@ -624,24 +688,47 @@ fn device(v: &mut Validator<'_>, d: &RawDevice, meter: &Meter, key: &str) -> Opt
         }
     };
     if let Some(name) = &d.profile {
-        match profile(name.get_ref()) {
+        match profiles.get(name.get_ref()) {
             None => {
-                let names: Vec<_> = PROFILES.iter().map(|(n, _)| *n).collect();
+                let mut names: Vec<_> = profiles.keys().map(|n| n.as_str()).collect();
+                names.sort();
                 v.err(
                     name,
                     format!("{key}.profile"),
                     format!(
-                        "unknown profile `{}`: shipped profiles are {}",
+                        "unknown profile `{}`: known profiles are {}",
                         name.get_ref(),
                         names.join(", ")
                     ),
                 );
             }
             Some(p) => {
-                if d.channels.is_empty() {
-                    v.err(name, format!("{key}.channels"), "a profile needs `channels`, mapping meter channels to profile points, e.g. { import = \"import_kwh\" }");
+                // Without `channels`, every meter channel named like a profile point reads it.
+                let by_name: BTreeMap<String, S<String>> = meter
+                    .channels
+                    .iter()
+                    .filter(|c| p.points.contains_key(&c.id))
+                    .map(|c| (c.id.clone(), S::new(name.span(), c.id.clone())))
+                    .collect();
+                let mapping = if d.channels.is_empty() {
+                    &by_name
+                } else {
+                    &d.channels
+                };
+                if mapping.is_empty() {
+                    let names: Vec<_> = p.points.keys().map(|k| k.as_str()).collect();
+                    v.err(
+                        name,
+                        format!("{key}.channels"),
+                        format!(
+                            "no channel of meter `{}` is named after a point of profile `{}` ({}): name them so, or map them with channels = {{ import = \"import_kwh\" }}",
+                            meter.id,
+                            p.name,
+                            names.join(", ")
+                        ),
+                    );
                 }
-                for (channel, point_name) in &d.channels {
+                for (channel, point_name) in mapping {
                     let ckey = format!("{key}.channels.{channel}");
                     let Some(pp) = p.points.get(point_name.get_ref()) else {
                         let names: Vec<_> = p.points.keys().map(|k| k.as_str()).collect();

@@ -87,8 +87,8 @@ pub fn spawn(
 }
 
 struct DeviceState {
-    device: Device,
-    requests: Vec<Request>,
+    device: Arc<Device>,
+    requests: Arc<Vec<Request>>,
     health: Arc<DeviceHealth>,
     next_due_ms: i64,
     backoff_until_ms: i64,
@@ -103,13 +103,13 @@ impl DeviceState {
         let interval = device.poll_interval_ms as i64;
         let now = now_ms();
         DeviceState {
-            requests,
+            requests: Arc::new(requests),
             health,
             next_due_ms: (now / interval + 1) * interval,
             backoff_until_ms: 0,
             last_bad_log: None,
             bad_suppressed: 0,
-            device,
+            device: Arc::new(device),
         }
     }
 
@@ -295,13 +295,13 @@ impl BusTask {
     }
 
     async fn poll(&mut self, idx: usize) {
-        let device = self.devices[idx].device.clone();
-        let requests = self.devices[idx].requests.clone();
+        let device = Arc::clone(&self.devices[idx].device);
+        let requests = Arc::clone(&self.devices[idx].requests);
         let timeout = Duration::from_millis(device.timeout_ms);
         let mut readings = Vec::with_capacity(device.points.len());
         let mut failure: Option<Failure> = None;
         let mut latency_us = 0u64;
-        'requests: for req in &requests {
+        'requests: for req in requests.iter() {
             let mut attempt = 0;
             loop {
                 if !self.ensure_connected(timeout).await {
