@@ -212,6 +212,21 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         };
         let modbus = (config.modbus.device_count() > 0)
             .then(|| ecogate::sources::modbus::spawn(&config.modbus, ctx.clone(), metrics.clone()));
+        let mqtt = match config.mqtt.broker.is_some() {
+            false => None,
+            true => match ecogate::sources::mqtt::spawn(
+                &config.mqtt,
+                config.clone(),
+                ctx.clone(),
+                metrics.clone(),
+            ) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = shutdown_tx.send(true);
+                    return Err(anyhow::anyhow!("mqtt: {e}"));
+                }
+            },
+        };
         drop(ctx);
         tracing::info!(
             store = %config.store.path.display(),
@@ -219,7 +234,7 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
             modbus_devices = config.modbus.device_count(),
             "ecogate running"
         );
-        if modbus.is_none() {
+        if modbus.is_none() && mqtt.is_none() {
             tracing::warn!("no live sources are configured; use `ecogate replay` to load readings");
         }
         wait_for_signal().await;
@@ -229,6 +244,9 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
             for task in m.tasks {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
             }
+        }
+        if let Some(m) = mqtt {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), m.task).await;
         }
         drop(handle.tx);
         let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;

@@ -166,7 +166,10 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                             acks.extend(env.ack);
                         }
                         Err(mpsc::error::TryRecvError::Empty) => {
-                            if Instant::now() >= deadline {
+                            // A source is waiting to acknowledge: commit what we have now rather
+                            // than hold its messages (and the broker's in-flight window) for
+                            // the whole interval.
+                            if Instant::now() >= deadline || !acks.is_empty() {
                                 break;
                             }
                             std::thread::sleep(Duration::from_millis(5));

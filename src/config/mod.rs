@@ -32,6 +32,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub accounting: AccountingConfig,
     pub modbus: crate::sources::modbus::config::ModbusConfig,
+    pub mqtt: crate::sources::mqtt::config::MqttConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +328,7 @@ impl Validator<'_> {
         let store = self.store(&raw);
         let accounting = self.accounting(&raw);
         let modbus = crate::sources::modbus::config::validate(self, &raw.modbus, &meters);
+        let mqtt = crate::sources::mqtt::config::validate(self, &raw.mqtt, &meters);
         Config {
             file: file.to_path_buf(),
             park,
@@ -337,6 +339,7 @@ impl Validator<'_> {
             store,
             accounting,
             modbus,
+            mqtt,
         }
     }
 

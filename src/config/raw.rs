@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub accounting: RawAccounting,
     #[serde(default)]
     pub modbus: crate::sources::modbus::config::RawModbus,
+    #[serde(default)]
+    pub mqtt: crate::sources::mqtt::config::RawMqtt,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub modbus_connects: IntCounter,
     pub modbus_disconnects: IntCounter,
     pub modbus_polls_missed: IntCounter,
+    pub mqtt_messages: IntCounterVec,
+    pub mqtt_rejected: IntCounterVec,
+    pub mqtt_connected: prometheus::IntGauge,
+    pub mqtt_reconnects: IntCounter,
 }
 
 impl Default for Metrics {
@@ -125,6 +129,38 @@ impl Metrics {
         for c in crate::sources::modbus::poller::EXCEPTION_LABELS {
             modbus_exceptions.with_label_values(&[c]);
         }
+        let mqtt_messages = IntCounterVec::new(
+            Opts::new(
+                "ecogate_mqtt_messages_total",
+                "MQTT messages received, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let mqtt_rejected = IntCounterVec::new(
+            Opts::new(
+                "ecogate_mqtt_rejected_total",
+                "MQTT messages refused, by reason (acknowledged, nothing kept).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let mqtt_connected = prometheus::IntGauge::new(
+            "ecogate_mqtt_connected",
+            "1 while connected to the MQTT broker.",
+        )
+        .expect("valid metric");
+        let mqtt_reconnects = IntCounter::new(
+            "ecogate_mqtt_connection_failures_total",
+            "MQTT connection failures (each followed by a back-off).",
+        )
+        .expect("valid metric");
+        for r in ["accepted", "rejected"] {
+            mqtt_messages.with_label_values(&[r]);
+        }
+        for r in crate::sources::mqtt::decode::Reject::ALL {
+            mqtt_rejected.with_label_values(&[r.name()]);
+        }
         for r in ["decode", "not_finite", "out_of_range"] {
             modbus_bad_values.with_label_values(&[r]);
         }
@@ -147,6 +183,10 @@ impl Metrics {
             Box::new(modbus_connects.clone()),
             Box::new(modbus_disconnects.clone()),
             Box::new(modbus_polls_missed.clone()),
+            Box::new(mqtt_messages.clone()),
+            Box::new(mqtt_rejected.clone()),
+            Box::new(mqtt_connected.clone()),
+            Box::new(mqtt_reconnects.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -164,6 +204,10 @@ impl Metrics {
             modbus_connects,
             modbus_disconnects,
             modbus_polls_missed,
+            mqtt_messages,
+            mqtt_rejected,
+            mqtt_connected,
+            mqtt_reconnects,
         }
     }
 

@@ -6,6 +6,7 @@
 //! historical readings) is the batch source in `crate::replay`.
 
 pub mod modbus;
+pub mod mqtt;
 
 use crate::pipeline::Envelope;
 use tokio::sync::{mpsc, watch};

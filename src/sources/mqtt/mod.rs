@@ -1,0 +1,13 @@
+//! MQTT source: subscriptions bound to meters, payload decoders, and acknowledgement only after
+//! the readings are in the store.
+//!
+//! Layers: `config` (broker, subscriptions), `topic` (patterns with named segments), `decode`
+//! (payloads -> readings, pure), `client` (rumqttc event loop, reconnects, acks). rumqttc's
+//! types stay in `client`.
+
+pub mod client;
+pub mod config;
+pub mod decode;
+pub mod topic;
+
+pub use client::{spawn, MqttSource};
