@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests need, as "command:package" pairs.
 NEEDED=(
-  "socat:socat" # pseudo-terminal pairs for the Modbus RTU tests
+  "socat:socat"         # pseudo-terminal pairs for the Modbus RTU tests
+  "mosquitto:mosquitto" # the MQTT broker the MQTT tests start on their own ports
 )
 
 missing=()

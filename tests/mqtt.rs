@@ -1,0 +1,242 @@
+//! MQTT source against a real mosquitto on a loopback port the test picks.
+
+mod common;
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
+
+use common::*;
+use ecogate::config::Config;
+use ecogate::metrics::Metrics;
+use ecogate::pipeline::Envelope;
+use ecogate::reading::Reading;
+use ecogate::sources::SourceContext;
+use mosquitto::Mosquitto;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+const PARK: &str = "[park]\nname = \"P\"\ngrid_factor_year = 2022\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n";
+
+fn meters(n: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        out.push_str(&format!(
+            "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [\n  {{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000000 }},\n  {{ id = \"power\", kind = \"gauge\", unit = \"kW\" }},\n]\n"
+        ));
+    }
+    out
+}
+
+/// A publisher that waits for every PUBACK.
+async fn publish_all(port: u16, id: &str, messages: Vec<(String, Vec<u8>)>, qos: QoS) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_max_packet_size(4 << 20, 4 << 20)
+        .set_inflight(500)
+        .set_request_channel_capacity(1000);
+    let (client, mut ev) = AsyncClient::new(o, 1000);
+    let total = messages.len();
+    let sender = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client.publish(topic, qos, false, payload).await.unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    if qos == QoS::AtMostOnce {
+        let client = sender.await.unwrap();
+        client.disconnect().await.unwrap();
+        while let Ok(e) = ev.poll().await {
+            if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+        return;
+    }
+    while acked < total {
+        match tokio::time::timeout(Duration::from_secs(30), ev.poll())
+            .await
+            .expect("publisher stalled")
+        {
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(_) => {}
+            Err(e) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                eprintln!("publisher reconnecting: {e}");
+            }
+        }
+    }
+    let _ = sender.await;
+}
+
+/// Runs the MQTT source in-process; every envelope is acknowledged at once (no store).
+async fn collect(
+    cfg: &Arc<Config>,
+    until: impl Fn(&[Reading]) -> bool,
+    limit: Duration,
+) -> (Vec<Reading>, Arc<Metrics>) {
+    let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let source = ecogate::sources::mqtt::spawn(
+        &cfg.mqtt,
+        cfg.clone(),
+        SourceContext {
+            output: tx,
+            shutdown: stop_rx,
+        },
+        metrics.clone(),
+    )
+    .unwrap();
+    let mut readings = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while !until(&readings) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(env)) => {
+                readings.extend(env.readings);
+                if let Some(ack) = env.ack {
+                    let _ = ack.send(());
+                }
+            }
+            _ => break,
+        }
+    }
+    stop_tx.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), source.task).await;
+    (readings, metrics)
+}
+
+fn config(port: u16, client_id: &str, subscriptions: &str, n_meters: usize) -> Arc<Config> {
+    let text = format!(
+        "{PARK}{}[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"{client_id}\"\nmax_payload_bytes = 4096\n{subscriptions}",
+        meters(n_meters)
+    );
+    Arc::new(Config::parse(Path::new("mqtt.toml"), &text).unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decoder_round_trips() {
+    let broker = Mosquitto::start();
+    let subs = "[[mqtt.subscriptions]]\ntopic = \"park/{firm}/{meter}/json\"\ndecoder = \"json\"\nfields = { delivered = \"/e/wh\", power = \"/p\" }\nunits = { delivered = \"Wh\" }\ntimestamp = \"/ts\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"park/{meter}/array\"\ndecoder = \"json_array\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"ocpp/{meter}\"\ndecoder = \"ocpp\"\nchannel = \"delivered\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"plain/c3/power\"\nmeter = \"c3\"\ndecoder = \"number\"\nchannel = \"power\"\n";
+    let cfg = config(broker.port, "ecogate-roundtrip", subs, 4);
+    let port = broker.port;
+    let publisher = tokio::spawn(async move {
+        // Give the subscriber time to connect and subscribe.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        publish_all(
+            port,
+            "pub-roundtrip",
+            vec![
+                ("park/f/c0/json".into(), br#"{"e":{"wh":1500},"p":"7.5","ts":"2026-01-05T00:00:00Z"}"#.to_vec()),
+                ("park/c1/array".into(), br#"[{"channel":"delivered","value":2.25,"unit":"MWh","ts":1767571200}]"#.to_vec()),
+                (
+                    "ocpp/c2".into(),
+                    br#"{"connectorId":1,"meterValue":[{"timestamp":"2026-01-05T00:00:00Z","sampledValue":[{"value":"12345","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]}"#.to_vec(),
+                ),
+                ("ocpp/c2".into(), br#"{"transactionId":4,"meterStop":20000,"timestamp":"2026-01-05T01:00:00Z"}"#.to_vec()),
+                ("plain/c3/power".into(), b"42.5".to_vec()),
+            ],
+            QoS::AtLeastOnce,
+        )
+        .await;
+    });
+    let (readings, metrics) = collect(&cfg, |r| r.len() >= 6, Duration::from_secs(20)).await;
+    publisher.await.unwrap();
+    let find = |m: &str, ch: &str| {
+        readings
+            .iter()
+            .filter(|r| r.meter == m && r.channel == ch)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let c0 = find("c0", "delivered");
+    assert_eq!(
+        (c0[0].amount, c0[0].unit.symbol, c0[0].ts_ms),
+        (1500.0, "Wh", ts("2026-01-05T00:00:00Z"))
+    );
+    assert_eq!(find("c0", "power")[0].amount, 7.5);
+    let c1 = find("c1", "delivered");
+    assert_eq!(
+        (c1[0].amount, c1[0].unit.symbol, c1[0].ts_ms),
+        (2.25, "MWh", ts("2026-01-05T00:00:00Z"))
+    );
+    let c2: Vec<f64> = find("c2", "delivered").iter().map(|r| r.amount).collect();
+    assert_eq!(c2, vec![12345.0, 20000.0]);
+    assert_eq!(
+        (
+            find("c3", "power")[0].amount,
+            find("c3", "power")[0].unit.symbol
+        ),
+        (42.5, "kW")
+    );
+    assert_eq!(
+        metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_counted_acknowledged_and_forgotten() {
+    let broker = Mosquitto::start();
+    let subs = "[[mqtt.subscriptions]]\ntopic = \"park/{meter}/json\"\ndecoder = \"json\"\nfields = { delivered = \"/wh\" }\nunits = { delivered = \"Wh\" }\n";
+    let cfg = config(broker.port, "ecogate-hostile", subs, 2);
+    let port = broker.port;
+    // Broker-side filter is park/+/json, so random topics must match it to reach us.
+    let mut msgs: Vec<(String, Vec<u8>)> = vec![
+        ("park/c0/json".into(), b"{not json".to_vec()),
+        ("park/c0/json".into(), br#"{"wh":"abc"}"#.to_vec()),
+        ("park/c0/json".into(), br#"{"other":1}"#.to_vec()),
+        ("park/c0/json".into(), br#"{"wh":1e999}"#.to_vec()),
+        ("park/c0/json".into(), vec![b' '; 10_000]),
+        ("park/c0/json".into(), br#"{"wh":1000}"#.to_vec()),
+    ];
+    let n_random = 20_000;
+    for i in 0..n_random {
+        msgs.push((
+            format!("park/x{i:x}{}/json", i * 7919),
+            br#"{"wh":1}"#.to_vec(),
+        ));
+    }
+    msgs.push(("park/c1/json".into(), br#"{"wh":5}"#.to_vec()));
+    let before = rss_kb();
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        publish_all(port, "pub-hostile", msgs, QoS::AtLeastOnce).await;
+    });
+    let (readings, metrics) = collect(
+        &cfg,
+        |r| r.iter().any(|x| x.meter == "c1"),
+        Duration::from_secs(60),
+    )
+    .await;
+    publisher.await.unwrap();
+    let after = rss_kb();
+    let rej = |r: &str| metrics.mqtt_rejected.with_label_values(&[r]).get();
+    assert_eq!(rej("wrong_type"), 1);
+    assert_eq!(rej("missing_field"), 1);
+    // `{not json` is malformed; serde_json also refuses 1e999 (out of range) as malformed.
+    assert_eq!(rej("not_finite") + rej("malformed"), 2);
+    assert_eq!(rej("oversized"), 1);
+    assert_eq!(rej("unknown_meter"), n_random as u64);
+    assert_eq!(readings.iter().filter(|r| r.meter == "c0").count(), 1);
+    // Memory: 20,000 distinct topics leave nothing behind (the test process holds both sides).
+    eprintln!("rss before {before} kB, after {after} kB");
+    assert!(
+        after < before + 30_000,
+        "RSS grew from {before} kB to {after} kB"
+    );
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
