@@ -142,7 +142,9 @@ pub struct PipelineHandle {
 /// Runs the pipeline on a dedicated thread (SQLite is blocking). The thread ends when every
 /// sender is dropped, after committing what it holds.
 pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
-    let (tx, mut rx) = mpsc::channel::<Envelope>(1024);
+    // Room for the sources to keep reading while a batch commits (about 2 s of 1,000 meters
+    // at 10 messages/s each); bounded, so a stalled store still holds them back.
+    let (tx, mut rx) = mpsc::channel::<Envelope>(20_000);
     let interval = Duration::from_millis(config.store.commit_interval_ms);
     let max_batch = config.store.max_batch_readings;
     let join = std::thread::Builder::new()

@@ -39,7 +39,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 1000\nlog_dest none\n",
+                 autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 20000\nlog_dest none\n",
                 self.port,
                 self.dir.path().display()
             ),
