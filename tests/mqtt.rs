@@ -240,3 +240,55 @@ fn rss_kb() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let d = certs.path();
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=ecogate-test-ca");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+    sh("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf");
+    let tls_port = mosquitto::free_port();
+    let broker = Mosquitto::start_with(&format!(
+        "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+        d.display()
+    ));
+    let subs = format!(
+        "[mqtt.tls]\nca_file = \"{}/ca.pem\"\n[[mqtt.subscriptions]]\ntopic = \"tls/{{meter}}\"\ndecoder = \"number\"\nchannel = \"power\"\n",
+        d.display()
+    );
+    let cfg = config(tls_port, "ecogate-tls", &subs, 1);
+    let plain = broker.port;
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        publish_all(
+            plain,
+            "pub-tls",
+            vec![("tls/c0".into(), b"3.25".to_vec())],
+            QoS::AtLeastOnce,
+        )
+        .await;
+    });
+    let (readings, metrics) = collect(&cfg, |r| !r.is_empty(), Duration::from_secs(20)).await;
+    publisher.await.unwrap();
+    assert_eq!(
+        readings.len(),
+        1,
+        "nothing arrived over TLS (connection failures: {})",
+        metrics.mqtt_reconnects.get()
+    );
+    assert_eq!(readings[0].amount, 3.25);
+}

@@ -1,4 +1,6 @@
 //! A real mosquitto broker for tests, on a free loopback port, with its own config and data.
+//! `user root` keeps it from dropping to the mosquitto user, which could not read the
+//! test's private temporary folder (certificates, persistence).
 
 #![allow(dead_code)]
 
@@ -11,6 +13,8 @@ pub struct Mosquitto {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Extra listeners and settings appended to the configuration.
+    extra: String,
 }
 
 pub fn free_port() -> u16 {
@@ -23,11 +27,17 @@ pub fn free_port() -> u16 {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with("")
+    }
+
+    /// Starts with extra configuration (e.g. a TLS listener) after the plain listener.
+    pub fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let mut m = Mosquitto {
             child: None,
             port: free_port(),
             dir,
+            extra: extra.to_string(),
         };
         m.spawn();
         m
@@ -38,10 +48,11 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 20000\nlog_dest none\n",
+                "user root\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 20000\nlog_dest none\n{}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                self.extra
             ),
         )
         .unwrap();
