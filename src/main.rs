@@ -180,6 +180,23 @@ fn summary(c: &Config) -> String {
             );
         }
     }
+    for bus in &c.modbus.buses {
+        let _ = writeln!(out, "modbus bus {} ({}): {} device(s)", bus.id, bus.transport.describe(), bus.devices.len());
+    }
+    if let Some(b) = &c.mqtt.broker {
+        let _ = writeln!(
+            out,
+            "mqtt {}:{} as {}{}: {} subscription(s)",
+            b.host,
+            b.port,
+            b.client_id,
+            if b.tls.is_some() { " over TLS" } else { "" },
+            c.mqtt.subscriptions.len()
+        );
+        for s in &c.mqtt.subscriptions {
+            let _ = writeln!(out, "  {} (qos {})", s.topic, s.qos);
+        }
+    }
     let windows: Vec<_> = c.accounting.windows.iter().map(|w| w.name()).collect();
     let _ = writeln!(out, "windows: {}", windows.join(", "));
     let _ = writeln!(out, "store: {}", c.store.path.display());
