@@ -181,7 +181,13 @@ fn summary(c: &Config) -> String {
         }
     }
     for bus in &c.modbus.buses {
-        let _ = writeln!(out, "modbus bus {} ({}): {} device(s)", bus.id, bus.transport.describe(), bus.devices.len());
+        let _ = writeln!(
+            out,
+            "modbus bus {} ({}): {} device(s)",
+            bus.id,
+            bus.transport.describe(),
+            bus.devices.len()
+        );
     }
     if let Some(b) = &c.mqtt.broker {
         let _ = writeln!(

@@ -158,7 +158,12 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 let Some(first) = rx.blocking_recv() else {
                     break;
                 };
-                let deadline = Instant::now() + interval;
+                let started = Instant::now();
+                let deadline = started + interval;
+                // With acknowledgements waiting, wait only briefly for more: long enough to
+                // commit hundreds of messages at once at high rates, short enough to keep the
+                // broker's in-flight window moving.
+                let ack_deadline = started + interval.min(Duration::from_millis(20));
                 let mut readings = first.readings;
                 let mut acks: Vec<oneshot::Sender<()>> = first.ack.into_iter().collect();
                 while readings.len() < max_batch {
@@ -168,13 +173,15 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                             acks.extend(env.ack);
                         }
                         Err(mpsc::error::TryRecvError::Empty) => {
-                            // A source is waiting to acknowledge: commit what we have now rather
-                            // than hold its messages (and the broker's in-flight window) for
-                            // the whole interval.
-                            if Instant::now() >= deadline || !acks.is_empty() {
+                            let now = Instant::now();
+                            if now >= deadline || (!acks.is_empty() && now >= ack_deadline) {
                                 break;
                             }
-                            std::thread::sleep(Duration::from_millis(5));
+                            std::thread::sleep(Duration::from_millis(if acks.is_empty() {
+                                5
+                            } else {
+                                1
+                            }));
                         }
                         Err(mpsc::error::TryRecvError::Disconnected) => {
                             open = false;
