@@ -13,6 +13,7 @@ NEEDED=(
   "socat:socat"         # pseudo-terminal pairs for the Modbus RTU tests
   "mosquitto:mosquitto" # the MQTT broker the MQTT tests start on their own ports
   "openssl:openssl"     # a private CA and server certificate for the MQTT TLS test
+  "promtool:prometheus" # promtool checks the /metrics output
 )
 
 missing=()

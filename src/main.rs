@@ -251,6 +251,36 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
             },
         };
         drop(ctx);
+        let mut refresh: Vec<ecogate::metrics::http::Refresh> = Vec::new();
+        if let Some(m) = &modbus {
+            refresh.push(ecogate::metrics::modbus_health(
+                &metrics.registry,
+                m.health.clone(),
+            ));
+        }
+        let metrics_server = match config.metrics_listen {
+            None => None,
+            Some(listen) => {
+                match ecogate::metrics::http::serve(
+                    listen,
+                    metrics.registry.clone(),
+                    refresh,
+                    shutdown_tx.subscribe(),
+                )
+                .await
+                {
+                    Ok((addr, task)) => {
+                        tracing::info!(%addr, "serving /metrics");
+                        Some(task)
+                    }
+                    Err(e) => {
+                        // Collecting data matters more than exposing it: keep running.
+                        tracing::error!(%listen, "cannot serve /metrics: {e}");
+                        None
+                    }
+                }
+            }
+        };
         tracing::info!(
             store = %config.store.path.display(),
             meters = config.meters.len(),
@@ -270,6 +300,9 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         }
         if let Some(m) = mqtt {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), m.task).await;
+        }
+        if let Some(t) = metrics_server {
+            let _ = t.await;
         }
         drop(handle.tx);
         let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;

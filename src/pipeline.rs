@@ -31,6 +31,9 @@ impl Pipeline {
         store: Store,
         metrics: Arc<Metrics>,
     ) -> Result<Pipeline, StoreError> {
+        metrics.accounts.get_or_init(|| {
+            crate::metrics::accounts::AccountMetrics::register(&metrics.registry, &config)
+        });
         let mut accountant = Accountant::new(config);
         let states = store.load_states(&accountant)?;
         tracing::info!(channels = states.len(), store = %store.path().display(), "counter baselines loaded");
@@ -71,6 +74,9 @@ impl Pipeline {
         self.metrics.store_commits.inc();
         self.accountant.apply(&batch);
         self.metrics.observe(&batch);
+        if let Some(a) = self.metrics.accounts.get() {
+            a.observe(&batch, self.accountant.config());
+        }
         for r in &batch.rejections {
             if let Some(suppressed) = self.reject_log.allow(r.reason) {
                 tracing::warn!(

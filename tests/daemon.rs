@@ -80,6 +80,12 @@ fn run_starts_and_stops_on_sigterm() {
             "path = \"data/ecogate.db\"",
             &format!("path = \"{}\"", store.display()),
         );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
     let cfg_path = dir.path().join("ecogate.toml");
     std::fs::write(&cfg_path, text).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))

@@ -33,6 +33,8 @@ pub struct Config {
     pub accounting: AccountingConfig,
     pub modbus: crate::sources::modbus::config::ModbusConfig,
     pub mqtt: crate::sources::mqtt::config::MqttConfig,
+    /// Where `/metrics` is served; `None` when switched off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +331,21 @@ impl Validator<'_> {
         let accounting = self.accounting(&raw);
         let modbus = crate::sources::modbus::config::validate(self, &raw.modbus, &meters);
         let mqtt = crate::sources::mqtt::config::validate(self, &raw.mqtt, &meters);
+        let metrics_listen = match (&raw.metrics.enabled, &raw.metrics.listen) {
+            (Some(e), _) if !*e.get_ref() => None,
+            (_, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9108))),
+            (_, Some(l)) => match l.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        l,
+                        "metrics.listen",
+                        format!("`{}` is not an address such as 127.0.0.1:9108", l.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
         Config {
             file: file.to_path_buf(),
             park,
@@ -340,6 +357,7 @@ impl Validator<'_> {
             accounting,
             modbus,
             mqtt,
+            metrics_listen,
         }
     }
 

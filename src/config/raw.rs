@@ -31,6 +31,15 @@ pub struct RawConfig {
     pub modbus: crate::sources::modbus::config::RawModbus,
     #[serde(default)]
     pub mqtt: crate::sources::mqtt::config::RawMqtt,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<S<String>>,
+    pub enabled: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

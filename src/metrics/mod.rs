@@ -4,6 +4,9 @@
 //! reading can create a series. The HTTP `/metrics` endpoint and per-firm figures join here.
 
 use crate::accounting::ledger::{Batch, EventKind, RejectReason};
+pub mod accounts;
+pub mod http;
+
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ pub struct Metrics {
     pub mqtt_rejected: IntCounterVec,
     pub mqtt_connected: prometheus::IntGauge,
     pub mqtt_reconnects: IntCounter,
+    /// Per-firm figures, registered once the configuration is known.
+    pub accounts: std::sync::OnceLock<accounts::AccountMetrics>,
 }
 
 impl Default for Metrics {
@@ -51,7 +56,7 @@ impl Metrics {
         .expect("valid metric");
         let counter_events = IntCounterVec::new(
             Opts::new(
-                "ecogate_counter_events_total",
+                "ecogate_register_events_total",
                 "Counter events: baselines, rollovers, resets, quarantined jumps, duplicates, out-of-order readings, gauge gaps.",
             ),
             &["kind"],
@@ -208,6 +213,7 @@ impl Metrics {
             mqtt_rejected,
             mqtt_connected,
             mqtt_reconnects,
+            accounts: std::sync::OnceLock::new(),
         }
     }
 
@@ -235,4 +241,48 @@ impl Metrics {
     pub fn events(&self, kind: EventKind) -> u64 {
         self.counter_events.with_label_values(&[kind.name()]).get()
     }
+}
+
+/// Registers per-meter Modbus health gauges and returns the refresh that copies the poller's
+/// health into them before each scrape. Meter ids come from the configuration.
+pub fn modbus_health(
+    registry: &Registry,
+    health: std::sync::Arc<crate::sources::modbus::Health>,
+) -> http::Refresh {
+    use std::sync::atomic::Ordering;
+    let gauge = |name: &str, help: &str| {
+        let g = prometheus::GaugeVec::new(Opts::new(name, help), &["meter"]).expect("valid metric");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("registered once");
+        g
+    };
+    let up = gauge("ecogate_meter_up", "1 if the meter's last poll succeeded.");
+    let last = gauge(
+        "ecogate_meter_last_success_timestamp_seconds",
+        "Unix time of the meter's last successful poll (0: never).",
+    );
+    let failures = gauge(
+        "ecogate_meter_consecutive_failures",
+        "Polls failed in a row.",
+    );
+    let latency = gauge(
+        "ecogate_meter_last_latency_seconds",
+        "Latency of the last successful request.",
+    );
+    std::sync::Arc::new(move || {
+        for (meter, h) in &health.devices {
+            let labels = [meter.as_str()];
+            up.with_label_values(&labels)
+                .set(h.up.load(Ordering::Relaxed) as u8 as f64);
+            last.with_label_values(&labels)
+                .set(h.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+            failures
+                .with_label_values(&labels)
+                .set(h.consecutive_failures.load(Ordering::Relaxed) as f64);
+            latency
+                .with_label_values(&labels)
+                .set(h.last_latency_us.load(Ordering::Relaxed) as f64 / 1e6);
+        }
+    })
 }
