@@ -13,7 +13,8 @@ NEEDED=(
   "socat:socat"         # pseudo-terminal pairs for the Modbus RTU tests
   "mosquitto:mosquitto" # the MQTT broker the MQTT tests start on their own ports
   "openssl:openssl"     # a private CA and server certificate for the MQTT TLS test
-  "promtool:prometheus" # promtool checks the /metrics output
+  "promtool:prometheus" # promtool checks the /metrics output and the alert rules
+  "amtool:prometheus-alertmanager" # amtool checks the example Alertmanager configuration
 )
 
 missing=()
