@@ -122,15 +122,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Uniform jitter in [0.8, 1.2) without a random-number dependency: the low bits of the clock
-/// differ between devices and polls, which is all back-off jitter needs.
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4
-}
-
 /// Why a request did not give usable registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
@@ -244,9 +235,7 @@ impl BusTask {
             }
             Err(e) => {
                 self.connect_failures += 1;
-                let delay_ms = (200.0 * 2f64.powi(self.connect_failures.min(8) as i32 - 1))
-                    .min(30_000.0)
-                    * jitter();
+                let delay_ms = crate::sources::backoff_ms(200.0, self.connect_failures, 30_000.0);
                 self.next_connect_ms = now_ms() + delay_ms as i64;
                 if self.connect_failures <= 3 || self.connect_failures % 20 == 0 {
                     tracing::warn!(bus = %self.bus.id, failures = self.connect_failures, "modbus connect failed: {e}");
@@ -385,8 +374,7 @@ impl BusTask {
                     + 1;
                 if n >= 2 {
                     let interval = d.device.poll_interval_ms as f64;
-                    let backoff =
-                        (interval * 2f64.powi((n - 1).min(10) as i32)).min(60_000.0) * jitter();
+                    let backoff = crate::sources::backoff_ms(interval, n as u32, 60_000.0);
                     d.backoff_until_ms = now_ms() + backoff as i64;
                 }
                 if n <= 3 || n % 50 == 0 {

@@ -190,8 +190,7 @@ impl Loop {
                 Err(e) => {
                     self.metrics.mqtt_connected.set(0);
                     failures += 1;
-                    let delay_ms =
-                        (250.0 * 2f64.powi(failures.min(8) as i32 - 1)).min(30_000.0) * jitter();
+                    let delay_ms = crate::sources::backoff_ms(250.0, failures, 30_000.0) as f64;
                     if failures <= 3 || failures % 20 == 0 {
                         tracing::warn!(
                             failures,
@@ -324,11 +323,4 @@ async fn acker(client: AsyncClient, mut rx: mpsc::Receiver<PendingAck>) {
             return;
         }
     }
-}
-
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4
 }
