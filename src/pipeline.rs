@@ -166,10 +166,11 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 };
                 let started = Instant::now();
                 let deadline = started + interval;
-                // With acknowledgements waiting, wait only briefly for more: long enough to
-                // commit hundreds of messages at once at high rates, short enough to keep the
-                // broker's in-flight window moving.
-                let ack_deadline = started + interval.min(Duration::from_millis(20));
+                // With acknowledgements waiting, wait at most 200 ms for more: at high rates a
+                // commit then covers thousands of messages, so each window row is written once for
+                // many readings (20 ms gave 63-75 % of a bare subscriber's QoS 1 rate, 200 ms
+                // 79-81 %), and the broker's in-flight window keeps moving.
+                let ack_deadline = started + interval.min(Duration::from_millis(200));
                 let mut readings = first.readings;
                 let mut acks: Vec<oneshot::Sender<()>> = first.ack.into_iter().collect();
                 while readings.len() < max_batch {
