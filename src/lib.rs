@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounting;
+pub mod alerting;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;

@@ -281,6 +281,13 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
                 }
             }
         };
+        let alerting = config.alerting.clone().map(|a| {
+            tokio::spawn(ecogate::alerting::run(
+                config.clone(),
+                a,
+                shutdown_tx.subscribe(),
+            ))
+        });
         tracing::info!(
             store = %config.store.path.display(),
             meters = config.meters.len(),
@@ -303,6 +310,9 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         }
         if let Some(t) = metrics_server {
             let _ = t.await;
+        }
+        if let Some(t) = alerting {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
         drop(handle.tx);
         let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;

@@ -35,6 +35,8 @@ pub struct Config {
     pub mqtt: crate::sources::mqtt::config::MqttConfig,
     /// Where `/metrics` is served; `None` when switched off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// In-daemon alerting, when configured.
+    pub alerting: Option<crate::alerting::AlertingConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -331,6 +333,32 @@ impl Validator<'_> {
         let accounting = self.accounting(&raw);
         let modbus = crate::sources::modbus::config::validate(self, &raw.modbus, &meters);
         let mqtt = crate::sources::mqtt::config::validate(self, &raw.mqtt, &meters);
+        let alerting = raw.alerting.as_ref().and_then(|a| {
+            let url = a.webhook_url.get_ref();
+            let ok = url
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+            if !ok {
+                self.err(
+                    &a.webhook_url,
+                    "alerting.webhook_url",
+                    format!("`{url}`: give an http://host:port/path URL"),
+                );
+                return None;
+            }
+            let interval_s = a.interval_s.as_ref().map_or(60, |i| *i.get_ref());
+            if interval_s == 0 {
+                self.err(
+                    a.interval_s.as_ref().unwrap(),
+                    "alerting.interval_s",
+                    "must be at least 1",
+                );
+            }
+            Some(crate::alerting::AlertingConfig {
+                webhook_url: url.clone(),
+                interval_s: interval_s.max(1),
+            })
+        });
         let metrics_listen = match (&raw.metrics.enabled, &raw.metrics.listen) {
             (Some(e), _) if !*e.get_ref() => None,
             (_, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9108))),
@@ -358,6 +386,7 @@ impl Validator<'_> {
             modbus,
             mqtt,
             metrics_listen,
+            alerting,
         }
     }
 

@@ -33,6 +33,14 @@ pub struct RawConfig {
     pub mqtt: crate::sources::mqtt::config::RawMqtt,
     #[serde(default)]
     pub metrics: RawMetrics,
+    pub alerting: Option<RawAlerting>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerting {
+    pub webhook_url: S<String>,
+    pub interval_s: Option<S<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
