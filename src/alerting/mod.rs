@@ -23,7 +23,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertingConfig {
     /// `http://host:port/path` of an Alertmanager-compatible receiver.
-    pub webhook_url: String,
+    pub webhook_url: Option<String>,
+    /// A topic on the `[mqtt]` broker to publish each event to (QoS 1, one message per alert).
+    pub mqtt_topic: Option<String>,
     pub interval_s: u64,
 }
 
@@ -101,6 +103,36 @@ pub fn observe(store: &Store, acct: &Accountant, config: &Config, now_ms: i64) -
     out
 }
 
+/// A publishing client with its own connection, its event loop driven by a task of its own.
+fn mqtt_publisher(
+    broker: &crate::sources::mqtt::config::Broker,
+) -> Result<rumqttc::AsyncClient, String> {
+    let options = crate::sources::mqtt::client::base_options(
+        broker,
+        &format!("{}-alerts", broker.client_id),
+    )?;
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            match eventloop.poll().await {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    if failures <= 3 {
+                        tracing::warn!("alert publisher: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(crate::sources::backoff_ms(
+                        250.0, failures, 30_000.0,
+                    )))
+                    .await;
+                }
+            }
+        }
+    });
+    Ok(client)
+}
+
 /// Evaluates every `interval_s` until shutdown. Notifications that cannot be delivered are kept
 /// and sent again at the next evaluation, so a receiver that was down still learns the state.
 pub async fn run(
@@ -110,6 +142,16 @@ pub async fn run(
 ) {
     let mut state = State::default();
     let mut undelivered: Vec<rules::Notification> = Vec::new();
+    let mqtt = match (&alerting.mqtt_topic, &config.mqtt.broker) {
+        (Some(topic), Some(broker)) => match mqtt_publisher(broker) {
+            Ok(client) => Some((client, topic.clone())),
+            Err(e) => {
+                tracing::error!("alert events over MQTT are off: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
     loop {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let path = config.store.path.clone();
@@ -123,14 +165,30 @@ pub async fn run(
         })
         .await
         .unwrap_or_default();
-        undelivered.extend(state.update(&observations, now_ms));
-        if !undelivered.is_empty() {
-            match webhook::post(&alerting.webhook_url, &webhook::payload(&undelivered)).await {
-                Ok(()) => undelivered.clear(),
-                Err(e) => tracing::warn!(
-                    pending = undelivered.len(),
-                    "alert webhook failed, retrying next round: {e}"
-                ),
+        let fresh = state.update(&observations, now_ms);
+        // MQTT events are queued by rumqttc, which keeps QoS 1 publishes until the broker has
+        // them, across reconnects: each is handed over once.
+        if let Some((client, topic)) = &mqtt {
+            for n in &fresh {
+                let body = webhook::payload(std::slice::from_ref(n));
+                if let Err(e) =
+                    client.try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body)
+                {
+                    tracing::warn!("alert event not queued for MQTT: {e}");
+                }
+            }
+        }
+        // The webhook is retried next round when it fails, with everything not yet delivered.
+        if let Some(url) = &alerting.webhook_url {
+            undelivered.extend(fresh);
+            if !undelivered.is_empty() {
+                match webhook::post(url, &webhook::payload(&undelivered)).await {
+                    Ok(()) => undelivered.clear(),
+                    Err(e) => tracing::warn!(
+                        pending = undelivered.len(),
+                        "alert webhook failed, retrying next round: {e}"
+                    ),
+                }
             }
         }
         tokio::select! {

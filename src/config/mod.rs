@@ -334,16 +334,53 @@ impl Validator<'_> {
         let modbus = crate::sources::modbus::config::validate(self, &raw.modbus, &meters);
         let mqtt = crate::sources::mqtt::config::validate(self, &raw.mqtt, &meters);
         let alerting = raw.alerting.as_ref().and_then(|a| {
-            let url = a.webhook_url.get_ref();
-            let ok = url
-                .strip_prefix("http://")
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-            if !ok {
-                self.err(
-                    &a.webhook_url,
-                    "alerting.webhook_url",
-                    format!("`{url}`: give an http://host:port/path URL"),
-                );
+            let webhook_url = match &a.webhook_url {
+                None => None,
+                Some(u) => {
+                    let url = u.get_ref();
+                    let ok = url
+                        .strip_prefix("http://")
+                        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+                    if !ok {
+                        self.err(
+                            u,
+                            "alerting.webhook_url",
+                            format!("`{url}`: give an http://host:port/path URL"),
+                        );
+                        return None;
+                    }
+                    Some(url.clone())
+                }
+            };
+            let mqtt_topic = match &a.mqtt_topic {
+                None => None,
+                Some(t) => {
+                    let topic = t.get_ref();
+                    if topic.is_empty() || topic.contains('+') || topic.contains('#') {
+                        self.err(
+                            t,
+                            "alerting.mqtt_topic",
+                            "a topic to publish to: not empty, no wildcards",
+                        );
+                        return None;
+                    }
+                    if mqtt.broker.is_none() {
+                        self.err(
+                            t,
+                            "alerting.mqtt_topic",
+                            "alert events over MQTT need the [mqtt] broker settings",
+                        );
+                        return None;
+                    }
+                    Some(topic.clone())
+                }
+            };
+            if webhook_url.is_none() && mqtt_topic.is_none() {
+                self.errors.push(ConfigError {
+                    line_col: None,
+                    key: "alerting".into(),
+                    message: "give webhook_url, mqtt_topic or both: where alert events go".into(),
+                });
                 return None;
             }
             let interval_s = a.interval_s.as_ref().map_or(60, |i| *i.get_ref());
@@ -355,7 +392,8 @@ impl Validator<'_> {
                 );
             }
             Some(crate::alerting::AlertingConfig {
-                webhook_url: url.clone(),
+                webhook_url,
+                mqtt_topic,
                 interval_s: interval_s.max(1),
             })
         });

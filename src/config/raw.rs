@@ -39,7 +39,8 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerting {
-    pub webhook_url: S<String>,
+    pub webhook_url: Option<S<String>>,
+    pub mqtt_topic: Option<S<String>>,
     pub interval_s: Option<S<u64>>,
 }
 

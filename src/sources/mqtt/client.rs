@@ -80,10 +80,15 @@ fn tls_config(tls: &super::config::Tls) -> Result<Arc<rustls::ClientConfig>, Str
 }
 
 fn options(b: &Broker) -> Result<MqttOptions, String> {
-    let mut o = MqttOptions::new(b.client_id.clone(), b.host.clone(), b.port);
+    let mut o = base_options(b, &b.client_id)?;
+    o.set_clean_session(false).set_manual_acks(true);
+    Ok(o)
+}
+
+/// Connection options shared by the subscriber and the alert publisher.
+pub(crate) fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, String> {
+    let mut o = MqttOptions::new(client_id.to_string(), b.host.clone(), b.port);
     o.set_keep_alive(Duration::from_secs(b.keep_alive_s))
-        .set_clean_session(false)
-        .set_manual_acks(true)
         .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
         .set_request_channel_capacity(10_000);
     if let Some(user) = &b.username {
