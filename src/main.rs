@@ -258,6 +258,16 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
                 m.health.clone(),
             ));
         }
+        if config
+            .accounting
+            .windows
+            .contains(&ecogate::accounting::window::WindowKind::Year)
+        {
+            refresh.push(ecogate::metrics::accounts::year_to_date(
+                &metrics.registry,
+                config.clone(),
+            ));
+        }
         let metrics_server = match config.metrics_listen {
             None => None,
             Some(listen) => {

@@ -14,6 +14,12 @@ use prometheus::{CounterVec, GaugeVec, Opts, Registry};
 #[derive(Debug, Clone)]
 pub struct AccountMetrics {
     firm_ids: Vec<String>,
+    site_ids: Vec<String>,
+    site_electricity_kwh: CounterVec,
+    site_co2_kg: CounterVec,
+    site_hydrogen_kg: CounterVec,
+    site_charging_kwh: CounterVec,
+    site_charging_sessions: CounterVec,
     electricity_kwh: CounterVec,
     co2_kg: CounterVec,
     standard_coal_kgce: CounterVec,
@@ -52,6 +58,32 @@ impl AccountMetrics {
     pub fn register(registry: &Registry, config: &Config) -> AccountMetrics {
         let m = AccountMetrics {
             firm_ids: config.firms.iter().map(|f| f.id.clone()).collect(),
+            site_ids: config.sites.iter().map(|s| s.id.clone()).collect(),
+            site_electricity_kwh: counter(
+                registry,
+                "ecogate_site_electricity_kwh_total",
+                "Electricity by flow per site, kWh.",
+                &["site", "flow"],
+            ),
+            site_co2_kg: counter(registry, "ecogate_site_co2_kg_total", "CO2 by scope per site, kg.", &["site", "scope"]),
+            site_hydrogen_kg: counter(
+                registry,
+                "ecogate_site_hydrogen_kg_total",
+                "Hydrogen produced and dispensed per site, kg.",
+                &["site", "flow"],
+            ),
+            site_charging_kwh: counter(
+                registry,
+                "ecogate_site_charging_delivered_kwh_total",
+                "Energy delivered to vehicles per site, kWh.",
+                &["site"],
+            ),
+            site_charging_sessions: counter(
+                registry,
+                "ecogate_site_charging_sessions_total",
+                "Charging sessions per site.",
+                &["site"],
+            ),
             electricity_kwh: counter(
                 registry,
                 "ecogate_firm_electricity_kwh_total",
@@ -87,6 +119,14 @@ impl AccountMetrics {
             &["firm"],
         )
         .expect("valid metric");
+        let energy_threshold = GaugeVec::new(
+            Opts::new(
+                "ecogate_firm_energy_intensity_threshold_tce_per_10k_cny",
+                "Configured energy-intensity benchmark, tce per 10,000 CNY of output.",
+            ),
+            &["firm"],
+        )
+        .expect("valid metric");
         let budget = GaugeVec::new(
             Opts::new(
                 "ecogate_firm_carbon_budget_tco2",
@@ -99,6 +139,9 @@ impl AccountMetrics {
             land.with_label_values(&[&f.id]).set(f.land_mu);
             if let Some(t) = f.stats.intensity_threshold_tco2_per_10k_cny {
                 threshold.with_label_values(&[&f.id]).set(t);
+            }
+            if let Some(t) = f.stats.energy_intensity_threshold_tce_per_10k_cny {
+                energy_threshold.with_label_values(&[&f.id]).set(t);
             }
             if let Some(b) = f.stats.carbon_budget_tco2 {
                 budget.with_label_values(&[&f.id]).set(b);
@@ -119,7 +162,28 @@ impl AccountMetrics {
                 m.hydrogen_kg.with_label_values(&[f.id.as_str(), flow]);
             }
         }
-        for g in [land, threshold, budget] {
+        for site in &config.sites {
+            let id = site.id.as_str();
+            for (_, flow) in ELECTRICITY {
+                m.site_electricity_kwh.with_label_values(&[id, flow]);
+            }
+            for (_, scope) in CO2 {
+                m.site_co2_kg.with_label_values(&[id, scope]);
+            }
+            match site.kind {
+                crate::config::SiteKind::HydrogenSite => {
+                    for flow in ["produced", "dispensed"] {
+                        m.site_hydrogen_kg.with_label_values(&[id, flow]);
+                    }
+                }
+                crate::config::SiteKind::ChargingStation => {
+                    m.site_charging_kwh.with_label_values(&[id]);
+                    m.site_charging_sessions.with_label_values(&[id]);
+                }
+                _ => {}
+            }
+        }
+        for g in [land, threshold, energy_threshold, budget] {
             registry.register(Box::new(g)).expect("registered once");
         }
         m
@@ -132,12 +196,18 @@ impl AccountMetrics {
             return;
         };
         for (key, sums) in &batch.aggregates {
-            let Entity::Firm(i) = key.entity else {
-                continue;
-            };
             if key.window != window {
                 continue;
             }
+            if let Entity::Site(i) = key.entity {
+                if let Some(site) = self.site_ids.get(i as usize) {
+                    self.observe_site(site, sums);
+                }
+                continue;
+            }
+            let Entity::Firm(i) = key.entity else {
+                continue;
+            };
             let Some(firm) = self.firm_ids.get(i as usize) else {
                 continue;
             };
@@ -172,4 +242,84 @@ impl AccountMetrics {
             );
         }
     }
+
+    fn observe_site(&self, site: &str, sums: &crate::accounting::metric::Sums) {
+        let add = |c: &CounterVec, labels: &[&str], metric: Metric| {
+            let v = sums.get(metric);
+            if v > 0.0 {
+                c.with_label_values(labels).inc_by(v);
+            }
+        };
+        for (metric, flow) in ELECTRICITY {
+            add(&self.site_electricity_kwh, &[site, flow], *metric);
+        }
+        for (metric, scope) in CO2 {
+            add(&self.site_co2_kg, &[site, scope], *metric);
+        }
+        add(
+            &self.site_hydrogen_kg,
+            &[site, "produced"],
+            Metric::HydrogenProducedKg,
+        );
+        add(
+            &self.site_hydrogen_kg,
+            &[site, "dispensed"],
+            Metric::HydrogenDispensedKg,
+        );
+        add(
+            &self.site_charging_kwh,
+            &[site],
+            Metric::ChargingDeliveredKwh,
+        );
+        add(
+            &self.site_charging_sessions,
+            &[site],
+            Metric::ChargingSessions,
+        );
+    }
+}
+
+/// Registers `ecogate_firm_co2_year_to_date_kg` and returns the refresh that reads it from the
+/// store before each scrape. A gauge, not a counter: it survives restarts, so the budget rule
+/// compares the real year-to-date figure with the prorated budget.
+pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> super::http::Refresh {
+    use crate::accounting::window::{LocalTime, WindowKind};
+    let gauge = GaugeVec::new(
+        Opts::new(
+            "ecogate_firm_co2_year_to_date_kg",
+            "CO2 (Scope 1 + location-based Scope 2) since 1 January in the park's time zone, kg.",
+        ),
+        &["firm"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("registered once");
+    let store: std::sync::Mutex<Option<crate::sinks::store::Store>> = std::sync::Mutex::new(None);
+    let acct = crate::accounting::Accountant::new(config.clone());
+    std::sync::Arc::new(move || {
+        let Ok(mut guard) = store.lock() else { return };
+        if guard.is_none() {
+            *guard = crate::sinks::store::Store::open(&config.store.path).ok();
+        }
+        let Some(s) = guard.as_ref() else { return };
+        let now = chrono::Utc::now().timestamp_millis();
+        let Some(local) = LocalTime::new(now, config.park.timezone) else {
+            return;
+        };
+        let year_start = local.window_start_ms(WindowKind::Year, config.park.timezone);
+        for (i, firm) in config.firms.iter().enumerate() {
+            if let Ok(sums) = s.sums(
+                &acct,
+                WindowKind::Year,
+                Entity::Firm(i as u32),
+                year_start,
+                year_start + 1,
+            ) {
+                gauge
+                    .with_label_values(&[&firm.id])
+                    .set(sums.get(Metric::Co2Scope1Kg) + sums.get(Metric::Co2Scope2LocationKg));
+            }
+        }
+    })
 }
