@@ -102,6 +102,28 @@ fn run_starts_and_stops_on_sigterm() {
         child.try_wait().unwrap().is_none(),
         "ecogate run exited early"
     );
+    // The daemon serves /metrics on the configured loopback port.
+    let mut conn = (0..100)
+        .find_map(|_| {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("/metrics is served");
+    use std::io::{Read, Write};
+    conn.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(
+        body.contains("ecogate_firm_land_mu{firm=\"hengda-motors\"} 120"),
+        "{body}"
+    );
+    // Year-to-date CO2 comes from the store at scrape time (an empty store: 0).
+    assert!(
+        body.contains("ecogate_firm_co2_year_to_date_kg{firm=\"hengda-motors\"} 0"),
+        "{body}"
+    );
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
