@@ -79,6 +79,12 @@ async fn publish(port: u16, round: u64) {
         ("f1-pv", 50.0, 40.0),
         ("f2-grid", 1000.0, 50.0),
         ("f2-line", 10.0, 20.0),
+        ("h1-grid", 500.0, 550.0),
+        ("h1-h2", 5.0, 10.0),
+        ("ev1-out", 100.0, 60.0),
+        ("ev1-sessions", 1.0, 2.0),
+        ("ev1-pv", 10.0, 15.0),
+        ("ev1-grid", 200.0, 50.0),
     ] {
         for k in 0..3u64 {
             let v = base + step * (round * 3 + k) as f64;
@@ -118,9 +124,10 @@ async fn every_dashboard_query_returns_data() {
         format!("[[meters]]\nid = \"{id}\"\nsite = \"{site}\"\nchannels = [{ch}]\n")
     };
     let mut cfg = String::from(
-        "[park]\nname = \"P\"\n[[firms]]\nid = \"f1\"\nname = \"F1\"\nland_mu = 10\n[firms.stats]\nintensity_threshold_tco2_per_10k_cny = 0.5\n\
+        "[park]\nname = \"P\"\n[[firms]]\nid = \"f1\"\nname = \"F1\"\nland_mu = 10\n[firms.stats]\nintensity_threshold_tco2_per_10k_cny = 0.5\ncarbon_budget_tco2 = 1000\n\
          [[firms]]\nid = \"f2\"\nname = \"F2\"\nland_mu = 20\n[firms.stats]\nintensity_threshold_tco2_per_10k_cny = 0.5\n\
-         [[sites]]\nid = \"s1\"\nfirm = \"f1\"\nkind = \"factory\"\n[[sites]]\nid = \"s2\"\nfirm = \"f2\"\nkind = \"factory\"\n",
+         [[sites]]\nid = \"s1\"\nfirm = \"f1\"\nkind = \"factory\"\n[[sites]]\nid = \"s2\"\nfirm = \"f2\"\nkind = \"factory\"\n\
+         [[sites]]\nid = \"h1\"\nfirm = \"f1\"\nkind = \"hydrogen_site\"\n[[sites]]\nid = \"ev1\"\nfirm = \"f2\"\nkind = \"charging_station\"\n",
     );
     cfg += &meter("f1-grid", "s1", counter("v", "grid_import", "kWh", ""));
     cfg += &meter("f1-gas", "s1", counter("v", "natural_gas", "Nm3", ""));
@@ -136,6 +143,20 @@ async fn every_dashboard_query_returns_data() {
         "s2",
         counter("v", "production", "pcs", ", unit_value_cny = 100"),
     );
+    cfg += &meter("h1-grid", "h1", counter("v", "grid_import", "kWh", ""));
+    cfg += &meter("h1-h2", "h1", counter("v", "hydrogen_produced", "kg", ""));
+    cfg += &meter(
+        "ev1-out",
+        "ev1",
+        counter("v", "charging_delivered", "kWh", ""),
+    );
+    cfg += &meter(
+        "ev1-sessions",
+        "ev1",
+        counter("v", "charging_sessions", "session", ""),
+    );
+    cfg += &meter("ev1-pv", "ev1", counter("v", "pv_generation", "kWh", ""));
+    cfg += &meter("ev1-grid", "ev1", counter("v", "grid_import", "kWh", ""));
     cfg += &meter(
         "mb",
         "s1",
@@ -204,12 +225,15 @@ async fn every_dashboard_query_returns_data() {
     for file in [
         "deploy/grafana/dashboards/park-overview.json",
         "deploy/grafana/dashboards/gateway-health.json",
+        "deploy/grafana/dashboards/firm-detail.json",
+        "deploy/grafana/dashboards/hydrogen-charging.json",
     ] {
         let dash: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         for panel in dash["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
-                let expr = target["expr"].as_str().unwrap();
+                // Template variables take a configured value, as Grafana would fill them.
+                let expr = &target["expr"].as_str().unwrap().replace("$firm", "f1");
                 let answer = query(prom_port, expr);
                 assert_eq!(answer["status"], "success", "{file}: `{expr}`: {answer}");
                 if answer["data"]["result"]
@@ -227,7 +251,7 @@ async fn every_dashboard_query_returns_data() {
         "queries with no data:\n{}",
         empty.join("\n")
     );
-    assert!(checked >= 14, "{checked} expressions checked");
+    assert!(checked >= 27, "{checked} expressions checked");
     // The high-emission firm is above its threshold in the recorded intensity.
     let f1 = query(
         prom_port,
