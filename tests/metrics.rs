@@ -83,6 +83,11 @@ async fn firm_figures_are_scraped_and_promtool_accepts_them() {
         12_000.0
     );
     assert_eq!(value(&body, r#"ecogate_firm_land_mu{firm="f1"}"#), 50.0);
+    // 500 -> 1,500 Nm3 of gas.
+    assert_eq!(
+        value(&body, r#"ecogate_firm_natural_gas_nm3_total{firm="f1"}"#),
+        1000.0
+    );
     assert_eq!(
         value(
             &body,

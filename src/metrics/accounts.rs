@@ -26,7 +26,23 @@ pub struct AccountMetrics {
     output_cny: CounterVec,
     hydrogen_kg: CounterVec,
     charging_kwh: CounterVec,
+    natural_gas_nm3: CounterVec,
+    fuel_kg: CounterVec,
+    heat_gj: CounterVec,
+    /// The latest instantaneous power of every configured power channel, kW.
+    power_kw: GaugeVec,
+    power_channels: std::collections::HashMap<(u32, u32), (String, String)>,
 }
+
+/// Fuels kept by mass, and steam, for the per-firm fuel counter.
+const FUELS_KG: &[(Metric, &str)] = &[
+    (Metric::DieselKg, "diesel"),
+    (Metric::GasolineKg, "gasoline"),
+    (Metric::LpgKg, "lpg"),
+    (Metric::LngKg, "lng"),
+    (Metric::CoalKg, "coal"),
+    (Metric::SteamKg, "steam"),
+];
 
 const ELECTRICITY: &[(Metric, &str)] = &[
     (Metric::GridImportKwh, "grid_import"),
@@ -56,7 +72,40 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Coun
 
 impl AccountMetrics {
     pub fn register(registry: &Registry, config: &Config) -> AccountMetrics {
+        let mut power_channels = std::collections::HashMap::new();
+        for (mi, meter) in config.meters.iter().enumerate() {
+            for (ci, ch) in meter.channels.iter().enumerate() {
+                if ch.unit.dimension == crate::units::Dimension::Power {
+                    power_channels
+                        .insert((mi as u32, ci as u32), (meter.id.clone(), ch.id.clone()));
+                }
+            }
+        }
+        let power_kw = GaugeVec::new(
+            Opts::new(
+                "ecogate_meter_power_kw",
+                "Latest instantaneous power of each configured power channel, kW.",
+            ),
+            &["meter", "channel"],
+        )
+        .expect("valid metric");
+        for (meter, channel) in power_channels.values() {
+            power_kw.with_label_values(&[meter, channel]);
+        }
+        registry
+            .register(Box::new(power_kw.clone()))
+            .expect("registered once");
         let m = AccountMetrics {
+            natural_gas_nm3: counter(registry, "ecogate_firm_natural_gas_nm3_total", "Natural gas, Nm3.", &["firm"]),
+            fuel_kg: counter(
+                registry,
+                "ecogate_firm_fuel_kg_total",
+                "Fuels kept by mass (diesel, gasoline, LPG, LNG, coal) and steam, kg.",
+                &["firm", "fuel"],
+            ),
+            heat_gj: counter(registry, "ecogate_firm_heat_gj_total", "Purchased heat, GJ.", &["firm"]),
+            power_kw,
+            power_channels,
             firm_ids: config.firms.iter().map(|f| f.id.clone()).collect(),
             site_ids: config.sites.iter().map(|s| s.id.clone()).collect(),
             site_electricity_kwh: counter(
@@ -240,6 +289,22 @@ impl AccountMetrics {
                 &[firm, "dispensed"],
                 Metric::HydrogenDispensedKg,
             );
+            add(&self.natural_gas_nm3, &[firm], Metric::NaturalGasNm3);
+            add(&self.heat_gj, &[firm], Metric::HeatGj);
+            for (metric, fuel) in FUELS_KG {
+                add(&self.fuel_kg, &[firm, fuel], *metric);
+            }
+        }
+        // Latest power per channel, in time order within the batch.
+        for a in &batch.accepted {
+            if let Some((meter, channel)) = self
+                .power_channels
+                .get(&(a.channel.meter, a.channel.channel))
+            {
+                self.power_kw
+                    .with_label_values(&[meter, channel])
+                    .set(a.base_amount);
+            }
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub modbus_connects: IntCounter,
     pub modbus_disconnects: IntCounter,
     pub modbus_polls_missed: IntCounter,
+    /// Request latency per meter (labels: configured meter ids).
+    pub modbus_request_seconds: prometheus::HistogramVec,
     pub mqtt_messages: IntCounterVec,
     pub mqtt_rejected: IntCounterVec,
     pub mqtt_connected: prometheus::IntGauge,
@@ -166,6 +168,17 @@ impl Metrics {
         for r in crate::sources::mqtt::decode::Reject::ALL {
             mqtt_rejected.with_label_values(&[r.name()]);
         }
+        let modbus_request_seconds = prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "ecogate_modbus_request_seconds",
+                "Latency of successful Modbus requests, per meter.",
+            )
+            .buckets(vec![
+                0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["meter"],
+        )
+        .expect("valid metric");
         for r in ["decode", "not_finite", "out_of_range"] {
             modbus_bad_values.with_label_values(&[r]);
         }
@@ -188,6 +201,7 @@ impl Metrics {
             Box::new(modbus_connects.clone()),
             Box::new(modbus_disconnects.clone()),
             Box::new(modbus_polls_missed.clone()),
+            Box::new(modbus_request_seconds.clone()),
             Box::new(mqtt_messages.clone()),
             Box::new(mqtt_rejected.clone()),
             Box::new(mqtt_connected.clone()),
@@ -209,6 +223,7 @@ impl Metrics {
             modbus_connects,
             modbus_disconnects,
             modbus_polls_missed,
+            modbus_request_seconds,
             mqtt_messages,
             mqtt_rejected,
             mqtt_connected,

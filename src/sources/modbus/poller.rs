@@ -65,6 +65,9 @@ pub fn spawn(
             .devices
             .iter()
             .map(|d| {
+                metrics
+                    .modbus_request_seconds
+                    .with_label_values(&[&d.meter]);
                 let h = Arc::new(DeviceHealth::default());
                 health.devices.insert(d.meter.clone(), h.clone());
                 DeviceState::new(d.clone(), h)
@@ -309,6 +312,10 @@ impl BusTask {
                             .with_label_values(&["ok"])
                             .inc();
                         latency_us = started.elapsed().as_micros() as u64;
+                        self.metrics
+                            .modbus_request_seconds
+                            .with_label_values(&[&device.meter])
+                            .observe(latency_us as f64 / 1e6);
                         let ts_ms = now_ms();
                         self.decode_points(idx, req, &words, ts_ms, &mut readings);
                         break;
