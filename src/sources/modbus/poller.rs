@@ -290,6 +290,18 @@ impl BusTask {
         let device = Arc::clone(&self.devices[idx].device);
         let requests = Arc::clone(&self.devices[idx].requests);
         let timeout = Duration::from_millis(device.timeout_ms);
+        // A device that keeps failing is probed once, without retries: retrying a dead device
+        // only takes bus time from the healthy ones.
+        let retries = if self.devices[idx]
+            .health
+            .consecutive_failures
+            .load(Ordering::Relaxed)
+            >= 2
+        {
+            0
+        } else {
+            device.retries
+        };
         let mut readings = Vec::with_capacity(device.points.len());
         let mut failure: Option<Failure> = None;
         let mut latency_us = 0u64;
@@ -338,7 +350,7 @@ impl BusTask {
                         failure = Some(f);
                         attempt += 1;
                         // An exception is the device's answer: asking again will not change it.
-                        if matches!(f, Failure::Exception(_)) || attempt > device.retries {
+                        if matches!(f, Failure::Exception(_)) || attempt > retries {
                             // A silent device: stop here rather than time out on every request.
                             if matches!(f, Failure::Timeout | Failure::Connect) {
                                 break 'requests;
