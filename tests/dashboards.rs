@@ -251,7 +251,10 @@ async fn every_dashboard_query_returns_data() {
         "queries with no data:\n{}",
         empty.join("\n")
     );
-    assert!(checked >= 29, "{checked} expressions checked");
+    assert!(checked >= 34, "{checked} expressions checked");
+    // h1 imports 550 kWh per 10 kg: 550 x 0.5306 / 10 = 29.2 kgCO2e/kg: conventional (3).
+    let class = query(prom_port, "ecogate_site_hydrogen_class{site=\"h1\"}");
+    assert_eq!(class["data"]["result"][0]["value"][1], "3", "{class}");
     // The high-emission firm is above its threshold in the recorded intensity.
     let f1 = query(
         prom_port,

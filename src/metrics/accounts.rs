@@ -344,46 +344,135 @@ impl AccountMetrics {
     }
 }
 
-/// Registers `ecogate_firm_co2_year_to_date_kg` and returns the refresh that reads it from the
-/// store before each scrape. A gauge, not a counter: it survives restarts, so the budget rule
-/// compares the real year-to-date figure with the prorated budget.
+/// Registers the figures read from the store at scrape time and returns the refresh that sets
+/// them: year-to-date CO2 (a gauge that survives restarts, for the budget rule) and the derived
+/// figures of the last 24 hours (carbon and energy intensity, green share, output per mu so far
+/// this year, hydrogen kgCO2e/kg and class). Ratios are derived from sums, as in the reports.
 pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> super::http::Refresh {
-    use crate::accounting::window::{LocalTime, WindowKind};
-    let gauge = GaugeVec::new(
-        Opts::new(
-            "ecogate_firm_co2_year_to_date_kg",
-            "CO2 (Scope 1 + location-based Scope 2) since 1 January in the park's time zone, kg.",
-        ),
-        &["firm"],
-    )
-    .expect("valid metric");
-    registry
-        .register(Box::new(gauge.clone()))
-        .expect("registered once");
+    use crate::accounting::indicators::{self, HydrogenClass, Owner, Period};
+    use crate::accounting::window::{year_progress, LocalTime, WindowKind};
+    let gauge = |name: &str, help: &str, label: &str| {
+        let g = GaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("registered once");
+        g
+    };
+    let ytd = gauge(
+        "ecogate_firm_co2_year_to_date_kg",
+        "CO2 (Scope 1 + location-based Scope 2) since 1 January in the park's time zone, kg.",
+        "firm",
+    );
+    let intensity = gauge(
+        "ecogate_firm_carbon_intensity_tco2_per_10k_cny",
+        "Carbon intensity over the last 24 hours, tCO2 per 10,000 CNY of output.",
+        "firm",
+    );
+    let energy_intensity = gauge(
+        "ecogate_firm_energy_intensity_tce_per_10k_cny",
+        "Energy intensity (equivalent value) over the last 24 hours, tce per 10,000 CNY of output.",
+        "firm",
+    );
+    let green = gauge(
+        "ecogate_firm_green_share_ratio",
+        "Share of electricity from on-site PV and green power over the last 24 hours.",
+        "firm",
+    );
+    let per_mu = gauge(
+        "ecogate_firm_output_per_mu_cny",
+        "Output value per mu since 1 January, CNY.",
+        "firm",
+    );
+    let h2 = gauge(
+        "ecogate_site_hydrogen_kgco2_per_kg",
+        "kgCO2e per kg of hydrogen produced over the last 24 hours.",
+        "site",
+    );
+    let h2_class = gauge(
+        "ecogate_site_hydrogen_class",
+        "Hydrogen class over the last 24 hours (T/CAB 0078-2020): 1 clean, 2 low-carbon, 3 conventional.",
+        "site",
+    );
     let store: std::sync::Mutex<Option<crate::sinks::store::Store>> = std::sync::Mutex::new(None);
     let acct = crate::accounting::Accountant::new(config.clone());
+    let residual = config
+        .factors
+        .co2_per_base("grid_market_residual")
+        .unwrap_or(0.0);
     std::sync::Arc::new(move || {
         let Ok(mut guard) = store.lock() else { return };
         if guard.is_none() {
             *guard = crate::sinks::store::Store::open(&config.store.path).ok();
         }
         let Some(s) = guard.as_ref() else { return };
+        let tz = config.park.timezone;
         let now = chrono::Utc::now().timestamp_millis();
-        let Some(local) = LocalTime::new(now, config.park.timezone) else {
+        let Some(local) = LocalTime::new(now, tz) else {
             return;
         };
-        let year_start = local.window_start_ms(WindowKind::Year, config.park.timezone);
+        let year_start = local.window_start_ms(WindowKind::Year, tz);
+        let (year_days, elapsed_days) = year_progress(now, tz).unwrap_or((365.0, 1.0));
+        let hour = 3_600_000;
+        let day = Period {
+            days: 1.0,
+            year_days,
+            whole_year_holdings: false,
+        };
+        let so_far = Period {
+            days: elapsed_days.max(1.0 / 24.0),
+            year_days,
+            whole_year_holdings: true,
+        };
+        let last_day = |e: Entity| {
+            s.sums(&acct, WindowKind::Hour, e, now - 24 * hour, now + hour)
+                .ok()
+        };
         for (i, firm) in config.firms.iter().enumerate() {
-            if let Ok(sums) = s.sums(
-                &acct,
-                WindowKind::Year,
-                Entity::Firm(i as u32),
-                year_start,
-                year_start + 1,
-            ) {
-                gauge
-                    .with_label_values(&[&firm.id])
+            let e = Entity::Firm(i as u32);
+            let owner = Some(Owner {
+                land_mu: firm.land_mu,
+                stats: &firm.stats,
+            });
+            let labels = [firm.id.as_str()];
+            if let Ok(sums) = s.sums(&acct, WindowKind::Year, e, year_start, year_start + 1) {
+                ytd.with_label_values(&labels)
                     .set(sums.get(Metric::Co2Scope1Kg) + sums.get(Metric::Co2Scope2LocationKg));
+                if let Some(v) =
+                    indicators::derive(&sums, so_far, owner, residual).output_per_mu_cny
+                {
+                    per_mu.with_label_values(&labels).set(v);
+                }
+            }
+            if let Some(sums) = last_day(e) {
+                let d = indicators::derive(&sums, day, owner, residual);
+                for (g, v) in [
+                    (&intensity, d.carbon_intensity_tco2_per_10k_cny),
+                    (&energy_intensity, d.energy_intensity_tce_per_10k_cny),
+                    (&green, d.green_share),
+                ] {
+                    if let Some(v) = v {
+                        g.with_label_values(&labels).set(v);
+                    }
+                }
+            }
+        }
+        for (i, site) in config.sites.iter().enumerate() {
+            if site.kind != crate::config::SiteKind::HydrogenSite {
+                continue;
+            }
+            let Some(sums) = last_day(Entity::Site(i as u32)) else {
+                continue;
+            };
+            if let Some(h) = indicators::derive(&sums, day, None, residual).hydrogen {
+                if let (Some(v), Some(c)) = (h.kgco2_per_kg, h.class) {
+                    h2.with_label_values(&[&site.id]).set(v);
+                    let class = match c {
+                        HydrogenClass::Clean => 1.0,
+                        HydrogenClass::LowCarbon => 2.0,
+                        HydrogenClass::Conventional => 3.0,
+                    };
+                    h2_class.with_label_values(&[&site.id]).set(class);
+                }
             }
         }
     })
