@@ -242,3 +242,31 @@ mod no_panic {
         }
     }
 }
+
+#[test]
+fn alerting_needs_its_windows_and_a_destination() {
+    let e = errors(&format!("{HEAD}\n[accounting]\nwindows = [\"1d\"]\n[alerting]\nwebhook_url = \"http://127.0.0.1:9/x\"\n"));
+    assert!(
+        e.contains("alerting: alerting reads the 1h and year windows"),
+        "{e}"
+    );
+    let e = errors(&format!("{HEAD}\n[alerting]\ninterval_s = 5\n"));
+    assert!(
+        e.contains("alerting: give webhook_url, mqtt_topic or both"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{HEAD}\n[alerting]\nwebhook_url = \"https://example.invalid/x\"\n"
+    ));
+    assert!(
+        e.contains(
+            "alerting.webhook_url: `https://example.invalid/x`: give an http://host:port/path URL"
+        ),
+        "{e}"
+    );
+    let e = errors(&format!("{HEAD}\n[alerting]\nmqtt_topic = \"a/#\"\n"));
+    assert!(
+        e.contains("alerting.mqtt_topic: a topic to publish to: not empty, no wildcards"),
+        "{e}"
+    );
+}

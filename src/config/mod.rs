@@ -391,6 +391,17 @@ impl Validator<'_> {
                     "must be at least 1",
                 );
             }
+            let windows = &accounting.windows;
+            if !windows.contains(&WindowKind::Hour) || !windows.contains(&WindowKind::Year) {
+                self.errors.push(ConfigError {
+                    line_col: None,
+                    key: "alerting".into(),
+                    message:
+                        "alerting reads the 1h and year windows: keep both in accounting.windows"
+                            .into(),
+                });
+                return None;
+            }
             Some(crate::alerting::AlertingConfig {
                 webhook_url,
                 mqtt_topic,
