@@ -4,58 +4,15 @@
 mod common;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
+#[path = "common/webhook.rs"]
+mod webhook;
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn high_emission_conditions_are_posted_once() {
-    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_port = hook.local_addr().unwrap().port();
-    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let sink = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = hook.accept().await else {
-                return;
-            };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = s.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        for a in serde_json::from_str::<serde_json::Value>(&body[..len]).unwrap()
-                            ["alerts"]
-                            .as_array()
-                            .unwrap()
-                        {
-                            sink.lock().unwrap().push(a.clone());
-                        }
-                        break;
-                    }
-                }
-            }
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .await;
-        }
-    });
-
+    let (hook_port, got) = webhook::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (cfg_path, bin) = prepare(
         &dir,

@@ -6,70 +6,14 @@
 mod common;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
+#[path = "common/webhook.rs"]
+mod webhook;
 
+use common::Kill;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Receives Alertmanager webhook posts; keeps (status, alertname, firm) per alert.
-async fn receiver(
-    listener: tokio::net::TcpListener,
-    got: Arc<Mutex<Vec<(String, String, String)>>>,
-) {
-    loop {
-        let Ok((mut s, _)) = listener.accept().await else {
-            return;
-        };
-        let got = got.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = s.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf);
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        let v: serde_json::Value =
-                            serde_json::from_str(&body[..len]).unwrap_or_default();
-                        for a in v["alerts"].as_array().into_iter().flatten() {
-                            got.lock().unwrap().push((
-                                a["status"].as_str().unwrap_or("").into(),
-                                a["labels"]["alertname"].as_str().unwrap_or("").into(),
-                                a["labels"]["firm"].as_str().unwrap_or("").into(),
-                            ));
-                        }
-                        break;
-                    }
-                }
-            }
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                .await;
-        });
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn high_emission_alert_fires_and_resolves() {
@@ -102,10 +46,7 @@ async fn high_emission_alert_fires_and_resolves() {
     );
 
     // Webhook receiver, Alertmanager, Prometheus.
-    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_port = hook.local_addr().unwrap().port();
-    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
-    tokio::spawn(receiver(hook, got.clone()));
+    let (hook_port, got) = webhook::start().await;
     let am_port = mosquitto::free_port();
     let am_cfg = dir.path().join("am.yml");
     std::fs::write(
@@ -210,7 +151,7 @@ async fn high_emission_alert_fires_and_resolves() {
         async move {
             let deadline = Instant::now() + within;
             loop {
-                if got.lock().unwrap().iter().any(|(s, a, f)| {
+                if webhook::summary(&got).iter().any(|(s, a, f)| {
                     s == status && a == "EcogateFirmCarbonIntensityHigh" && f == "f1"
                 }) {
                     return true;
@@ -226,7 +167,7 @@ async fn high_emission_alert_fires_and_resolves() {
     assert!(
         wait_for("firing", Duration::from_secs(90)).await,
         "no firing alert for f1: {:?}",
-        got.lock().unwrap()
+        webhook::summary(&got)
     );
     eprintln!(
         "firing reached the webhook after {:.1} s",
@@ -237,13 +178,13 @@ async fn high_emission_alert_fires_and_resolves() {
     assert!(
         wait_for("resolved", Duration::from_secs(90)).await,
         "no resolved alert for f1: {:?}",
-        got.lock().unwrap()
+        webhook::summary(&got)
     );
     eprintln!(
         "resolved reached the webhook after {:.1} s",
         resolved_after.elapsed().as_secs_f64()
     );
-    let seen = got.lock().unwrap().clone();
+    let seen = webhook::summary(&got);
     assert!(
         seen.iter().all(|(_, _, f)| f != "f2"),
         "f2 alerted: {seen:?}"

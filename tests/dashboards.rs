@@ -8,19 +8,12 @@ mod modbus_sim;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
 
+use common::Kill;
 use ecogate::sources::modbus::decode::{DataType, WordOrder};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn http_get(port: u16, path_and_query: &str) -> String {
     // Not listening yet: an empty answer, and the caller waits.

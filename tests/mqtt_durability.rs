@@ -139,15 +139,21 @@ fn setup(port: u16) -> Setup {
     }
 }
 
-fn wait_for_total(s: &Setup, truth: f64, within: Duration) -> f64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = delivered_kwh(&s.cfg, &s.store);
-        if got == truth || Instant::now() > deadline {
-            return got;
+/// Polls the store (off the async runtime) until the firm's total reaches `truth` or 90 s pass.
+async fn wait_for_total(s: &Setup, truth: f64) -> f64 {
+    let (cfg, store) = (s.cfg.clone(), s.store.clone());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let got = delivered_kwh(&cfg, &store);
+            if got == truth || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    })
+    .await
+    .unwrap()
 }
 
 fn stop(mut child: Child) {
@@ -176,17 +182,7 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
     .await;
     let before_restart = delivered_kwh(&s.cfg, &s.store);
     let child = Guard(Some(start_ecogate(&s.cfg_path)));
-    let got = tokio::task::spawn_blocking({
-        let s = Setup {
-            dir: tempfile::tempdir().unwrap(),
-            cfg_path: s.cfg_path.clone(),
-            store: s.store.clone(),
-            cfg: s.cfg.clone(),
-        };
-        move || wait_for_total(&s, truth, Duration::from_secs(90))
-    })
-    .await
-    .unwrap();
+    let got = wait_for_total(&s, truth).await;
     drop(child);
     eprintln!(
         "kill -9: {before_restart} kWh before restart, {got} kWh at the end, truth {truth} kWh"
@@ -213,17 +209,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
     // messages; ecogate reconnects to the new broker and finds its session present.
     broker.restart();
     publish(port, second, || {}).await;
-    let got = tokio::task::spawn_blocking({
-        let s = Setup {
-            dir: tempfile::tempdir().unwrap(),
-            cfg_path: s.cfg_path.clone(),
-            store: s.store.clone(),
-            cfg: s.cfg.clone(),
-        };
-        move || wait_for_total(&s, truth, Duration::from_secs(90))
-    })
-    .await
-    .unwrap();
+    let got = wait_for_total(&s, truth).await;
     drop(child);
     eprintln!("broker restart: {got} kWh at the end, truth {truth} kWh");
     assert_eq!(got, truth);

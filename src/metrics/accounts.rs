@@ -260,13 +260,8 @@ impl AccountMetrics {
             let Some(firm) = self.firm_ids.get(i as usize) else {
                 continue;
             };
-            // Counters only go up: a negative sum (PV self-consumption in a short window where
-            // export was read first) is left for the store and the reports.
             let add = |c: &CounterVec, labels: &[&str], metric: Metric| {
-                let v = sums.get(metric);
-                if v > 0.0 {
-                    c.with_label_values(labels).inc_by(v);
-                }
+                add_positive(c, labels, sums, metric)
             };
             for (metric, flow) in ELECTRICITY {
                 add(&self.electricity_kwh, &[firm, flow], *metric);
@@ -295,7 +290,11 @@ impl AccountMetrics {
                 add(&self.fuel_kg, &[firm, fuel], *metric);
             }
         }
-        // Latest power per channel, in time order within the batch.
+        // Latest power per channel, in time order within the batch (skipped on the hot path when
+        // no channel measures power).
+        if self.power_channels.is_empty() {
+            return;
+        }
         for a in &batch.accepted {
             if let Some((meter, channel)) = self
                 .power_channels
@@ -309,12 +308,8 @@ impl AccountMetrics {
     }
 
     fn observe_site(&self, site: &str, sums: &crate::accounting::metric::Sums) {
-        let add = |c: &CounterVec, labels: &[&str], metric: Metric| {
-            let v = sums.get(metric);
-            if v > 0.0 {
-                c.with_label_values(labels).inc_by(v);
-            }
-        };
+        let add =
+            |c: &CounterVec, labels: &[&str], metric: Metric| add_positive(c, labels, sums, metric);
         for (metric, flow) in ELECTRICITY {
             add(&self.site_electricity_kwh, &[site, flow], *metric);
         }
@@ -341,6 +336,20 @@ impl AccountMetrics {
             &[site],
             Metric::ChargingSessions,
         );
+    }
+}
+
+/// Counters only go up: a negative sum (PV self-consumption in a short window where export was
+/// read first) is left for the store and the reports.
+fn add_positive(
+    c: &CounterVec,
+    labels: &[&str],
+    sums: &crate::accounting::metric::Sums,
+    metric: Metric,
+) {
+    let v = sums.get(metric);
+    if v > 0.0 {
+        c.with_label_values(labels).inc_by(v);
     }
 }
 

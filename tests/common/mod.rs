@@ -91,3 +91,13 @@ id = "line"
 site = "s1"
 channels = [{ id = "pcs", carrier = "production", kind = "counter", unit = "pcs", max_rate_per_hour = 100, unit_value_cny = 250 }]
 "#;
+
+/// Kills a child process (a server or `ecogate run`) when the test ends, however it ends.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
