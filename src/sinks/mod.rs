@@ -1,4 +1,6 @@
 //! Sinks: where accounted data goes. `store` is the embedded SQLite default and the durable
-//! point of the pipeline; the InfluxDB sink and its outbox join here.
+//! point of the pipeline; `influx` writes to an InfluxDB v2 API through the durable `outbox`.
 
+pub mod influx;
+pub mod outbox;
 pub mod store;

@@ -1,0 +1,2 @@
+//! InfluxDB v2 sink.
+pub mod line_protocol;
