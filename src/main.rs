@@ -58,6 +58,10 @@ enum Command {
         /// Store to write to, instead of the configuration's `store.path`.
         #[arg(long)]
         store: Option<PathBuf>,
+        /// With `[influx]`: how long to keep delivering the outbox after the replay (0: leave
+        /// it all to the next `ecogate run`).
+        #[arg(long, default_value_t = 60)]
+        influx_wait_s: u64,
     },
 }
 
@@ -88,7 +92,9 @@ fn main() -> ExitCode {
             format,
             precision,
             store,
-        } => load(&config).and_then(|c| replay_cmd(c, &input, format, precision, store)),
+            influx_wait_s,
+        } => load(&config)
+            .and_then(|c| replay_cmd(c, &input, format, precision, store, influx_wait_s)),
     };
     match result {
         Ok(code) => code,
@@ -218,6 +224,60 @@ fn open_pipeline(
     Ok(Pipeline::open(config, store, metrics)?)
 }
 
+/// Replay writes to the outbox like the daemon; deliver it now (for at most a minute), so that a
+/// replay alone fills InfluxDB. What is left is sent by the next `ecogate run`.
+fn drain_outbox(
+    ic: &ecogate::sinks::influx::config::InfluxConfig,
+    outbox: Arc<ecogate::sinks::outbox::Outbox>,
+    metrics: &Metrics,
+    wait_s: u64,
+) -> anyhow::Result<()> {
+    let m = metrics
+        .influx
+        .get()
+        .expect("registered with the outbox")
+        .clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let before = outbox.stats().pending_lines;
+    if wait_s == 0 {
+        println!(
+            "influx {}: {before} lines in the outbox ({}): `ecogate run` sends them",
+            ic.url,
+            ic.outbox.dir.display()
+        );
+        return Ok(());
+    }
+    let left = runtime.block_on(async {
+        let sender = ecogate::sinks::influx::sender::Sender::new(ic.clone(), outbox.clone(), m)?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(sender.run(rx));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+        while outbox.stats().pending_lines > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = tx.send(true);
+        let _ = task.await;
+        Ok::<_, anyhow::Error>(outbox.stats().pending_lines)
+    })?;
+    println!(
+        "influx {}: {} lines delivered{}",
+        ic.url,
+        before - left.min(before),
+        if left > 0 {
+            format!(
+                ", {left} still in the outbox ({}): `ecogate run` sends them",
+                ic.outbox.dir.display()
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
 fn run(config: Config) -> Result<ExitCode, Failure> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -226,9 +286,20 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let outbox = pipeline.outbox();
+    let pipeline_stopping = pipeline.shutdown_flag();
     runtime.block_on(async move {
         let handle = pipeline::spawn(pipeline, config.clone());
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let influx = match (&config.influx, outbox.clone()) {
+            (Some(ic), Some(outbox)) => {
+                let m = metrics.influx.get().expect("registered with the outbox").clone();
+                let sender = ecogate::sinks::influx::sender::Sender::new(ic.clone(), outbox, m)?;
+                tracing::info!(url = %ic.url, bucket = %ic.bucket, outbox = %ic.outbox.dir.display(), "writing to InfluxDB");
+                Some(tokio::spawn(sender.run(shutdown_tx.subscribe())))
+            }
+            _ => None,
+        };
         let ctx = SourceContext {
             output: handle.tx.clone(),
             shutdown: shutdown_rx,
@@ -252,6 +323,9 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         };
         drop(ctx);
         let mut refresh: Vec<ecogate::metrics::http::Refresh> = Vec::new();
+        if let (Some(m), Some(o)) = (metrics.influx.get().cloned(), outbox.clone()) {
+            refresh.push(Arc::new(move || m.observe_outbox(&o)));
+        }
         if let Some(m) = &modbus {
             refresh.push(ecogate::metrics::modbus_health(
                 &metrics.registry,
@@ -309,6 +383,7 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         }
         wait_for_signal().await;
         tracing::info!("stopping: sources first, then the pipeline commits what it holds");
+        pipeline_stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = shutdown_tx.send(true);
         if let Some(m) = modbus {
             for task in m.tasks {
@@ -326,6 +401,9 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
         }
         drop(handle.tx);
         let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;
+        if let Some(t) = influx {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -359,6 +437,7 @@ fn replay_cmd(
     format: Option<Format>,
     precision: Precision,
     store: Option<PathBuf>,
+    influx_wait_s: u64,
 ) -> Result<ExitCode, Failure> {
     let config = Arc::new(config);
     let tz = config.park.timezone;
@@ -399,8 +478,12 @@ fn replay_cmd(
         }
     };
     let store_path = store.unwrap_or_else(|| config.store.path.clone());
-    let mut pipeline = open_pipeline(config.clone(), &store_path, Arc::new(Metrics::new()))?;
+    let metrics = Arc::new(Metrics::new());
+    let mut pipeline = open_pipeline(config.clone(), &store_path, metrics.clone())?;
     let summary = replay::run(&mut pipeline, rows, errors).context("replay")?;
+    if let (Some(ic), Some(outbox)) = (&config.influx, pipeline.outbox()) {
+        drain_outbox(ic, outbox, &metrics, influx_wait_s)?;
+    }
 
     for e in summary.rejections.iter().take(50) {
         eprintln!(

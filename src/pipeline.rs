@@ -10,8 +10,11 @@ use crate::accounting::ledger::{Accountant, Batch, RejectReason};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
+use crate::sinks::influx::InfluxOutput;
+use crate::sinks::outbox::Outbox;
 use crate::sinks::store::{Store, StoreError};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +25,9 @@ pub struct Pipeline {
     store: Store,
     metrics: Arc<Metrics>,
     reject_log: RateLimitedLog,
+    influx: Option<InfluxOutput>,
+    /// Set when the daemon stops: a commit held back by a full outbox gives up instead of waiting.
+    shutdown: Arc<AtomicBool>,
 }
 
 impl Pipeline {
@@ -34,16 +40,59 @@ impl Pipeline {
         metrics.accounts.get_or_init(|| {
             crate::metrics::accounts::AccountMetrics::register(&metrics.registry, &config)
         });
-        let mut accountant = Accountant::new(config);
+        let mut accountant = Accountant::new(config.clone());
         let states = store.load_states(&accountant)?;
         tracing::info!(channels = states.len(), store = %store.path().display(), "counter baselines loaded");
         accountant.load_states(states);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let influx = match &config.influx {
+            None => None,
+            Some(ic) => {
+                let (outbox, report) = Outbox::open(ic.outbox.clone(), store.committed_seq()?)?;
+                tracing::info!(
+                    dir = %ic.outbox.dir.display(),
+                    pending_records = report.pending_records,
+                    pending_lines = report.pending_lines,
+                    torn_bytes = report.torn_bytes,
+                    uncommitted_records = report.uncommitted_records,
+                    "outbox opened"
+                );
+                let m = metrics.influx.get_or_init(|| {
+                    crate::metrics::influx::InfluxMetrics::register(&metrics.registry)
+                });
+                let outbox = Arc::new(outbox);
+                m.observe_outbox(&outbox);
+                let encoder = crate::sinks::influx::schema::Encoder::new(
+                    config.clone(),
+                    &ic.windows,
+                    ic.readings,
+                );
+                Some(InfluxOutput::new(
+                    encoder,
+                    outbox,
+                    ic.batch_lines,
+                    shutdown.clone(),
+                ))
+            }
+        };
         Ok(Pipeline {
             accountant,
             store,
             metrics,
             reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+            influx,
+            shutdown,
         })
+    }
+
+    /// The InfluxDB outbox, when that sink is configured.
+    pub fn outbox(&self) -> Option<Arc<Outbox>> {
+        self.influx.as_ref().map(|i| i.outbox().clone())
+    }
+
+    /// Set it when stopping, before closing the pipeline's channel.
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
     }
 
     pub fn accountant(&self) -> &Accountant {
@@ -60,11 +109,28 @@ impl Pipeline {
 
     /// Accounts and commits one batch. On error nothing changed, in memory or on disk.
     pub fn ingest(&mut self, readings: &[Reading]) -> Result<Batch, StoreError> {
-        let batch = self
-            .accountant
-            .process(readings, chrono::Utc::now().timestamp_millis());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let batch = self.accountant.process(readings, now_ms);
         let started = Instant::now();
-        if let Err(e) = self.store.commit(&self.accountant, &batch) {
+        let committed = match self.influx.as_mut() {
+            None => self.store.commit(&self.accountant, &batch),
+            Some(out) => {
+                out.begin(now_ms);
+                let r = self
+                    .store
+                    .commit_with(&self.accountant, &batch, Some(&mut *out));
+                match &r {
+                    Ok(()) => out.committed(),
+                    Err(_) => {
+                        if let Err(e) = out.rolled_back() {
+                            tracing::error!("{e}");
+                        }
+                    }
+                }
+                r
+            }
+        };
+        if let Err(e) = committed {
             self.metrics.store_commit_errors.inc();
             return Err(e);
         }
@@ -196,9 +262,10 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                         }
                     }
                 }
-                commit_with_retry(&mut pipeline, &readings);
-                for ack in acks {
-                    let _ = ack.send(());
+                if commit_with_retry(&mut pipeline, &readings) {
+                    for ack in acks {
+                        let _ = ack.send(());
+                    }
                 }
                 if last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
                     last_retention = Some(Instant::now());
@@ -220,11 +287,20 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
 
 /// A commit that fails (disk full, store locked) is retried with backoff rather than dropped:
 /// upstream waits, and sources that acknowledge only after commit keep their data.
-fn commit_with_retry(pipeline: &mut Pipeline, readings: &[Reading]) {
+fn commit_with_retry(pipeline: &mut Pipeline, readings: &[Reading]) -> bool {
     let mut delay = Duration::from_millis(200);
     loop {
         match pipeline.ingest(readings) {
-            Ok(_) => return,
+            Ok(_) => return true,
+            Err(e) if pipeline.shutdown.load(Ordering::Relaxed) => {
+                // Not acknowledged: a source that acknowledges after commit (MQTT) has the broker
+                // deliver these again on the next start.
+                tracing::error!(
+                    readings = readings.len(),
+                    "stopping with readings not committed: {e}"
+                );
+                return false;
+            }
             Err(e) => {
                 tracing::error!("commit failed, retrying in {delay:?}: {e}");
                 std::thread::sleep(delay);

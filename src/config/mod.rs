@@ -37,6 +37,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// In-daemon alerting, when configured.
     pub alerting: Option<crate::alerting::AlertingConfig>,
+    /// The InfluxDB sink, when configured.
+    pub influx: Option<crate::sinks::influx::config::InfluxConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -423,7 +425,15 @@ impl Validator<'_> {
                 }
             },
         };
+        let influx = crate::sinks::influx::config::validate(
+            self,
+            raw.influx.as_ref(),
+            &raw.park.name,
+            &store.path,
+            &accounting.windows,
+        );
         Config {
+            influx,
             file: file.to_path_buf(),
             park,
             firms,

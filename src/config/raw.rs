@@ -34,6 +34,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     pub alerting: Option<RawAlerting>,
+    pub influx: Option<crate::sinks::influx::config::RawInflux>,
 }
 
 #[derive(Debug, Deserialize)]

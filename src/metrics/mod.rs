@@ -6,6 +6,7 @@
 use crate::accounting::ledger::{Batch, EventKind, RejectReason};
 pub mod accounts;
 pub mod http;
+pub mod influx;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub mqtt_reconnects: IntCounter,
     /// Per-firm figures, registered once the configuration is known.
     pub accounts: std::sync::OnceLock<accounts::AccountMetrics>,
+    /// The InfluxDB sink's figures, registered when it is configured.
+    pub influx: std::sync::OnceLock<influx::InfluxMetrics>,
 }
 
 impl Default for Metrics {
@@ -229,6 +232,7 @@ impl Metrics {
             mqtt_connected,
             mqtt_reconnects,
             accounts: std::sync::OnceLock::new(),
+            influx: std::sync::OnceLock::new(),
         }
     }
 

@@ -1,2 +1,114 @@
-//! InfluxDB v2 sink.
+//! InfluxDB v2 sink: line protocol through a durable outbox to `/api/v2/write`.
+//!
+//! The pipeline side ([`InfluxOutput`]) encodes each committed batch (its readings and the new
+//! totals of every window it touched) and appends it to the outbox inside the store's commit, so
+//! the store and the outbox always agree on what was accounted. The delivery side
+//! ([`sender::run`]) reads the outbox in order, sends batches of up to `batch_lines` lines, and
+//! removes them only after a 204. See docs/schema.md for what is written and how failures are
+//! handled.
+
+pub mod config;
 pub mod line_protocol;
+pub mod schema;
+pub mod sender;
+
+use crate::accounting::ledger::{Accountant, AggKey, Batch};
+use crate::accounting::metric::Sums;
+use crate::sinks::outbox::{Outbox, OutboxError};
+use crate::sinks::store::{CommitHook, StoreError};
+use schema::Encoder;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The pipeline's end of the InfluxDB sink.
+#[derive(Debug)]
+pub struct InfluxOutput {
+    encoder: Encoder,
+    outbox: Arc<Outbox>,
+    batch_lines: usize,
+    buf: Vec<u8>,
+    line_ends: Vec<usize>,
+    next_seq: u64,
+    now_ms: i64,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl InfluxOutput {
+    pub fn new(
+        encoder: Encoder,
+        outbox: Arc<Outbox>,
+        batch_lines: u32,
+        shutdown: Arc<AtomicBool>,
+    ) -> InfluxOutput {
+        let next_seq = outbox.committed_seq() + 1;
+        InfluxOutput {
+            encoder,
+            outbox,
+            batch_lines: batch_lines.max(1) as usize,
+            buf: Vec::new(),
+            line_ends: Vec::new(),
+            next_seq,
+            now_ms: 0,
+            shutdown,
+        }
+    }
+
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Before a commit: `now_ms` is the accounting's clock, for the derived figures' periods.
+    pub fn begin(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+        self.buf.clear();
+        self.line_ends.clear();
+    }
+
+    /// The store committed: what was appended becomes deliverable.
+    pub fn committed(&mut self) {
+        self.outbox.commit(self.next_seq);
+        self.next_seq += 1;
+        self.buf.clear();
+        self.line_ends.clear();
+    }
+
+    /// The store commit failed: take back what was appended for it.
+    pub fn rolled_back(&mut self) -> Result<(), OutboxError> {
+        self.buf.clear();
+        self.line_ends.clear();
+        self.outbox.rollback()
+    }
+}
+
+impl CommitHook for InfluxOutput {
+    fn total(&mut self, key: &AggKey, total: &Sums, delta: &Sums) {
+        if self
+            .encoder
+            .window(&mut self.buf, key, total, delta, self.now_ms)
+        {
+            self.line_ends.push(self.buf.len());
+        }
+    }
+
+    fn before_commit(&mut self, _acct: &Accountant, batch: &Batch) -> Result<u64, StoreError> {
+        if self.encoder.writes_readings() {
+            for a in &batch.accepted {
+                self.encoder.reading(&mut self.buf, a);
+                self.line_ends.push(self.buf.len());
+            }
+        }
+        let seq = self.next_seq;
+        let mut start = 0;
+        for chunk in self.line_ends.chunks(self.batch_lines) {
+            let end = *chunk.last().expect("chunks are not empty");
+            self.outbox.append(
+                seq,
+                chunk.len() as u32,
+                &self.buf[start..end],
+                &self.shutdown,
+            )?;
+            start = end;
+        }
+        Ok(seq)
+    }
+}

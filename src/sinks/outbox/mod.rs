@@ -616,15 +616,12 @@ impl Outbox {
         let mut end_segment_lines = 0u64;
         let mut file: Option<(u64, File)> = None;
         let mut h = [0u8; HEADER_BYTES as usize];
-        loop {
-            let Some((seg_id, seg_bytes)) = inner
-                .segments
-                .iter()
-                .find(|s| s.id == cursor.segment)
-                .map(|s| (s.id, s.bytes))
-            else {
-                break;
-            };
+        while let Some((seg_id, seg_bytes)) = inner
+            .segments
+            .iter()
+            .find(|s| s.id == cursor.segment)
+            .map(|s| (s.id, s.bytes))
+        {
             let readable_end = if Some(seg_id) == inner.segments.back().map(|s| s.id) {
                 inner.uncommitted_from.unwrap_or(seg_bytes)
             } else {

@@ -11,7 +11,7 @@
 //! end of the B-tree instead of touching one page per channel.
 
 use crate::accounting::counter::{CounterState, Point};
-use crate::accounting::ledger::{Accountant, Batch, ChannelRef, Entity};
+use crate::accounting::ledger::{Accountant, AggKey, Batch, ChannelRef, Entity};
 use crate::accounting::metric::{Metric, Sums};
 use crate::accounting::window::WindowKind;
 use crate::config::Retention;
@@ -30,6 +30,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// The hook run inside the commit (the InfluxDB outbox append) failed; nothing was committed.
+    #[error(transparent)]
+    Outbox(#[from] crate::sinks::outbox::OutboxError),
     #[error("store {path}: schema version {found} is newer than this ecogate understands ({supported}); upgrade ecogate")]
     SchemaTooNew {
         path: PathBuf,
@@ -65,12 +68,22 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     upsert_sql: String,
+    upsert_returning_sql: String,
     sums_sql: String,
+}
+
+/// Runs inside a store commit, for a sink that must move together with the store (the outbox):
+/// it sees every aggregate's total after the batch, and its sequence number is recorded in the
+/// same transaction, so after a crash the store says which of the sink's appends counted.
+pub trait CommitHook {
+    fn total(&mut self, key: &AggKey, total: &Sums, delta: &Sums);
+    /// Called last, before the transaction commits; returns the sequence to record.
+    fn before_commit(&mut self, acct: &Accountant, batch: &Batch) -> Result<u64, StoreError>;
 }
 
 /// Aggregates are stored wide, one integer column per metric (named as the metric, in micro
 /// units): one row per window and entity keeps a commit to a few thousand upserts.
-fn aggregate_sql() -> (String, String) {
+fn aggregate_sql() -> (String, String, String) {
     let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
     let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
     let updates: Vec<String> = names
@@ -93,7 +106,8 @@ fn aggregate_sql() -> (String, String) {
          WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5",
         totals.join(", ")
     );
-    (upsert, sums)
+    let returning = format!("{upsert} RETURNING {}", names.join(", "));
+    (upsert, returning, sums)
 }
 
 impl Store {
@@ -109,11 +123,12 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        let (upsert_sql, sums_sql) = aggregate_sql();
+        let (upsert_sql, upsert_returning_sql, sums_sql) = aggregate_sql();
         let store = Store {
             conn,
             path: path.to_path_buf(),
             upsert_sql,
+            upsert_returning_sql,
             sums_sql,
         };
         store.init()?;
@@ -226,6 +241,28 @@ impl Store {
 
     /// Commits a batch atomically: readings, aggregates, events and counter states.
     pub fn commit(&mut self, acct: &Accountant, batch: &Batch) -> Result<(), StoreError> {
+        self.commit_with(acct, batch, None)
+    }
+
+    /// The sequence the last commit with a hook recorded (`None` if none ever did).
+    pub fn committed_seq(&self) -> Result<Option<u64>, StoreError> {
+        let found: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='outbox_seq'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(found.and_then(|v| v.parse().ok()))
+    }
+
+    /// [`Store::commit`], with `hook` run inside the transaction.
+    pub fn commit_with(
+        &mut self,
+        acct: &Accountant,
+        batch: &Batch,
+        mut hook: Option<&mut dyn CommitHook>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -252,7 +289,13 @@ impl Store {
                     ])
                     .map_err(err)?;
             }
-            let mut upsert = tx.prepare_cached(&self.upsert_sql).map_err(err)?;
+            let mut upsert = tx
+                .prepare_cached(if hook.is_some() {
+                    &self.upsert_returning_sql
+                } else {
+                    &self.upsert_sql
+                })
+                .map_err(err)?;
             let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(4 + Metric::ALL.len());
             for (key, sums) in &batch.aggregates {
                 values.clear();
@@ -261,9 +304,25 @@ impl Store {
                 values.push(acct.entity_id(key.entity).to_string().into());
                 values.push(key.start_ms.into());
                 values.extend(sums.0.iter().map(|v| rusqlite::types::Value::Integer(*v)));
-                upsert
-                    .execute(rusqlite::params_from_iter(values.iter()))
-                    .map_err(err)?;
+                match hook.as_deref_mut() {
+                    None => {
+                        upsert
+                            .execute(rusqlite::params_from_iter(values.iter()))
+                            .map_err(err)?;
+                    }
+                    Some(h) => {
+                        let total = upsert
+                            .query_row(rusqlite::params_from_iter(values.iter()), |r| {
+                                let mut t = Sums::default();
+                                for (i, slot) in t.0.iter_mut().enumerate() {
+                                    *slot = r.get(i)?;
+                                }
+                                Ok(t)
+                            })
+                            .map_err(err)?;
+                        h.total(key, &total, sums);
+                    }
+                }
             }
             let mut ins_event = tx
                 .prepare_cached(
@@ -305,6 +364,14 @@ impl Store {
                         s.pending.map(|p| p.ts_ms)
                     ])
                     .map_err(err)?;
+            }
+            if let Some(h) = hook {
+                let seq = h.before_commit(acct, batch)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('outbox_seq', ?1)",
+                    [seq.to_string()],
+                )
+                .map_err(err)?;
             }
         }
         tx.commit().map_err(err)

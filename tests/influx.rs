@@ -1,0 +1,347 @@
+//! The InfluxDB sink against a real VictoriaMetrics (its `/api/v2/write` is InfluxDB's): every
+//! point read back with its exact value and timestamp, and each answer's policy, with a small
+//! fault-injecting proxy in front of the real server for the answers it will not give on demand.
+
+mod common;
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
+#[path = "common/victoria.rs"]
+mod victoria;
+
+use fault_proxy::{FaultProxy, Rule};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use victoria::Victoria;
+
+/// A park name with every character line protocol must escape, and Chinese.
+const PARK: &str = r#"青河 Park, Zone=A "east""#;
+const METERS: usize = 5;
+const PER_METER: usize = 120;
+/// 2026-05-28T20:00:00Z: fixed, so every case has the same points.
+const T0_MS: i64 = 1_780_000_800_000;
+
+struct Case {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+    csv: PathBuf,
+    /// `(meter, ts_ms) -> kWh` of every reading written.
+    truth: BTreeMap<(String, i64), f64>,
+}
+
+fn config_text(dir: &Path, url: &str, extra: &str) -> String {
+    let mut t = format!(
+        "[park]\nname = '{PARK}'\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 10\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n"
+    );
+    for i in 0..METERS {
+        t.push_str(&format!(
+            "[[meters]]\nid = \"m{i}\"\nsite = \"s\"\nchannels = [{{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100000 }}]\n"
+        ));
+    }
+    t.push_str(&format!(
+        "[store]\npath = \"{}\"\n[metrics]\nenabled = false\n\
+         [influx]\nurl = \"{url}\"\norg = \"o\"\nbucket = \"b\"\nflush_interval_ms = 50\n\
+         retry_initial_ms = 100\nretry_max_ms = 800\nauth_retry_s = 1\n{extra}\n\
+         [influx.outbox]\ndir = \"{}\"\n",
+        dir.join("store.db").display(),
+        dir.join("outbox").display()
+    ));
+    t
+}
+
+/// Meter i reads `1000 + k * (i + 1) * 0.25` kWh at minute k from `T0_MS`.
+fn case(url: &str, extra: &str) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ecogate.toml");
+    std::fs::write(&cfg, config_text(dir.path(), url, extra)).unwrap();
+    let t0 = T0_MS;
+    let mut csv = String::from("timestamp,meter,channel,value,unit\n");
+    let mut truth = BTreeMap::new();
+    for k in 0..PER_METER {
+        for i in 0..METERS {
+            let ts = t0 + k as i64 * 60_000;
+            let kwh = 1000.0 + (k * (i + 1)) as f64 * 0.25;
+            let at = chrono::DateTime::from_timestamp_millis(ts)
+                .unwrap()
+                .to_rfc3339();
+            csv.push_str(&format!("{at},m{i},import,{kwh},kWh\n"));
+            truth.insert((format!("m{i}"), ts), kwh);
+        }
+    }
+    let csv_path = dir.path().join("in.csv");
+    std::fs::write(&csv_path, csv).unwrap();
+    Case {
+        dir,
+        cfg,
+        csv: csv_path,
+        truth,
+    }
+}
+
+fn replay(c: &Case) -> std::process::Output {
+    run_replay(&c.cfg, &c.csv)
+}
+
+fn run_replay(cfg: &Path, csv: &Path) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(["replay", "--config"])
+        .arg(cfg)
+        .arg("--input")
+        .arg(csv)
+        .args(["--influx-wait-s", "40"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every reading in VictoriaMetrics, `(meter, ts) -> kWh`; panics if a series and timestamp has
+/// two different values (a repeat must be an identical point).
+fn readings_in(vm: &Victoria) -> BTreeMap<(String, i64), f64> {
+    let mut got = BTreeMap::new();
+    for s in vm.export("ecogate_reading_energy_kwh") {
+        assert_eq!(s.labels["park"], PARK, "the park tag comes back unescaped");
+        assert_eq!(s.labels["channel"], "import");
+        for (ts, v) in s.samples {
+            let key = (s.labels["meter"].clone(), ts);
+            if let Some(prev) = got.insert(key.clone(), v) {
+                assert_eq!(prev, v, "two different values for {key:?}");
+            }
+        }
+    }
+    got
+}
+
+/// The firm's total grid import over all year windows, as the last (largest) value per window.
+fn firm_year_import_kwh(vm: &Victoria) -> f64 {
+    let series = vm.export(r#"ecogate_window_grid_import_kwh{level="firm",window="year"}"#);
+    assert_eq!(series.len(), 1, "{series:?}");
+    let mut per_window: BTreeMap<i64, f64> = BTreeMap::new();
+    for (ts, v) in &series[0].samples {
+        let e = per_window.entry(*ts).or_insert(*v);
+        *e = e.max(*v);
+    }
+    per_window.values().sum()
+}
+
+/// Ground truth of the firm's import: each meter's last reading minus its first (the baseline).
+fn truth_import_kwh() -> f64 {
+    (0..METERS)
+        .map(|i| ((PER_METER - 1) * (i + 1)) as f64 * 0.25)
+        .sum()
+}
+
+fn dead_letters(c: &Case) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(c.dir.path().join("outbox/dead-letter.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_reading_and_window_total_arrives_exactly() {
+    let vm = Victoria::start();
+    let c = case(&vm.url(), "");
+    let out = replay(&c);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("lines delivered"), "{stdout}");
+    assert_eq!(readings_in(&vm), c.truth);
+    // 5 meters: sum of 119 x (i + 1) x 0.25 = 119 x 15 x 0.25 = 446.25 kWh.
+    assert_eq!(truth_import_kwh(), 446.25);
+    assert_eq!(firm_year_import_kwh(&vm), 446.25);
+    // Replaying the same file again adds nothing to the store and writes nothing new.
+    replay(&c);
+    assert_eq!(readings_in(&vm), c.truth);
+    assert_eq!(firm_year_import_kwh(&vm), 446.25);
+}
+
+fn poisoned_line_rule(status: u16, meter: &'static str, ts: i64) -> Rule {
+    let needle = format!("meter={meter},");
+    let stamp = format!(" {ts}\n");
+    Box::new(move |_, body: &str| {
+        let bad = body.lines().any(|l| {
+            l.starts_with("ecogate_reading,")
+                && l.contains(&needle)
+                && (l.to_string() + "\n").ends_with(&stamp)
+        });
+        bad.then(|| {
+            (
+                status,
+                Vec::new(),
+                r#"{"code":"invalid","message":"partial write: field type conflict"}"#.to_string(),
+            )
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_line_is_dead_lettered_and_the_rest_delivered() {
+    for status in [400u16, 422] {
+        let vm = Victoria::start();
+        let bad_ts = T0_MS + 37 * 60_000;
+        let proxy = FaultProxy::start(
+            format!("127.0.0.1:{}", vm.port),
+            poisoned_line_rule(status, "m2", bad_ts),
+        )
+        .await;
+        let c2 = case(&proxy.url(), "batch_lines = 1000");
+        let (cfg, csv) = (c2.cfg.clone(), c2.csv.clone());
+        tokio::task::spawn_blocking(move || run_replay(&cfg, &csv))
+            .await
+            .unwrap();
+        let mut want = c2.truth.clone();
+        assert!(want.remove(&("m2".to_string(), bad_ts)).is_some());
+        let got = tokio::task::spawn_blocking(move || {
+            let got = readings_in(&vm);
+            drop(vm);
+            got
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            got, want,
+            "status {status}: everything but the refused line"
+        );
+        let dl = dead_letters(&c2);
+        assert_eq!(dl.len(), 1, "status {status}: {dl:?}");
+        assert_eq!(dl[0]["status"], status);
+        assert!(dl[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("field type conflict"));
+        let line = dl[0]["line"].as_str().unwrap();
+        assert!(
+            line.contains("meter=m2,") && line.ends_with(&format!(" {bad_ts}")),
+            "{line}"
+        );
+        let seen = proxy.seen();
+        let refused = seen.iter().filter(|s| s.status == status).count();
+        // Halving a batch of at most 1,000 lines isolates one line in at most 10 splits; each
+        // split refuses once more, so 2 to 11 refusals.
+        assert!(
+            (2..=11).contains(&refused),
+            "status {status}: {refused} refusals"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_batches_are_split_until_they_fit() {
+    let vm = Victoria::start();
+    let proxy = FaultProxy::start(
+        format!("127.0.0.1:{}", vm.port),
+        Box::new(|_, body: &str| {
+            (body.lines().count() > 50).then(|| (413, Vec::new(), "too large".to_string()))
+        }),
+    )
+    .await;
+    let c = case(&proxy.url(), "batch_lines = 400");
+    let (cfg, csv) = (c.cfg.clone(), c.csv.clone());
+    tokio::task::spawn_blocking(move || run_replay(&cfg, &csv))
+        .await
+        .unwrap();
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|s| s.status == 413));
+    for s in seen.iter().filter(|s| s.status == 204) {
+        assert!(
+            s.lines() <= 50,
+            "a delivered request had {} lines",
+            s.lines()
+        );
+    }
+    assert!(dead_letters(&c).is_empty());
+    let truth = c.truth.clone();
+    let got = tokio::task::spawn_blocking(move || (readings_in(&vm), firm_year_import_kwh(&vm)))
+        .await
+        .unwrap();
+    assert_eq!(got.0, truth);
+    assert_eq!(got.1, 446.25);
+}
+
+/// Runs a replay against `rule` and returns the proxy's log; asserts all data arrived.
+async fn deliver_through(rule: Rule) -> Vec<fault_proxy::Seen> {
+    let vm = Victoria::start();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", vm.port), rule).await;
+    let c = case(&proxy.url(), "");
+    let (cfg, csv) = (c.cfg.clone(), c.csv.clone());
+    tokio::task::spawn_blocking(move || run_replay(&cfg, &csv))
+        .await
+        .unwrap();
+    assert!(dead_letters(&c).is_empty());
+    let truth = c.truth.clone();
+    let got = tokio::task::spawn_blocking(move || readings_in(&vm))
+        .await
+        .unwrap();
+    assert_eq!(got, truth);
+    proxy.seen()
+}
+
+fn gap_s(seen: &[fault_proxy::Seen], i: usize) -> f64 {
+    (seen[i + 1].at - seen[i].at).as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_honours_retry_after() {
+    let seen = deliver_through(Box::new(|i, _| match i {
+        0 => Some((429, vec![("Retry-After".into(), "2".into())], String::new())),
+        1 => Some((503, vec![("Retry-After".into(), "1".into())], String::new())),
+        _ => None,
+    }))
+    .await;
+    assert_eq!(
+        (seen[0].status, seen[1].status, seen[2].status),
+        (429, 503, 204)
+    );
+    assert!(
+        (2.0..3.0).contains(&gap_s(&seen, 0)),
+        "429: {}",
+        gap_s(&seen, 0)
+    );
+    assert!(
+        (1.0..2.0).contains(&gap_s(&seen, 1)),
+        "503: {}",
+        gap_s(&seen, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failures_keep_the_data_and_retry_slowly() {
+    let seen = deliver_through(Box::new(|i, _| {
+        (i < 3).then(|| (401, Vec::new(), r#"{"code":"unauthorized"}"#.to_string()))
+    }))
+    .await;
+    assert!(seen[..3].iter().all(|s| s.status == 401));
+    for i in 0..3 {
+        // auth_retry_s = 1
+        assert!(
+            gap_s(&seen, i) >= 1.0,
+            "retry {i} after {} s",
+            gap_s(&seen, i)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_back_off_exponentially() {
+    let seen = deliver_through(Box::new(|i, _| {
+        (i < 4).then(|| (500, Vec::new(), "internal error".to_string()))
+    }))
+    .await;
+    // retry_initial_ms = 100, doubling, cap 800, jitter x [0.8, 1.2): 0.08-0.12, 0.16-0.24,
+    // 0.32-0.48, 0.64-0.96 s.
+    let gaps: Vec<f64> = (0..4).map(|i| gap_s(&seen, i)).collect();
+    for (g, (lo, hi)) in gaps
+        .iter()
+        .zip([(0.08, 0.2), (0.16, 0.32), (0.32, 0.56), (0.64, 1.04)])
+    {
+        assert!((lo..hi).contains(g), "gaps {gaps:?}");
+    }
+}
