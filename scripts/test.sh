@@ -15,6 +15,7 @@ NEEDED=(
   "openssl:openssl"     # a private CA and server certificate for the MQTT TLS test
   "promtool:prometheus" # promtool checks the /metrics output and the alert rules
   "amtool:prometheus-alertmanager" # amtool checks the example Alertmanager configuration
+  "victoria-metrics:victoria-metrics" # the store behind the InfluxDB v2 write API in the sink tests
 )
 
 missing=()
