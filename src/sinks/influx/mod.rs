@@ -26,6 +26,8 @@ pub struct InfluxOutput {
     encoder: Encoder,
     outbox: Arc<Outbox>,
     batch_lines: usize,
+    /// Records stay well under the outbox's cap, so one always fits once the sink catches up.
+    max_record_bytes: usize,
     buf: Vec<u8>,
     line_ends: Vec<usize>,
     next_seq: u64,
@@ -41,7 +43,10 @@ impl InfluxOutput {
         shutdown: Arc<AtomicBool>,
     ) -> InfluxOutput {
         let next_seq = outbox.committed_seq() + 1;
+        let cfg = outbox.config();
+        let max_record_bytes = (cfg.max_bytes / 4).min(cfg.segment_bytes).max(4096) as usize;
         InfluxOutput {
+            max_record_bytes,
             encoder,
             outbox,
             batch_lines: batch_lines.max(1) as usize,
@@ -98,16 +103,20 @@ impl CommitHook for InfluxOutput {
             }
         }
         let seq = self.next_seq;
-        let mut start = 0;
-        for chunk in self.line_ends.chunks(self.batch_lines) {
-            let end = *chunk.last().expect("chunks are not empty");
-            self.outbox.append(
-                seq,
-                chunk.len() as u32,
-                &self.buf[start..end],
-                &self.shutdown,
-            )?;
-            start = end;
+        let (mut start, mut first_line) = (0usize, 0usize);
+        for (i, &end) in self.line_ends.iter().enumerate() {
+            let lines = i + 1 - first_line;
+            let last = i + 1 == self.line_ends.len();
+            let next_too_big = self
+                .line_ends
+                .get(i + 1)
+                .is_some_and(|&next| next - start > self.max_record_bytes);
+            if last || lines >= self.batch_lines || next_too_big {
+                self.outbox
+                    .append(seq, lines as u32, &self.buf[start..end], &self.shutdown)?;
+                start = end;
+                first_line = i + 1;
+            }
         }
         Ok(seq)
     }
