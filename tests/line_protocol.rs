@@ -74,18 +74,16 @@ fn take(
     out
 }
 
-/// Parses one line; field values come back as text (numbers) or unescaped strings.
-fn parse(
-    line: &str,
-) -> Result<
-    (
-        String,
-        Vec<(String, String)>,
-        Vec<(String, String, bool)>,
-        i64,
-    ),
+/// A parsed line: measurement, tags, fields as `(key, text, was quoted)`, timestamp.
+type Parsed = (
     String,
-> {
+    Vec<(String, String)>,
+    Vec<(String, String, bool)>,
+    i64,
+);
+
+/// Parses one line; field values come back as text (numbers) or unescaped strings.
+fn parse(line: &str) -> Result<Parsed, String> {
     let mut s = line.chars().peekable();
     let measurement = take(&mut s, &[',', ' '], &[',', ' ']);
     let mut tags = Vec::new();
