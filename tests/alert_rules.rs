@@ -42,3 +42,20 @@ fn alertmanager_example_is_valid() {
         &["check-config", "deploy/alertmanager/alertmanager.yml"],
     );
 }
+
+#[test]
+fn every_alert_has_a_unit_test() {
+    let rules = std::fs::read_to_string("deploy/prometheus/ecogate.rules.yml").unwrap();
+    let tests = std::fs::read_to_string("deploy/prometheus/ecogate.rules.test.yml").unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 15, "{alerts:?}");
+    for a in alerts {
+        assert!(
+            tests.contains(&format!("alertname: {a}\n")),
+            "alert {a} has no unit test in ecogate.rules.test.yml"
+        );
+    }
+}
