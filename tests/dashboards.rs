@@ -7,6 +7,8 @@ mod common;
 mod modbus_sim;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
+#[path = "common/victoria.rs"]
+mod victoria;
 
 use common::Kill;
 use ecogate::sources::modbus::decode::{DataType, WordOrder};
@@ -108,6 +110,7 @@ async fn every_dashboard_query_returns_data() {
     let bank = modbus_sim::Bank::default();
     bank.set(1, 0, 0, 12.5, DataType::F32, WordOrder::Abcd);
     let (mb_addr, _mb) = modbus_sim::start_tcp(bank, "127.0.0.1:0".parse().unwrap()).await;
+    let vm = victoria::Victoria::start();
     let dir = tempfile::tempdir().unwrap();
     let metrics_port = mosquitto::free_port();
     let counter = |id: &str, carrier: &str, unit: &str, extra: &str| {
@@ -160,9 +163,11 @@ async fn every_dashboard_query_returns_data() {
          [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"ecogate-dashboards\"\n\
          [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}\"\ndecoder = \"json\"\nfields = {{ v = \"/v\" }}\ntimestamp = \"/ts\"\n\
          [[modbus.devices]]\nmeter = \"mb\"\ntcp = \"{mb_addr}\"\npoll_interval_ms = 500\n\
-         [[modbus.devices.registers]]\nchannel = \"p\"\nfunction = \"holding\"\naddress = 0\naddress_base = 0\ntype = \"f32\"\nunit = \"kW\"\n",
+         [[modbus.devices.registers]]\nchannel = \"p\"\nfunction = \"holding\"\naddress = 0\naddress_base = 0\ntype = \"f32\"\nunit = \"kW\"\n\
+         [influx]\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\n",
         dir.path().display(),
-        broker.port
+        broker.port,
+        vm.url()
     );
     let cfg_path = dir.path().join("ecogate.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
@@ -244,7 +249,7 @@ async fn every_dashboard_query_returns_data() {
         "queries with no data:\n{}",
         empty.join("\n")
     );
-    assert!(checked >= 34, "{checked} expressions checked");
+    assert!(checked >= 41, "{checked} expressions checked");
     // h1 imports 550 kWh per 10 kg: 550 x 0.5306 / 10 = 29.2 kgCO2e/kg: conventional (3).
     let class = query(prom_port, "ecogate_site_hydrogen_class{site=\"h1\"}");
     assert_eq!(class["data"]["result"][0]["value"][1], "3", "{class}");
