@@ -270,3 +270,35 @@ fn alerting_needs_its_windows_and_a_destination() {
         "{e}"
     );
 }
+
+#[test]
+fn influx_section_errors_point_at_their_keys() {
+    let text = "[park]\nname = 'P\\\\Q'\n[[firms]]\nid = \"f1\"\nname = \"F\"\nland_mu = 10\n\
+                [accounting]\nwindows = [\"1h\", \"year\"]\n\
+                [influx]\nurl = \"ftp://x\"\norg = \"\"\nbucket = \"b\"\ntoken = \"t\"\ntoken_env = \"T\"\nwindows = [\"1m\"]\nbatch_lines = 0\n\
+                [influx.outbox]\nfsync = \"sometimes\"\nwhen_full = \"drop\"\nmax_bytes = 100\n";
+    let e = errors(text);
+    let want = [
+        "park.toml:10:7: influx.url: `ftp://x` is not an http(s) URL such as http://127.0.0.1:8086",
+        "park.toml:11:7: influx.org: must not be empty",
+        "park.toml:2:8: park.name: becomes the `park` tag of every InfluxDB point and contains a backslash, which line protocol cannot carry unambiguously in a tag",
+        "park.toml:10:7: influx.token: give one of token, token_file and token_env",
+        "park.toml:16:15: influx.batch_lines: must be 1 to 100000, got 0",
+        "park.toml:15:11: influx.windows: window `1m` is not in accounting.windows, so there is nothing to write",
+        "park.toml:20:13: influx.outbox.max_bytes: must be 65536 to 1125899906842624, got 100",
+        "park.toml:18:9: influx.outbox.fsync: unknown policy `sometimes` (always, never)",
+        "park.toml:19:13: influx.outbox.when_full: unknown policy `drop` (block, drop_oldest)",
+    ];
+    for w in want {
+        assert!(e.lines().any(|l| l == w), "missing `{w}` in:\n{e}");
+    }
+}
+
+#[test]
+fn influx_needs_url_org_and_bucket() {
+    let e = errors(&format!("{HEAD}\n[influx]\nbucket = \"b\"\n"));
+    assert!(
+        e.contains("park.toml:10:10: influx.url: the [influx] section needs url, org and bucket"),
+        "{e}"
+    );
+}
