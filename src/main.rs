@@ -212,6 +212,19 @@ fn summary(c: &Config) -> String {
     let windows: Vec<_> = c.accounting.windows.iter().map(|w| w.name()).collect();
     let _ = writeln!(out, "windows: {}", windows.join(", "));
     let _ = writeln!(out, "store: {}", c.store.path.display());
+    if let Some(i) = &c.influx {
+        let _ = writeln!(
+            out,
+            "influx: {} org {} bucket {}; outbox {} (cap {} bytes, fsync {:?}, when full {:?})",
+            i.url,
+            i.org,
+            i.bucket,
+            i.outbox.dir.display(),
+            i.outbox.max_bytes,
+            i.outbox.fsync,
+            i.outbox.when_full
+        );
+    }
     out
 }
 
