@@ -237,58 +237,65 @@ fn open_pipeline(
     Ok(Pipeline::open(config, store, metrics)?)
 }
 
-/// Replay writes to the outbox like the daemon; deliver it now (for at most a minute), so that a
-/// replay alone fills InfluxDB. What is left is sent by the next `ecogate run`.
-fn drain_outbox(
-    ic: &ecogate::sinks::influx::config::InfluxConfig,
+/// Replay writes to the outbox like the daemon, and a sender delivers it while the replay runs
+/// (so a replay larger than the outbox's cap waits for the server instead of for nobody), then
+/// for at most `wait_s` more. What is left is sent by the next `ecogate run`.
+struct ReplaySender {
     outbox: Arc<ecogate::sinks::outbox::Outbox>,
-    metrics: &Metrics,
-    wait_s: u64,
-) -> anyhow::Result<()> {
-    let m = metrics
-        .influx
-        .get()
-        .expect("registered with the outbox")
-        .clone();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let before = outbox.stats().pending_lines;
-    if wait_s == 0 {
-        println!(
-            "influx {}: {before} lines in the outbox ({}): `ecogate run` sends them",
-            ic.url,
-            ic.outbox.dir.display()
-        );
-        return Ok(());
-    }
-    let left = runtime.block_on(async {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: std::thread::JoinHandle<()>,
+    url: String,
+    dir: PathBuf,
+}
+
+impl ReplaySender {
+    fn start(
+        ic: &ecogate::sinks::influx::config::InfluxConfig,
+        outbox: Arc<ecogate::sinks::outbox::Outbox>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<ReplaySender> {
+        let m = metrics
+            .influx
+            .get()
+            .expect("registered with the outbox")
+            .clone();
         let sender = ecogate::sinks::influx::sender::Sender::new(ic.clone(), outbox.clone(), m)?;
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(sender.run(rx));
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait_s);
-        while outbox.stats().pending_lines > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let thread = std::thread::Builder::new()
+            .name("ecogate-influx".into())
+            .spawn(move || runtime.block_on(sender.run(rx)))
+            .context("starting the InfluxDB sender")?;
+        Ok(ReplaySender {
+            outbox,
+            stop,
+            thread,
+            url: ic.url.to_string(),
+            dir: ic.outbox.dir.clone(),
+        })
+    }
+
+    fn finish(self, wait_s: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+        while self.outbox.stats().pending_lines > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let _ = tx.send(true);
-        let _ = task.await;
-        Ok::<_, anyhow::Error>(outbox.stats().pending_lines)
-    })?;
-    println!(
-        "influx {}: {} lines delivered{}",
-        ic.url,
-        before - left.min(before),
-        if left > 0 {
-            format!(
-                ", {left} still in the outbox ({}): `ecogate run` sends them",
-                ic.outbox.dir.display()
-            )
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
+        let left = self.outbox.stats().pending_lines;
+        if left == 0 {
+            println!("influx {}: everything delivered", self.url);
         } else {
-            String::new()
+            println!(
+                "influx {}: {left} lines still in the outbox ({}): `ecogate run` sends them",
+                self.url,
+                self.dir.display()
+            );
         }
-    );
-    Ok(())
+    }
 }
 
 fn run(config: Config) -> Result<ExitCode, Failure> {
@@ -493,10 +500,24 @@ fn replay_cmd(
     let store_path = store.unwrap_or_else(|| config.store.path.clone());
     let metrics = Arc::new(Metrics::new());
     let mut pipeline = open_pipeline(config.clone(), &store_path, metrics.clone())?;
-    let summary = replay::run(&mut pipeline, rows, errors).context("replay")?;
-    if let (Some(ic), Some(outbox)) = (&config.influx, pipeline.outbox()) {
-        drain_outbox(ic, outbox, &metrics, influx_wait_s)?;
+    let sender = match (&config.influx, pipeline.outbox()) {
+        (Some(ic), Some(outbox)) if influx_wait_s > 0 => {
+            Some(ReplaySender::start(ic, outbox, &metrics)?)
+        }
+        (Some(_), Some(_)) => {
+            // Nobody delivers during this replay: a full outbox must fail it, not hang it.
+            pipeline
+                .shutdown_flag()
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+        _ => None,
+    };
+    let summary = replay::run(&mut pipeline, rows, errors).context("replay");
+    if let Some(s) = sender {
+        s.finish(influx_wait_s);
     }
+    let summary = summary?;
 
     for e in summary.rejections.iter().take(50) {
         eprintln!(
