@@ -237,6 +237,7 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 // many readings (20 ms gave 63-75 % of a bare subscriber's QoS 1 rate, 200 ms
                 // 79-81 %), and the broker's in-flight window keeps moving.
                 let ack_deadline = started + interval.min(Duration::from_millis(200));
+                let mut last_arrival = started;
                 let mut readings = first.readings;
                 let mut acks: Vec<oneshot::Sender<()>> = first.ack.into_iter().collect();
                 while readings.len() < max_batch {
@@ -244,10 +245,17 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                         Ok(env) => {
                             readings.extend(env.readings);
                             acks.extend(env.ack);
+                            last_arrival = Instant::now();
                         }
                         Err(mpsc::error::TryRecvError::Empty) => {
                             let now = Instant::now();
-                            if now >= deadline || (!acks.is_empty() && now >= ack_deadline) {
+                            // A pause in arrivals with acknowledgements waiting usually means
+                            // the broker's in-flight window is used up: it sends no more until
+                            // these are acknowledged, so waiting longer only stalls the flow.
+                            let paused = now.duration_since(last_arrival) >= ACK_IDLE;
+                            if now >= deadline
+                                || (!acks.is_empty() && (now >= ack_deadline || paused))
+                            {
                                 break;
                             }
                             std::thread::sleep(Duration::from_millis(if acks.is_empty() {
@@ -284,6 +292,9 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
         .expect("spawning the pipeline thread");
     PipelineHandle { tx, join }
 }
+
+/// How long a batch with acknowledgements waiting may see no new arrivals before it commits.
+const ACK_IDLE: Duration = Duration::from_millis(20);
 
 /// A commit that fails (disk full, store locked) is retried with backoff rather than dropped:
 /// upstream waits, and sources that acknowledge only after commit keep their data.

@@ -70,6 +70,32 @@ pub struct Store {
     upsert_sql: String,
     upsert_returning_sql: String,
     sums_sql: String,
+    insert_readings_sql: String,
+}
+
+/// Readings a multi-row INSERT carries (6 parameters each, well under SQLite's 32,766 limit).
+const READINGS_PER_INSERT: usize = 64;
+
+/// A `readings` row: meter, channel, ts_ms, amount_base, base_unit, quality.
+type ReadingRow<'a> = (&'a str, &'a str, i64, f64, &'static str, &'static str);
+
+fn reading_row<'a>(
+    acct: &'a Accountant,
+    a: &crate::accounting::ledger::Accepted,
+) -> ReadingRow<'a> {
+    let (meter, channel) = acct.channel_ids(a.channel);
+    (
+        meter,
+        channel,
+        a.ts_ms,
+        a.base_amount,
+        acct.channel_base_unit(a.channel),
+        a.quality.as_str(),
+    )
+}
+
+fn row_params<'r>(r: &'r ReadingRow<'_>) -> impl Iterator<Item = &'r dyn rusqlite::ToSql> {
+    [&r.0 as &dyn rusqlite::ToSql, &r.1, &r.2, &r.3, &r.4, &r.5].into_iter()
 }
 
 /// Runs inside a store commit, for a sink that must move together with the store (the outbox):
@@ -129,6 +155,10 @@ impl Store {
             path: path.to_path_buf(),
             upsert_sql,
             upsert_returning_sql,
+            insert_readings_sql: format!(
+                "INSERT OR IGNORE INTO readings (meter, channel, ts_ms, amount_base, base_unit, quality) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?)"; READINGS_PER_INSERT].join(", ")
+            ),
             sums_sql,
         };
         store.init()?;
@@ -270,24 +300,26 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(err)?;
         {
+            // Many rows per statement: at tens of thousands of readings a commit, the per-statement
+            // overhead (bind, step, reset) costs as much as the B-tree inserts themselves.
+            let mut chunks = batch.accepted.chunks_exact(READINGS_PER_INSERT);
+            let mut ins_many = tx.prepare_cached(&self.insert_readings_sql).map_err(err)?;
+            for chunk in &mut chunks {
+                let rows: Vec<ReadingRow<'_>> =
+                    chunk.iter().map(|a| reading_row(acct, a)).collect();
+                let params: Vec<&dyn rusqlite::ToSql> = rows.iter().flat_map(row_params).collect();
+                ins_many.execute(params.as_slice()).map_err(err)?;
+            }
             let mut ins_reading = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO readings (meter, channel, ts_ms, amount_base, base_unit, quality)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(err)?;
-            for a in &batch.accepted {
-                let (meter, channel) = acct.channel_ids(a.channel);
-                ins_reading
-                    .execute(params![
-                        meter,
-                        channel,
-                        a.ts_ms,
-                        a.base_amount,
-                        acct.channel_base_unit(a.channel),
-                        a.quality.as_str()
-                    ])
-                    .map_err(err)?;
+            for a in chunks.remainder() {
+                let row = reading_row(acct, a);
+                let params: Vec<&dyn rusqlite::ToSql> = row_params(&row).collect();
+                ins_reading.execute(params.as_slice()).map_err(err)?;
             }
             let mut upsert = tx
                 .prepare_cached(if hook.is_some() {
