@@ -201,7 +201,63 @@ impl RateLimitedLog {
 #[derive(Debug)]
 pub struct Envelope {
     pub readings: Vec<Reading>,
-    pub ack: Option<oneshot::Sender<()>>,
+    pub ack: Option<Ack>,
+}
+
+/// How a source learns that its readings are committed.
+#[derive(Debug)]
+pub enum Ack {
+    /// Fired for this envelope alone.
+    Once(oneshot::Sender<()>),
+    /// Counted: a source that sends many envelopes in order (MQTT) learns how many of them are
+    /// committed, with one wake-up a batch instead of one a message.
+    Count(Arc<AckCount>),
+}
+
+impl Ack {
+    /// Marks this one envelope committed (what the pipeline does for each after a commit).
+    pub fn done(self) {
+        acknowledge(vec![self]);
+    }
+}
+
+impl From<oneshot::Sender<()>> for Ack {
+    fn from(tx: oneshot::Sender<()>) -> Ack {
+        Ack::Once(tx)
+    }
+}
+
+/// Envelopes of one source committed so far (they commit in the order they were sent).
+#[derive(Debug, Default)]
+pub struct AckCount {
+    committed: std::sync::atomic::AtomicU64,
+    pub changed: tokio::sync::Notify,
+}
+
+impl AckCount {
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+}
+
+/// Fires acknowledgements after a commit: each `Once`, and each counter once for the batch.
+fn acknowledge(acks: Vec<Ack>) {
+    let mut counters: Vec<(Arc<AckCount>, u64)> = Vec::new();
+    for ack in acks {
+        match ack {
+            Ack::Once(tx) => {
+                let _ = tx.send(());
+            }
+            Ack::Count(c) => match counters.iter_mut().find(|(k, _)| Arc::ptr_eq(k, &c)) {
+                Some((_, n)) => *n += 1,
+                None => counters.push((c, 1)),
+            },
+        }
+    }
+    for (c, n) in counters {
+        c.committed.fetch_add(n, Ordering::AcqRel);
+        c.changed.notify_one();
+    }
 }
 
 /// Handle to the pipeline thread.
@@ -239,7 +295,7 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 let ack_deadline = started + interval.min(Duration::from_millis(200));
                 let mut last_arrival = started;
                 let mut readings = first.readings;
-                let mut acks: Vec<oneshot::Sender<()>> = first.ack.into_iter().collect();
+                let mut acks: Vec<Ack> = first.ack.into_iter().collect();
                 while readings.len() < max_batch {
                     match rx.try_recv() {
                         Ok(env) => {
@@ -271,9 +327,7 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                     }
                 }
                 if commit_with_retry(&mut pipeline, &readings) {
-                    for ack in acks {
-                        let _ = ack.send(());
-                    }
+                    acknowledge(acks);
                 }
                 if last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
                     last_retention = Some(Instant::now());

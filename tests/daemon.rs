@@ -43,7 +43,7 @@ fn envelopes_are_acknowledged_after_they_are_durable() {
                 .tx
                 .send(Envelope {
                     readings: vec![r],
-                    ack: Some(tx),
+                    ack: Some(tx.into()),
                 })
                 .await
                 .unwrap();

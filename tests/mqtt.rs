@@ -96,7 +96,7 @@ async fn collect(
             Ok(Some(env)) => {
                 readings.extend(env.readings);
                 if let Some(ack) = env.ack {
-                    let _ = ack.send(());
+                    ack.done();
                 }
             }
             _ => break,

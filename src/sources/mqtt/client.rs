@@ -17,7 +17,7 @@ use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::Envelope;
+use crate::pipeline::{Ack, AckCount, Envelope};
 use crate::sources::SourceContext;
 use crate::units::Unit;
 use rumqttc::{
@@ -27,7 +27,7 @@ use rumqttc::{
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 #[derive(Debug)]
 pub struct MqttSource {
@@ -128,6 +128,7 @@ pub fn spawn(
         ctx,
         metrics,
         log: HashMap::new(),
+        committed: Arc::new(AckCount::default()),
     };
     Ok(MqttSource {
         task: tokio::spawn(state.run(eventloop)),
@@ -143,15 +144,18 @@ struct Loop {
     ctx: SourceContext,
     metrics: Arc<Metrics>,
     log: HashMap<Reject, (Instant, u64)>,
+    /// How many of this source's envelopes the pipeline has committed.
+    committed: Arc<AckCount>,
 }
 
-/// One acknowledgement to send once its readings are committed (`None`: at once).
-type PendingAck = (Option<oneshot::Receiver<()>>, Publish);
+/// A message to acknowledge: `true` once the pipeline has committed its envelope, `false` at
+/// once (refused input). Kept in arrival order, which is the order envelopes commit in.
+type PendingAck = (bool, Publish);
 
 impl Loop {
     async fn run(mut self, mut eventloop: EventLoop) {
         let (ack_tx, ack_rx) = mpsc::channel::<PendingAck>(100_000);
-        let acker = tokio::spawn(acker(self.client.clone(), ack_rx));
+        let acker = tokio::spawn(acker(self.client.clone(), ack_rx, self.committed.clone()));
         let mut failures: u32 = 0;
         let mut shutdown = self.ctx.shutdown.clone();
         tracing::info!(host = %self.broker.host, port = self.broker.port, client_id = %self.broker.client_id, "mqtt source started");
@@ -247,16 +251,15 @@ impl Loop {
                         .await;
                     return;
                 }
-                let (tx, rx) = oneshot::channel();
                 let _ = self
                     .ctx
                     .output
                     .send(Envelope {
                         readings,
-                        ack: Some(tx),
+                        ack: Some(Ack::Count(self.committed.clone())),
                     })
                     .await;
-                Some(rx)
+                true
             }
             Err(reason) => {
                 self.metrics
@@ -271,7 +274,7 @@ impl Loop {
                 if p.qos == QoS::AtMostOnce {
                     return;
                 }
-                None
+                false
             }
         };
         let _ = ack_tx.send((ack, p)).await;
@@ -315,17 +318,49 @@ impl Loop {
     }
 }
 
-async fn acker(client: AsyncClient, mut rx: mpsc::Receiver<PendingAck>) {
-    while let Some((committed, publish)) = rx.recv().await {
-        if let Some(committed) = committed {
-            // A dropped sender means the pipeline stopped before committing: no ack, the broker
-            // keeps the message.
-            if committed.await.is_err() {
-                continue;
+/// Acknowledges messages in arrival order: refused ones at once, the others as the pipeline's
+/// commit count passes them. Once the source stops (`rx` closed), it acknowledges what is
+/// committed within a few seconds and leaves the rest to the broker's redelivery.
+async fn acker(client: AsyncClient, mut rx: mpsc::Receiver<PendingAck>, committed: Arc<AckCount>) {
+    let mut pending: std::collections::VecDeque<PendingAck> = std::collections::VecDeque::new();
+    let mut acked_commits = 0u64;
+    let mut open = true;
+    let mut stop_by: Option<tokio::time::Instant> = None;
+    loop {
+        if open {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(x) => pending.push_back(x),
+                    None => open = false,
+                },
+                _ = committed.changed.notified() => {}
+            }
+            while let Ok(x) = rx.try_recv() {
+                pending.push_back(x);
+            }
+        } else {
+            let by = *stop_by
+                .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(4));
+            if pending.is_empty()
+                || tokio::time::timeout_at(by, committed.changed.notified())
+                    .await
+                    .is_err()
+            {
+                return;
             }
         }
-        if client.ack(&publish).await.is_err() {
-            return;
+        let done = committed.committed();
+        while let Some((needs_commit, _)) = pending.front() {
+            if *needs_commit {
+                if acked_commits >= done {
+                    break;
+                }
+                acked_commits += 1;
+            }
+            let (_, publish) = pending.pop_front().expect("front exists");
+            if client.ack(&publish).await.is_err() {
+                return;
+            }
         }
     }
 }
