@@ -51,7 +51,10 @@ fn accepted(port: u16) -> i64 {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return 0;
     };
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text.lines()

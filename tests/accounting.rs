@@ -369,3 +369,61 @@ gauge_max_gap_s = 600
     assert_eq!(sums.get(Metric::GridImportKwh), 20.0);
     assert_eq!(p.store().event_count("gauge_gap").unwrap(), 1);
 }
+
+/// Deltas are gathered per meter and local minute before they are spread over the windows; the
+/// result must equal adding each delta to the windows of its own reading, computed here from
+/// each reading's time alone. Readings every 37 s for 3 hours across Berlin's 2024 autumn DST
+/// change (03:00 CEST -> 02:00 CET on 27 October, 01:00Z), in one batch.
+#[test]
+fn windows_gathered_by_minute_equal_windows_per_reading() {
+    use ecogate::accounting::window::LocalTime;
+    use std::collections::BTreeMap;
+    let text = FACTORY.replace(
+        "name = \"Test Park\"",
+        "name = \"Test Park\"\ntimezone = \"Europe/Berlin\"",
+    );
+    let cfg = config(&text);
+    let tz = cfg.park.timezone;
+    let acct = ecogate::accounting::Accountant::new(cfg.clone());
+    let t0 = ts("2024-10-26T23:30:00Z");
+    let mut readings = Vec::new();
+    let mut expected: BTreeMap<(WindowKind, i64), f64> = BTreeMap::new();
+    let mut kwh = 1_000.0;
+    for k in 0..292 {
+        let at = t0 + k * 37_000;
+        let delta = if k == 0 {
+            0.0
+        } else {
+            0.5 + (k % 7) as f64 * 0.25
+        };
+        kwh += delta;
+        let mut r = reading("grid", "import", kwh, "kWh", "2024-10-26T23:30:00Z");
+        r.ts_ms = at;
+        readings.push(r);
+        if k > 0 {
+            let local = LocalTime::new(at, tz).unwrap();
+            for &w in WindowKind::ALL {
+                *expected
+                    .entry((w, local.window_start_ms(w, tz)))
+                    .or_default() += delta;
+            }
+        }
+    }
+    let batch = acct.process(&readings, i64::MAX / 2);
+    assert!(batch.rejections.is_empty(), "{:?}", batch.rejections);
+    let mut got: BTreeMap<(WindowKind, i64), f64> = BTreeMap::new();
+    for (key, sums) in &batch.aggregates {
+        if key.entity == Entity::Meter(0) {
+            got.insert((key.window, key.start_ms), sums.get(Metric::GridImportKwh));
+        }
+    }
+    assert_eq!(got.len(), expected.len());
+    for (k, v) in &expected {
+        close(got[k], *v);
+    }
+    // Three clock hours of data, but 4 hour windows in UTC terms: the repeated 02:00 hour is two.
+    assert_eq!(
+        got.keys().filter(|(w, _)| *w == WindowKind::Hour).count(),
+        4
+    );
+}

@@ -20,6 +20,10 @@ use std::sync::Arc;
 /// process, so timestamps chosen by a hostile publisher cannot be made to collide.
 pub type FastHash = foldhash::fast::RandomState;
 
+/// A batch's deltas by meter (with its site and firm) and local minute start, before they are
+/// spread over the windows.
+type Staged = HashMap<(u32, u32, u32, i64), Sums, FastHash>;
+
 /// Who an aggregate belongs to. Indices point into the configuration's lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Entity {
@@ -346,10 +350,41 @@ impl Accountant {
     /// `now_ms` is the wall clock, against which future timestamps are judged.
     pub fn process(&self, readings: &[Reading], now_ms: i64) -> Batch {
         let mut batch = Batch::default();
+        let mut staged = Staged::default();
         for (index, reading) in readings.iter().enumerate() {
-            self.process_one(index, reading, now_ms, &mut batch);
+            self.process_one(index, reading, now_ms, &mut batch, &mut staged);
         }
+        self.expand(&mut batch, staged);
         batch
+    }
+
+    /// Adds each meter-minute's sums to every window and entity holding that minute. Every
+    /// window is a union of local minutes, so this gives the same sums as adding each delta to
+    /// its two dozen aggregates, with a fraction of the map updates.
+    fn expand(&self, batch: &mut Batch, staged: Staged) {
+        let tz = self.config.park.timezone;
+        for ((meter, site, firm, minute_ms), sums) in staged {
+            let local = LocalTime::new(minute_ms, tz).expect("a minute start of a valid reading");
+            for &window in &self.config.accounting.windows {
+                let start_ms = local.window_start_ms(window, tz);
+                for entity in [
+                    Entity::Meter(meter),
+                    Entity::Site(site),
+                    Entity::Firm(firm),
+                    Entity::Park,
+                ] {
+                    batch
+                        .aggregates
+                        .entry(AggKey {
+                            window,
+                            start_ms,
+                            entity,
+                        })
+                        .or_default()
+                        .merge(&sums);
+                }
+            }
+        }
     }
 
     fn reject(
@@ -369,7 +404,14 @@ impl Accountant {
         });
     }
 
-    fn process_one(&self, index: usize, reading: &Reading, now_ms: i64, batch: &mut Batch) {
+    fn process_one(
+        &self,
+        index: usize,
+        reading: &Reading,
+        now_ms: i64,
+        batch: &mut Batch,
+        staged: &mut Staged,
+    ) {
         let Some((mi, chans)) = self.lookup.get(reading.meter.as_str()) else {
             return Self::reject(
                 batch,
@@ -573,7 +615,7 @@ impl Accountant {
         batch.states.insert(r, state);
         if let (Some(delta_micro), Some(carrier)) = (delta, info.carrier) {
             let sums = self.contributions(info, carrier, delta_micro);
-            self.attribute(batch, r, info, &local, &sums);
+            self.attribute(staged, r, info, &local, &sums);
         }
     }
 
@@ -633,40 +675,20 @@ impl Accountant {
     /// daemon) was silent is attributed when it is next read, never spread by guesswork.
     fn attribute(
         &self,
-        batch: &mut Batch,
+        staged: &mut Staged,
         r: ChannelRef,
         info: &ChannelInfo,
         local: &LocalTime,
         sums: &Sums,
     ) {
-        let tz = self.config.park.timezone;
-        // A delta touches a handful of the figures: add only those, to each of the windows.
-        let mut touched = [(0usize, 0i64); crate::accounting::metric::METRIC_COUNT];
-        let mut n = 0;
+        let minute_ms = local.window_start_ms(WindowKind::Minute, self.config.park.timezone);
+        let slot = staged
+            .entry((r.meter, info.site, info.firm, minute_ms))
+            .or_default();
+        // A delta touches a handful of the figures: add only those.
         for (i, v) in sums.0.iter().enumerate() {
             if *v != 0 {
-                touched[n] = (i, *v);
-                n += 1;
-            }
-        }
-        let touched = &touched[..n];
-        for &window in &self.config.accounting.windows {
-            let start_ms = local.window_start_ms(window, tz);
-            for entity in [
-                Entity::Meter(r.meter),
-                Entity::Site(info.site),
-                Entity::Firm(info.firm),
-                Entity::Park,
-            ] {
-                batch
-                    .aggregates
-                    .entry(AggKey {
-                        window,
-                        start_ms,
-                        entity,
-                    })
-                    .or_default()
-                    .add_at(touched);
+                slot.0[i] = slot.0[i].saturating_add(*v);
             }
         }
     }

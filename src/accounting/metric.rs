@@ -117,13 +117,6 @@ impl Sums {
         }
     }
 
-    /// Adds `(index, micro)` pairs: a sparse [`Sums::merge`].
-    pub fn add_at(&mut self, entries: &[(usize, i64)]) {
-        for &(i, v) in entries {
-            self.0[i] = self.0[i].saturating_add(v);
-        }
-    }
-
     pub fn micro(&self, metric: Metric) -> i64 {
         self.0[metric.index()]
     }
