@@ -24,6 +24,29 @@ pub type FastHash = foldhash::fast::RandomState;
 /// spread over the windows.
 type Staged = HashMap<(u32, u32, u32, i64), Sums, FastHash>;
 
+/// Gives the stored id of an entity: the configuration does, so readers of the store (metrics,
+/// alerting) need no accountant of their own.
+pub trait EntityIds {
+    fn entity_id(&self, e: Entity) -> &str;
+}
+
+impl EntityIds for Config {
+    fn entity_id(&self, e: Entity) -> &str {
+        match e {
+            Entity::Meter(i) => &self.meters[i as usize].id,
+            Entity::Site(i) => &self.sites[i as usize].id,
+            Entity::Firm(i) => &self.firms[i as usize].id,
+            Entity::Park => "park",
+        }
+    }
+}
+
+impl EntityIds for Accountant {
+    fn entity_id(&self, e: Entity) -> &str {
+        self.config.entity_id(e)
+    }
+}
+
 /// Who an aggregate belongs to. Indices point into the configuration's lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Entity {
@@ -695,12 +718,7 @@ impl Accountant {
 
     /// The id stored for an entity.
     pub fn entity_id(&self, e: Entity) -> &str {
-        match e {
-            Entity::Meter(i) => &self.config.meters[i as usize].id,
-            Entity::Site(i) => &self.config.sites[i as usize].id,
-            Entity::Firm(i) => &self.config.firms[i as usize].id,
-            Entity::Park => "park",
-        }
+        self.config.entity_id(e)
     }
 }
 

@@ -10,9 +10,9 @@ pub mod webhook;
 
 use crate::accounting::indicators::HydrogenClass;
 use crate::accounting::ledger::Entity;
+use crate::accounting::ledger::EntityIds;
 use crate::accounting::metric::{Metric, Sums};
 use crate::accounting::window::{year_progress, WindowKind};
-use crate::accounting::Accountant;
 use crate::config::{Config, SiteKind};
 use crate::sinks::store::Store;
 use rules::{Condition, Observation, State};
@@ -30,7 +30,12 @@ pub struct AlertingConfig {
 }
 
 /// Reads the figures every condition needs for `now_ms` from the store.
-pub fn observe(store: &Store, acct: &Accountant, config: &Config, now_ms: i64) -> Vec<Observation> {
+pub fn observe(
+    store: &Store,
+    acct: &impl EntityIds,
+    config: &Config,
+    now_ms: i64,
+) -> Vec<Observation> {
     let mut out = Vec::new();
     let day_ago = now_ms - 86_400_000;
     let hour_ms = 3_600_000;
@@ -157,7 +162,7 @@ pub async fn run(
         let path = config.store.path.clone();
         let cfg = config.clone();
         let observations = tokio::task::spawn_blocking(move || match Store::open(&path) {
-            Ok(store) => observe(&store, &Accountant::new(cfg.clone()), &cfg, now_ms),
+            Ok(store) => observe(&store, &*cfg, &cfg, now_ms),
             Err(e) => {
                 tracing::error!("alerting cannot read the store: {e}");
                 Vec::new()

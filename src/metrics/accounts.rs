@@ -30,8 +30,7 @@ pub struct AccountMetrics {
     fuel_kg: CounterVec,
     heat_gj: CounterVec,
     /// The latest instantaneous power of every configured power channel, kW.
-    power_kw: GaugeVec,
-    power_channels: std::collections::HashMap<(u32, u32), (String, String)>,
+    pub power_kw: super::power::PowerGauges,
 }
 
 /// Fuels kept by mass, and steam, for the per-firm fuel counter.
@@ -71,27 +70,8 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Coun
 }
 
 impl AccountMetrics {
-    pub fn register(registry: &Registry, config: &Config) -> AccountMetrics {
-        let mut power_channels = std::collections::HashMap::new();
-        for (mi, meter) in config.meters.iter().enumerate() {
-            for (ci, ch) in meter.channels.iter().enumerate() {
-                if ch.unit.dimension == crate::units::Dimension::Power {
-                    power_channels
-                        .insert((mi as u32, ci as u32), (meter.id.clone(), ch.id.clone()));
-                }
-            }
-        }
-        let power_kw = GaugeVec::new(
-            Opts::new(
-                "ecogate_meter_power_kw",
-                "Latest instantaneous power of each configured power channel, kW.",
-            ),
-            &["meter", "channel"],
-        )
-        .expect("valid metric");
-        for (meter, channel) in power_channels.values() {
-            power_kw.with_label_values(&[meter, channel]);
-        }
+    pub fn register(registry: &Registry, config: &std::sync::Arc<Config>) -> AccountMetrics {
+        let power_kw = super::power::PowerGauges::new(config.clone());
         registry
             .register(Box::new(power_kw.clone()))
             .expect("registered once");
@@ -105,7 +85,6 @@ impl AccountMetrics {
             ),
             heat_gj: counter(registry, "ecogate_firm_heat_gj_total", "Purchased heat, GJ.", &["firm"]),
             power_kw,
-            power_channels,
             firm_ids: config.firms.iter().map(|f| f.id.clone()).collect(),
             site_ids: config.sites.iter().map(|s| s.id.clone()).collect(),
             site_electricity_kwh: counter(
@@ -292,18 +271,12 @@ impl AccountMetrics {
         }
         // Latest power per channel, in time order within the batch (skipped on the hot path when
         // no channel measures power).
-        if self.power_channels.is_empty() {
+        if self.power_kw.is_empty() {
             return;
         }
         for a in &batch.accepted {
-            if let Some((meter, channel)) = self
-                .power_channels
-                .get(&(a.channel.meter, a.channel.channel))
-            {
-                self.power_kw
-                    .with_label_values(&[meter, channel])
-                    .set(a.base_amount);
-            }
+            self.power_kw
+                .set(a.channel.meter, a.channel.channel, a.base_amount);
         }
     }
 
@@ -403,7 +376,6 @@ pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> supe
         "site",
     );
     let store: std::sync::Mutex<Option<crate::sinks::store::Store>> = std::sync::Mutex::new(None);
-    let acct = crate::accounting::Accountant::new(config.clone());
     let residual = config
         .factors
         .co2_per_base("grid_market_residual")
@@ -433,7 +405,7 @@ pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> supe
             whole_year_holdings: true,
         };
         let last_day = |e: Entity| {
-            s.sums(&acct, WindowKind::Hour, e, now - 24 * hour, now + hour)
+            s.sums(&*config, WindowKind::Hour, e, now - 24 * hour, now + hour)
                 .ok()
         };
         for (i, firm) in config.firms.iter().enumerate() {
@@ -443,7 +415,7 @@ pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> supe
                 stats: &firm.stats,
             });
             let labels = [firm.id.as_str()];
-            if let Ok(sums) = s.sums(&acct, WindowKind::Year, e, year_start, year_start + 1) {
+            if let Ok(sums) = s.sums(&*config, WindowKind::Year, e, year_start, year_start + 1) {
                 ytd.with_label_values(&labels)
                     .set(sums.get(Metric::Co2Scope1Kg) + sums.get(Metric::Co2Scope2LocationKg));
                 if let Some(v) =

@@ -7,6 +7,7 @@ use crate::accounting::ledger::{Batch, EventKind, RejectReason};
 pub mod accounts;
 pub mod http;
 pub mod influx;
+pub mod power;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 

@@ -412,7 +412,7 @@ impl Store {
     /// Sums of one entity's aggregates of `window` with start in `[from_ms, to_ms)`.
     pub fn sums(
         &self,
-        acct: &Accountant,
+        acct: &impl crate::accounting::ledger::EntityIds,
         window: WindowKind,
         entity: Entity,
         from_ms: i64,
