@@ -143,7 +143,7 @@ mod tests {
         let labels: Vec<(&str, &str)> = metrics[0]
             .get_label()
             .iter()
-            .map(|l| (l.get_name(), l.get_value()))
+            .map(|l| (l.name(), l.value()))
             .collect();
         assert_eq!(labels, vec![("channel", "p"), ("meter", "m")]);
     }
