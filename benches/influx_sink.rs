@@ -272,6 +272,23 @@ fn sink_path(port: u16, bodies: &[Vec<u8>]) -> f64 {
     rate
 }
 
+/// One reading per meter per second for `seconds` from `t0`.
+fn readings(seconds: usize, t0: i64) -> Vec<Reading> {
+    let kwh = Unit::parse("kWh").unwrap();
+    (0..seconds)
+        .flat_map(|s| {
+            (0..METERS).map(move |m| Reading {
+                meter: format!("m{m}"),
+                channel: "import".into(),
+                amount: 1_000.0 + s as f64 * 0.5 + m as f64,
+                unit: kwh,
+                ts_ms: t0 + s as i64 * 1000,
+                quality: Quality::Good,
+            })
+        })
+        .collect()
+}
+
 /// Accounting + store + outbox + sender: points (reading and window lines) delivered per second.
 fn whole_pipeline(port: u16, seconds: usize, t0: i64) -> (f64, f64, u64) {
     let dir = tempfile::tempdir().unwrap();
@@ -290,19 +307,7 @@ fn whole_pipeline(port: u16, seconds: usize, t0: i64) -> (f64, f64, u64) {
         .unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let sender = Sender::new(cfg.influx.clone().unwrap(), outbox.clone(), im.clone()).unwrap();
-    let kwh = Unit::parse("kWh").unwrap();
-    let readings: Vec<Reading> = (0..seconds)
-        .flat_map(|s| {
-            (0..METERS).map(move |m| Reading {
-                meter: format!("m{m}"),
-                channel: "import".into(),
-                amount: 1_000.0 + s as f64 * 0.5 + m as f64,
-                unit: kwh,
-                ts_ms: t0 + s as i64 * 1000,
-                quality: Quality::Good,
-            })
-        })
-        .collect();
+    let readings = readings(seconds, t0);
     let start = Instant::now();
     let task = rt.spawn(sender.run(rx));
     for chunk in readings.chunks(10_000) {
@@ -324,19 +329,7 @@ fn store_only(seconds: usize, t0: i64) -> f64 {
     let cfg = config(&config_text(None));
     let store = Store::open(&dir.path().join("store.db")).unwrap();
     let mut p = Pipeline::open(cfg, store, Arc::new(Metrics::new())).unwrap();
-    let kwh = Unit::parse("kWh").unwrap();
-    let readings: Vec<Reading> = (0..seconds)
-        .flat_map(|s| {
-            (0..METERS).map(move |m| Reading {
-                meter: format!("m{m}"),
-                channel: "import".into(),
-                amount: 1_000.0 + s as f64 * 0.5 + m as f64,
-                unit: kwh,
-                ts_ms: t0 + s as i64 * 1000,
-                quality: Quality::Good,
-            })
-        })
-        .collect();
+    let readings = readings(seconds, t0);
     let start = Instant::now();
     for chunk in readings.chunks(10_000) {
         p.ingest(chunk).unwrap();
