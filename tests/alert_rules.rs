@@ -51,7 +51,7 @@ fn every_alert_has_a_unit_test() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 15, "{alerts:?}");
+    assert_eq!(alerts.len(), 16, "{alerts:?}");
     for a in alerts {
         assert!(
             tests.contains(&format!("alertname: {a}\n")),

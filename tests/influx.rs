@@ -358,3 +358,61 @@ fn a_replay_larger_than_the_outbox_cap_is_delivered_while_it_runs() {
     assert_eq!(readings_in(&vm), c.truth);
     assert_eq!(firm_year_import_kwh(&vm), 446.25);
 }
+
+/// A server that refuses every reading line (here: a field type conflict for the whole
+/// measurement) is the server's fault, not the lines': after 100 lines dead-lettered in a row
+/// ecogate keeps the rest in the outbox and retries, and delivers it once the server is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_everything_stops_the_dead_letters_and_keeps_the_data() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let vm = Victoria::start();
+    let broken = Arc::new(AtomicBool::new(true));
+    let flag = broken.clone();
+    let proxy = FaultProxy::start(
+        format!("127.0.0.1:{}", vm.port),
+        Box::new(move |_, body: &str| {
+            (flag.load(Ordering::SeqCst) && body.contains("ecogate_reading,")).then(|| {
+                (
+                    400,
+                    Vec::new(),
+                    r#"{"code":"invalid","message":"field type conflict"}"#.to_string(),
+                )
+            })
+        }),
+    )
+    .await;
+    let c = case(&proxy.url(), "");
+    let (cfg, csv) = (c.cfg.clone(), c.csv.clone());
+    let replay = tokio::task::spawn_blocking(move || run_replay(&cfg, &csv));
+    // 100 lines dead-lettered, then no more however long the server keeps refusing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while dead_letters(&c).len() < 100 {
+        assert!(std::time::Instant::now() < deadline, "no dead letters yet");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let dl = dead_letters(&c);
+    assert_eq!(dl.len(), 100, "dead-lettering stopped at 100 lines");
+    broken.store(false, Ordering::SeqCst);
+    replay.await.unwrap();
+    let mut want = c.truth.clone();
+    for d in &dl {
+        let line = d["line"].as_str().unwrap();
+        let meter = line
+            .split("meter=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        let ts: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(want.remove(&(meter.to_string(), ts)).is_some(), "{line}");
+    }
+    let got = tokio::task::spawn_blocking(move || readings_in(&vm))
+        .await
+        .unwrap();
+    // 600 readings - the 100 dead-lettered = 500 delivered once the server was fixed.
+    assert_eq!(got.len(), 500);
+    assert_eq!(got, want);
+}

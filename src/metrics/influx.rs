@@ -17,6 +17,7 @@ pub const RETRY_REASONS: &[&str] = &[
     "server_error",
     "throttled",
     "auth",
+    "refusing",
     "other_status",
 ];
 
@@ -28,6 +29,7 @@ pub struct InfluxMetrics {
     pub lines_written: IntCounter,
     pub dead_letter_lines: IntCounter,
     pub auth_failing: IntGauge,
+    pub refusing: IntGauge,
     pub request_seconds: Histogram,
     pub outbox_pending_bytes: IntGauge,
     pub outbox_pending_lines: IntGauge,
@@ -76,6 +78,7 @@ impl InfluxMetrics {
         )
         .expect("valid metric");
         let auth_failing = IntGauge::new("ecogate_influx_auth_failing", "1 while InfluxDB answers 401, 403 or 404 (token, permission or bucket): data is kept and retried slowly.").expect("valid metric");
+        let refusing = IntGauge::new("ecogate_influx_refusing", "1 while InfluxDB refuses every line (100 in a row dead-lettered, none delivered): data is kept and retried slowly instead of dead-lettered.").expect("valid metric");
         let request_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "ecogate_influx_request_seconds",
@@ -125,6 +128,7 @@ impl InfluxMetrics {
             Box::new(lines_written.clone()),
             Box::new(dead_letter_lines.clone()),
             Box::new(auth_failing.clone()),
+            Box::new(refusing.clone()),
             Box::new(request_seconds.clone()),
             Box::new(outbox_pending_bytes.clone()),
             Box::new(outbox_pending_lines.clone()),
@@ -144,6 +148,7 @@ impl InfluxMetrics {
             lines_written,
             dead_letter_lines,
             auth_failing,
+            refusing,
             request_seconds,
             outbox_pending_bytes,
             outbox_pending_lines,

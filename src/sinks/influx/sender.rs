@@ -5,6 +5,7 @@
 //! | 204 | delivered; removed from the outbox |
 //! | 400, 422 | split in halves until the refused lines stand alone; those go to the dead-letter file with the server's message, the rest is delivered |
 //! | 413 | split in halves and retried; a single line still too large is dead-lettered |
+//! | 400, 413, 422 for 100 lines in a row with none delivered | the server, not the lines, is at fault: no more dead letters; data kept, retried every `auth_retry_s`, `ecogate_influx_refusing` = 1 |
 //! | 401, 403, 404 | token, permission or bucket problem: `ecogate_influx_auth_failing` = 1, data kept, retried every `auth_retry_s` |
 //! | 429, 503 | retried after the server's Retry-After (seconds or HTTP date), else as below |
 //! | other 5xx, no answer | retried with exponential backoff and jitter, from `retry_initial_ms` up to `retry_max_ms` |
@@ -52,7 +53,14 @@ pub struct Sender {
     metrics: InfluxMetrics,
     attempt: u32,
     auth_log: Option<Instant>,
+    /// Lines dead-lettered since the last delivery.
+    refused_in_row: u64,
+    refuse_log: Option<Instant>,
 }
+
+/// Lines refused one by one, with nothing delivered in between, before ecogate stops taking the
+/// server's word that the lines are at fault.
+pub const MAX_REFUSED_IN_A_ROW: u64 = 100;
 
 /// Builds the HTTP client: rustls, the configured extra CA, the request timeout.
 pub fn client(cfg: &InfluxConfig) -> anyhow::Result<reqwest::Client> {
@@ -92,6 +100,8 @@ impl Sender {
             outbox,
             metrics,
             auth_log: None,
+            refused_in_row: 0,
+            refuse_log: None,
         })
     }
 
@@ -165,22 +175,34 @@ impl Sender {
                     Outcome::Delivered => {
                         self.metrics.lines_written.inc_by(count_lines(&chunk));
                         self.attempt = 0;
+                        self.refused_in_row = 0;
+                        self.metrics.refusing.set(0);
                         break;
                     }
-                    Outcome::Split { status } => {
-                        if count_lines(&chunk) <= 1 {
-                            self.dead_letter(&chunk, status, "refused on its own");
-                        } else {
-                            self.metrics.splits.inc();
-                            let (a, b) = split_half(&chunk);
-                            // Popped last-first: keep the original order.
-                            work.push(b);
-                            work.push(a);
+                    Outcome::Split { status } if count_lines(&chunk) <= 1 => {
+                        if let Some(after) = self.refuse(&chunk, status, "refused on its own") {
+                            if sleep_or_stop(after, shutdown).await {
+                                return false;
+                            }
+                            continue;
                         }
                         break;
                     }
+                    Outcome::Split { .. } => {
+                        self.metrics.splits.inc();
+                        let (a, b) = split_half(&chunk);
+                        // Popped last-first: keep the original order.
+                        work.push(b);
+                        work.push(a);
+                        break;
+                    }
                     Outcome::Refused { status, message } => {
-                        self.dead_letter(&chunk, status, &message);
+                        if let Some(after) = self.refuse(&chunk, status, &message) {
+                            if sleep_or_stop(after, shutdown).await {
+                                return false;
+                            }
+                            continue;
+                        }
                         break;
                     }
                     Outcome::Retry { after, reason } => {
@@ -193,6 +215,33 @@ impl Sender {
             }
         }
         true
+    }
+
+    /// A line refused on its own goes to the dead-letter file, unless the server has refused
+    /// every line for a while: then the fault is the server's (a schema conflict, a broken proxy),
+    /// not the lines', and the data stays in the outbox, retried every `auth_retry_s`, with
+    /// `ecogate_influx_refusing` = 1. `Some(delay)` means wait and send the same line again.
+    fn refuse(&mut self, chunk: &[u8], status: u16, message: &str) -> Option<Duration> {
+        if self.refused_in_row >= MAX_REFUSED_IN_A_ROW {
+            self.metrics.refusing.set(1);
+            self.metrics.retries.with_label_values(&["refusing"]).inc();
+            if self
+                .refuse_log
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(300))
+            {
+                self.refuse_log = Some(Instant::now());
+                tracing::error!(
+                    status,
+                    "influx: the last {} lines were all refused; keeping the data and retrying every {} s instead of dead-lettering more: {message}",
+                    self.refused_in_row,
+                    self.cfg.auth_retry_s
+                );
+            }
+            return Some(Duration::from_secs(self.cfg.auth_retry_s));
+        }
+        self.refused_in_row += count_lines(chunk);
+        self.dead_letter(chunk, status, message);
+        None
     }
 
     fn next_backoff(&mut self) -> Duration {
