@@ -11,7 +11,6 @@ mod victoria;
 
 use common::Kill;
 use mosquitto::{free_port, Mosquitto};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,28 +121,16 @@ impl Daemon {
     }
 }
 
-/// Publishes every message with QoS 1 and waits for the broker's acknowledgements.
+/// Publishes with QoS 1 and waits for the broker's acknowledgements (a minute at most).
 async fn publish(port: u16, messages: Vec<(String, Vec<u8>)>) {
-    let mut o = MqttOptions::new("influx-publisher", "127.0.0.1", port);
-    o.set_inflight(200).set_request_channel_capacity(1000);
-    let (client, mut ev) = AsyncClient::new(o, 1000);
-    let total = messages.len();
-    tokio::spawn(async move {
-        for (topic, payload) in messages {
-            client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-        }
-    });
-    let mut acked = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked < total {
-        assert!(Instant::now() < deadline, "publisher: {acked}/{total}");
-        if let Ok(Event::Incoming(Packet::PubAck(_))) = ev.poll().await {
-            acked += 1;
-        }
-    }
+    mosquitto::publish_qos1(
+        port,
+        "influx-publisher",
+        messages,
+        Duration::from_secs(60),
+        || {},
+    )
+    .await;
 }
 
 fn readings_in(vm: &Victoria) -> Points {

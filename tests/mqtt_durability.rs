@@ -11,7 +11,6 @@ use ecogate::accounting::{Accountant, Entity};
 use ecogate::config::Config;
 use ecogate::sinks::store::Store;
 use mosquitto::Mosquitto;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -73,48 +72,20 @@ fn delivered_kwh(cfg: &Arc<Config>, store: &Path) -> f64 {
         .map_or(0.0, |x| x.get(Metric::ChargingDeliveredKwh))
 }
 
-/// Publishes every message with QoS 1, riding out broker restarts; calls `midway` once half
-/// have been acknowledged by the broker.
+/// The durability publisher: QoS 1, two minutes at most.
 async fn publish(
     port: u16,
     messages: Vec<(String, Vec<u8>)>,
     midway: impl FnOnce() + Send + 'static,
 ) {
-    let mut o = MqttOptions::new("durability-publisher", "127.0.0.1", port);
-    o.set_clean_session(false)
-        .set_inflight(200)
-        .set_request_channel_capacity(1000);
-    let (client, mut ev) = AsyncClient::new(o, 1000);
-    let total = messages.len();
-    tokio::spawn(async move {
-        for (topic, payload) in messages {
-            client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-        }
-    });
-    let mut acked = 0;
-    let mut midway = Some(midway);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while acked < total {
-        assert!(
-            Instant::now() < deadline,
-            "publisher: {acked}/{total} acknowledged"
-        );
-        match ev.poll().await {
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                acked += 1;
-                if acked == total / 2 {
-                    if let Some(f) = midway.take() {
-                        f();
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    mosquitto::publish_qos1(
+        port,
+        "durability-publisher",
+        messages,
+        Duration::from_secs(120),
+        midway,
+    )
+    .await;
 }
 
 struct Setup {

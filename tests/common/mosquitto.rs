@@ -103,3 +103,51 @@ impl Drop for Mosquitto {
         }
     }
 }
+
+/// Publishes every message with QoS 1 (persistent session, so a broker restart mid-stream is
+/// ridden out) and waits until the broker has acknowledged them all, for at most `limit`;
+/// calls `midway` once half are acknowledged.
+pub async fn publish_qos1(
+    port: u16,
+    client_id: &str,
+    messages: Vec<(String, Vec<u8>)>,
+    limit: Duration,
+    midway: impl FnOnce() + Send + 'static,
+) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_clean_session(false)
+        .set_inflight(200)
+        .set_request_channel_capacity(1000);
+    let (client, mut ev) = AsyncClient::new(o, 1000);
+    let total = messages.len();
+    tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+    });
+    let mut acked = 0;
+    let mut midway = Some(midway);
+    let deadline = Instant::now() + limit;
+    while acked < total {
+        assert!(
+            Instant::now() < deadline,
+            "publisher: {acked}/{total} acknowledged"
+        );
+        match ev.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                acked += 1;
+                if acked == total / 2 {
+                    if let Some(f) = midway.take() {
+                        f();
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
