@@ -68,6 +68,7 @@ fn main() {
             }
             let (addr, _task) =
                 modbus_sim::start_tcp(bank.clone(), "127.0.0.1:0".parse().unwrap()).await;
+            bank.record_arrivals();
             addrs.push(addr);
             banks.push(bank);
         }
@@ -143,7 +144,7 @@ fn main() {
         .env("ECOGATE_LOG", "warn")
         .env(
             "MALLOC_ARENA_MAX",
-            std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "8".into()),
+            std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into()),
         )
         .spawn()
         .unwrap();
@@ -160,31 +161,57 @@ fn main() {
         Instant::now(),
         cpu_ticks(pid),
     );
-    let mut samples: Vec<Vec<u64>> = Vec::new();
+    let epoch_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let window_start_ms = epoch_ms();
     let mut rss_trace = Vec::new();
     for s in 0..seconds {
         std::thread::sleep(Duration::from_secs(1));
-        samples.push(banks.iter().map(|b| b.requests(1)).collect());
         if s % 10 == 9 {
             rss_trace.push(format!("{:.1}", status_kb(pid, "VmRSS:") as f64 / 1024.0));
         }
     }
+    let window_end_ms = epoch_ms();
     let elapsed = t_before.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - cpu_before) as f64 / tick_hz / elapsed * 100.0;
     let hwm = status_kb(pid, "VmHWM:");
     let rss_now = status_kb(pid, "VmRSS:");
     let requests = banks.iter().map(|b| b.requests(1)).sum::<u64>() - req_before;
-    // A device is on time in a second if it was asked exactly once in it.
-    let mut on_time = 0u64;
-    let mut total = 0u64;
-    for w in samples.windows(2) {
-        for (before, after) in w[0].iter().zip(&w[1]) {
+    // Polls are due on every whole second of the wall clock. A device is on time in a second
+    // if exactly one request reached it within that second, i.e. less than one interval after
+    // its slot; how far into the second it arrived is the poll's lateness.
+    let first_slot = window_start_ms / 1000 + 1;
+    let last_slot = window_end_ms / 1000 - 1;
+    let (mut on_time, mut total, mut missed, mut doubled) = (0u64, 0u64, 0u64, 0u64);
+    let mut lateness_ms = Vec::new();
+    for bank in &banks {
+        let arrivals = bank.arrivals(1);
+        for slot in first_slot..=last_slot {
+            let in_slot: Vec<i64> = arrivals
+                .iter()
+                .copied()
+                .filter(|t| t / 1000 == slot)
+                .collect();
             total += 1;
-            if after - before == 1 {
-                on_time += 1;
+            match in_slot.len() {
+                0 => missed += 1,
+                1 => on_time += 1,
+                _ => doubled += 1,
             }
+            lateness_ms.extend(in_slot.iter().map(|t| t - slot * 1000));
         }
     }
+    lateness_ms.sort_unstable();
+    let pct = |q: f64| {
+        lateness_ms
+            .get(((lateness_ms.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(-1)
+    };
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -198,10 +225,16 @@ fn main() {
         "modbus_poll: {devices} devices x 40 registers every 1 s for {elapsed:.1} s (after 5 s warm-up); ecogate exit {status}"
     );
     println!(
-        "  requests/s {:.0} (devices saw), readings/s {:.0} (20 per request), on-time device-seconds {on_time}/{total} ({:.2} %)",
+        "  requests/s {:.0} (devices saw), readings/s {:.0} (20 per request), on-time device-seconds {on_time}/{total} ({:.2} %; {missed} with no poll, {doubled} with two or more)",
         requests as f64 / elapsed,
         requests as f64 * 20.0 / elapsed,
         on_time as f64 / total as f64 * 100.0
+    );
+    println!(
+        "  poll arrival after its slot (ms): median {}, p99 {}, max {}",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
     );
     println!("  RSS every 10 s (MB): {}", rss_trace.join(", "));
     println!(

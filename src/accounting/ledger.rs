@@ -249,12 +249,19 @@ const MAX_BASE_AMOUNT: f64 = 9.0e9;
 
 pub struct Accountant {
     config: Arc<Config>,
-    lookup: HashMap<String, (u32, HashMap<String, u32>)>,
+    /// Meter and channel ids to indices. The keys come from the configuration; lookups (every
+    /// reading) hash strings that sources may take from the network, with a per-process seed.
+    lookup: HashMap<String, (u32, HashMap<String, u32, FastHash>), FastHash>,
     channels: Vec<Vec<ChannelInfo>>,
     factors: FactorSet,
     max_future_ms: i64,
     states: HashMap<ChannelRef, CounterState, FastHash>,
+    /// Unique per accountant built in this process, so that a store can tell whether ids it
+    /// resolved for one accountant's channel indices still apply.
+    instance: u64,
 }
+
+static ACCOUNTANTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for Accountant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -275,12 +282,12 @@ impl Accountant {
                 .tce_per_base("electricity_coal_consumption")
                 .unwrap_or(0.0),
         };
-        let mut lookup = HashMap::new();
+        let mut lookup = HashMap::default();
         let mut channels = Vec::new();
         for (mi, m) in config.meters.iter().enumerate() {
             let site = m.site as u32;
             let firm = config.sites.get(m.site).map_or(0, |s| s.firm as u32);
-            let mut by_name = HashMap::new();
+            let mut by_name = HashMap::default();
             let mut infos = Vec::new();
             for (ci, c) in m.channels.iter().enumerate() {
                 by_name.insert(c.id.clone(), ci as u32);
@@ -318,6 +325,7 @@ impl Accountant {
             channels.push(infos);
         }
         Accountant {
+            instance: ACCOUNTANTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             max_future_ms: (config.accounting.max_future_s * 1000.0) as i64,
             config,
             lookup,
@@ -337,6 +345,21 @@ impl Accountant {
         Some(ChannelRef {
             meter: *mi,
             channel: *chans.get(channel)?,
+        })
+    }
+
+    /// Identity of this accountant among those built in this process.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Every configured channel, meter by meter.
+    pub fn channel_refs(&self) -> impl Iterator<Item = ChannelRef> + '_ {
+        self.channels.iter().enumerate().flat_map(|(mi, chans)| {
+            (0..chans.len()).map(move |ci| ChannelRef {
+                meter: mi as u32,
+                channel: ci as u32,
+            })
         })
     }
 

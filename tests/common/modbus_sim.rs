@@ -28,6 +28,8 @@ struct State {
     words: HashMap<(u8, u8, u16), u16>,
     behaviour: HashMap<u8, Behaviour>,
     requests: HashMap<u8, u64>,
+    /// Arrival times (epoch ms) of every request, by unit; kept only when asked for (benches).
+    arrivals: Option<HashMap<u8, Vec<i64>>>,
 }
 
 #[derive(Clone, Default)]
@@ -58,6 +60,20 @@ impl Bank {
         *self.0.lock().unwrap().requests.get(&unit).unwrap_or(&0)
     }
 
+    /// Starts keeping the arrival time of every request.
+    pub fn record_arrivals(&self) {
+        self.0.lock().unwrap().arrivals = Some(HashMap::new());
+    }
+
+    /// Epoch milliseconds at which each request for `unit` arrived (empty unless recording).
+    pub fn arrivals(&self, unit: u8) -> Vec<i64> {
+        let s = self.0.lock().unwrap();
+        s.arrivals
+            .as_ref()
+            .and_then(|a| a.get(&unit).cloned())
+            .unwrap_or_default()
+    }
+
     fn read(&self, unit: u8, table: u8, address: u16, count: u16) -> Vec<u16> {
         let s = self.0.lock().unwrap();
         (0..count)
@@ -82,6 +98,12 @@ impl Service for Sim {
         let behaviour = {
             let mut s = bank.0.lock().unwrap();
             *s.requests.entry(unit).or_default() += 1;
+            if let Some(a) = s.arrivals.as_mut() {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                a.entry(unit).or_default().push(now_ms);
+            }
             *s.behaviour.get(&unit).unwrap_or(&Behaviour::Normal)
         };
         let response = match req.request {

@@ -337,7 +337,9 @@ impl ModbusConfig {
 pub struct Bus {
     pub id: String,
     pub transport: Transport,
-    pub devices: Vec<Device>,
+    /// Shared with the bus's poller, which needs them for the life of the daemon: a thousand
+    /// devices' points are megabytes, not worth a second copy.
+    pub devices: Vec<std::sync::Arc<Device>>,
 }
 
 #[derive(Debug, Clone)]
@@ -557,7 +559,7 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter])
                     None => v.err(&d.meter, format!("{key}.unit_id"), msg),
                 }
             }
-            b.devices.push(device);
+            b.devices.push(std::sync::Arc::new(device));
         }
     }
     buses.retain(|b| !b.devices.is_empty());

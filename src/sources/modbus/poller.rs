@@ -8,7 +8,7 @@
 //! one request per back-off period instead of a timeout every poll: the other devices on the bus
 //! stay on schedule. Readings are timestamped when their response arrives.
 
-use super::config::{Bus, Device, Transport};
+use super::config::{Device, Transport};
 use super::decode;
 use super::plan::{self, Function, Request};
 use super::transport;
@@ -70,10 +70,14 @@ pub fn spawn(
                     .with_label_values(&[&d.meter]);
                 let h = Arc::new(DeviceHealth::default());
                 health.devices.insert(d.meter.clone(), h.clone());
-                DeviceState::new(d.clone(), h)
+                DeviceState::new(Arc::clone(d), h)
             })
             .collect();
-        buses.push((bus.clone(), devices));
+        let link = Link {
+            id: bus.id.clone(),
+            transport: bus.transport.clone(),
+        };
+        buses.push((link, devices));
     }
     let tasks = buses
         .into_iter()
@@ -100,7 +104,7 @@ struct DeviceState {
 }
 
 impl DeviceState {
-    fn new(device: Device, health: Arc<DeviceHealth>) -> Self {
+    fn new(device: Arc<Device>, health: Arc<DeviceHealth>) -> Self {
         let spans: Vec<_> = device.points.iter().map(|p| p.span).collect();
         let requests = plan::plan(&spans, device.limits);
         let interval = device.poll_interval_ms as i64;
@@ -112,7 +116,7 @@ impl DeviceState {
             backoff_until_ms: 0,
             last_bad_log: None,
             bad_suppressed: 0,
-            device: Arc::new(device),
+            device,
         }
     }
 
@@ -153,8 +157,14 @@ impl Failure {
     }
 }
 
+/// What a bus task needs of its bus besides the devices.
+struct Link {
+    id: String,
+    transport: Transport,
+}
+
 struct BusTask {
-    bus: Bus,
+    bus: Link,
     devices: Vec<DeviceState>,
     ctx: SourceContext,
     metrics: Arc<Metrics>,
@@ -164,7 +174,12 @@ struct BusTask {
 }
 
 impl BusTask {
-    fn new(bus: Bus, devices: Vec<DeviceState>, ctx: SourceContext, metrics: Arc<Metrics>) -> Self {
+    fn new(
+        bus: Link,
+        devices: Vec<DeviceState>,
+        ctx: SourceContext,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         BusTask {
             bus,
             devices,

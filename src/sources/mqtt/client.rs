@@ -15,6 +15,7 @@
 
 use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
+use crate::accounting::ledger::FastHash;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckCount, Envelope};
@@ -34,8 +35,9 @@ pub struct MqttSource {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// Units of the configured channels, by meter and channel id (topics and payloads name them).
 struct ConfiguredMeters {
-    units: HashMap<String, HashMap<String, Unit>>,
+    units: HashMap<String, HashMap<String, Unit, FastHash>, FastHash>,
 }
 
 impl Meters for ConfiguredMeters {
@@ -112,7 +114,7 @@ pub fn spawn(
     let broker = mqtt.broker.clone().ok_or("no [mqtt] broker configured")?;
     let opts = options(&broker)?;
     let (client, eventloop) = AsyncClient::new(opts, 10_000);
-    let mut units: HashMap<String, HashMap<String, Unit>> = HashMap::new();
+    let mut units: HashMap<String, HashMap<String, Unit, FastHash>, FastHash> = HashMap::default();
     for m in &config.meters {
         units.insert(
             m.id.clone(),
