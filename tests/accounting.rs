@@ -370,6 +370,47 @@ gauge_max_gap_s = 600
     assert_eq!(p.store().event_count("gauge_gap").unwrap(), 1);
 }
 
+/// A gauge that is only recorded (no integration) is stored as a reading and keeps no counter
+/// state: nothing later depends on its last value, and writing one state row per reading was
+/// most of a commit's cost at 1,000 Modbus devices.
+#[test]
+fn recorded_gauge_is_stored_without_state() {
+    let cfg = config(
+        r#"
+[park]
+name = "P"
+grid_factor_year = 2022
+[[firms]]
+id = "f"
+name = "F"
+land_mu = 1
+[[sites]]
+id = "s"
+firm = "f"
+kind = "factory"
+[[meters]]
+id = "m"
+site = "s"
+channels = [
+  { id = "v", kind = "gauge", unit = "V" },
+  { id = "e", carrier = "grid_import", kind = "counter", unit = "kWh", max_rate_per_hour = 1000 },
+]
+"#,
+    );
+    let acct = ecogate::accounting::Accountant::new(cfg);
+    let readings = [
+        reading("m", "v", 230.5, "V", "2024-01-01T00:00:00Z"),
+        reading("m", "e", 10.0, "kWh", "2024-01-01T00:00:00Z"),
+        reading("m", "v", 231.0, "V", "2024-01-01T00:01:00Z"),
+    ];
+    let batch = acct.process(&readings, ts("2024-01-02T00:00:00Z"));
+    // All three readings accepted; the one state is the counter's (m.e = channel 1).
+    assert_eq!(batch.accepted.len(), 3);
+    assert!(batch.rejections.is_empty());
+    let states: Vec<u32> = batch.states.keys().map(|r| r.channel).collect();
+    assert_eq!(states, vec![1]);
+}
+
 /// Deltas are gathered per meter and local minute before they are spread over the windows; the
 /// result must equal adding each delta to the windows of its own reading, computed here from
 /// each reading's time alone. Readings every 37 s for 3 hours across Berlin's 2024 autumn DST

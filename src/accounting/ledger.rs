@@ -652,11 +652,10 @@ impl Accountant {
                     }
                 }
             }
-            _ => {
-                // A gauge that is only recorded keeps its last point for completeness.
-                state.last = Some(point);
-                None
-            }
+            // A gauge that is only recorded (voltage, power without integration) has no state
+            // to keep: its readings are stored, and no later figure depends on its last one.
+            // Keeping it cost a state row written per reading at every commit.
+            _ => return,
         };
         batch.states.insert(r, state);
         if let (Some(delta_micro), Some(carrier)) = (delta, info.carrier) {

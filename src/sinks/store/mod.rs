@@ -499,8 +499,11 @@ impl Store {
             }
             let mut put_state = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO counter_state (meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO counter_state (meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (meter, channel) DO UPDATE SET last_micro = excluded.last_micro,
+                         last_ts_ms = excluded.last_ts_ms, pending_micro = excluded.pending_micro,
+                         pending_ts_ms = excluded.pending_ts_ms",
                 )
                 .map_err(err)?;
             for (r, s) in &batch.states {
