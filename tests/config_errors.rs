@@ -302,3 +302,29 @@ fn influx_needs_url_org_and_bucket() {
         "{e}"
     );
 }
+
+#[test]
+fn sparkplug_subscriptions_are_checked() {
+    let meter = "[[sites]]\nid = \"s1\"\nfirm = \"f1\"\nkind = \"factory\"\n[[meters]]\nid = \"m1\"\nsite = \"s1\"\nchannels = [{ id = \"e\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100 }]\n";
+    let mqtt = "[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"c\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"plant/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { e = \"Energy\" }\n\
+                [[mqtt.subscriptions]]\ntopic = \"spBv1.0/{g}/{t}/{n}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { e = \"Energy\" }\ntimestamp = \"/ts\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"spBv1.0/{g}/{t}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { e = \"\" }\n";
+    let e = errors(&format!("{HEAD}\n{meter}{mqtt}"));
+    for want in [
+        "mqtt.subscriptions[0].topic: a Sparkplug B topic starts with spBv1.0/",
+        "mqtt.subscriptions[1].timestamp: Sparkplug B payloads carry their own timestamps",
+        "mqtt.subscriptions[2].fields.e: the Sparkplug metric name is empty",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    // Three errors, each naming the file and its line.
+    assert_eq!(e.lines().count(), 3, "{e}");
+    assert!(
+        e.lines().all(|l| l.starts_with("park.toml:")
+            && l.split(':')
+                .nth(1)
+                .is_some_and(|n| n.parse::<u32>().is_ok())),
+        "{e}"
+    );
+}

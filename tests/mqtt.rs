@@ -179,6 +179,97 @@ async fn every_decoder_round_trips() {
     );
 }
 
+/// Sparkplug B through mosquitto: a DBIRTH names the metrics and gives them aliases, the DDATA
+/// after it uses the aliases only. Before the birth, data by alias is refused (`unknown_alias`);
+/// a DEATH reads nothing and is no error; garbage and unknown meters are refused by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparkplug_b_birth_then_data_by_alias() {
+    use ecogate::sources::mqtt::sparkplug::{encode, Metric, Scalar};
+    let broker = Mosquitto::start();
+    let subs = "[[mqtt.subscriptions]]\ntopic = \"spBv1.0/{group}/{type}/{node}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { delivered = \"Energy/Delivered\", power = \"Power\" }\nunits = { delivered = \"Wh\" }\n";
+    let cfg = config(broker.port, "ecogate-sparkplug", subs, 2);
+    let metric = |name: Option<&str>, alias: u64, datatype: u32, value: Scalar| Metric {
+        name: name.map(String::from),
+        alias: Some(alias),
+        timestamp_ms: None,
+        datatype,
+        is_null: false,
+        value: Some(value),
+    };
+    let t0 = ts("2026-01-05T00:00:00Z") as u64;
+    let birth = encode::payload(
+        t0,
+        0,
+        &[
+            metric(Some("Energy/Delivered"), 1, 8, Scalar::Long(1_000)),
+            metric(Some("Power"), 2, 9, Scalar::Float(7.5)),
+            metric(Some("Temperature"), 3, 9, Scalar::Float(31.0)),
+        ],
+    );
+    let data = encode::payload(t0 + 60_000, 1, &[metric(None, 1, 8, Scalar::Long(1_500))]);
+    let port = broker.port;
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        publish_all(
+            port,
+            "pub-sparkplug",
+            vec![
+                (
+                    "spBv1.0/park/DDATA/edge1/c1".into(),
+                    vec![0x12, 0xFF, 0xFF, 0x03],
+                ),
+                ("spBv1.0/park/DDATA/edge1/c9".into(), data.clone()),
+                ("spBv1.0/park/DDATA/edge1/c0".into(), data.clone()),
+                (
+                    "spBv1.0/park/DDEATH/edge1/c0".into(),
+                    encode::payload(t0, 0, &[]),
+                ),
+                ("spBv1.0/park/DBIRTH/edge1/c0".into(), birth),
+                ("spBv1.0/park/DDATA/edge1/c0".into(), data),
+            ],
+            QoS::AtLeastOnce,
+        )
+        .await;
+    });
+    let (readings, metrics) = collect(&cfg, |r| r.len() >= 3, Duration::from_secs(20)).await;
+    publisher.await.unwrap();
+    let got: Vec<(&str, &str, f64, &str, i64)> = readings
+        .iter()
+        .map(|r| {
+            (
+                r.meter.as_str(),
+                r.channel.as_str(),
+                r.amount,
+                r.unit.symbol,
+                r.ts_ms,
+            )
+        })
+        .collect();
+    let t0 = t0 as i64;
+    assert_eq!(
+        got,
+        vec![
+            ("c0", "delivered", 1_000.0, "Wh", t0),
+            ("c0", "power", 7.5, "kW", t0),
+            ("c0", "delivered", 1_500.0, "Wh", t0 + 60_000),
+        ]
+    );
+    let rejected = |r: &str| metrics.mqtt_rejected.with_label_values(&[r]).get();
+    assert_eq!(
+        (
+            rejected("malformed"),
+            rejected("unknown_meter"),
+            rejected("unknown_alias")
+        ),
+        (1, 1, 1)
+    );
+    // Birth, death and data.
+    assert_eq!(
+        metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
+        3
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_counted_acknowledged_and_forgotten() {
     let broker = Mosquitto::start();

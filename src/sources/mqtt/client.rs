@@ -133,6 +133,7 @@ pub fn spawn(
         log: HashMap::new(),
         committed: Arc::new(AckCount::default()),
         accepted_total,
+        aliases: Default::default(),
     };
     Ok(MqttSource {
         task: tokio::spawn(state.run(eventloop)),
@@ -153,6 +154,8 @@ struct Loop {
     /// `ecogate_mqtt_messages_total{result="accepted"}`, resolved once: looking a labelled
     /// counter up by name on every message showed in the profile.
     accepted_total: prometheus::IntCounter,
+    /// Sparkplug B metric aliases, by configured meter.
+    aliases: super::sparkplug::Aliases,
 }
 
 /// A message to acknowledge: `true` once the pipeline has committed its envelope, `false` at
@@ -284,7 +287,11 @@ impl Loop {
         let _ = ack_tx.send((ack, p)).await;
     }
 
-    fn decode(&self, p: &Publish, arrival_ms: i64) -> Result<Vec<crate::reading::Reading>, Reject> {
+    fn decode(
+        &mut self,
+        p: &Publish,
+        arrival_ms: i64,
+    ) -> Result<Vec<crate::reading::Reading>, Reject> {
         if p.payload.len() > self.broker.max_payload_bytes {
             return Err(Reject::Oversized);
         }
@@ -298,6 +305,19 @@ impl Loop {
                 (None, Some(m)) => m.as_str(),
                 (None, None) => return Err(Reject::UnknownMeter),
             };
+            if let super::config::Decoder::SparkplugB { fields } = &sub.decoder {
+                let kind = super::sparkplug::kind(&p.topic).ok_or(Reject::UnmatchedTopic)?;
+                let meters = &self.meters;
+                return super::sparkplug::decode(
+                    fields,
+                    meter,
+                    kind,
+                    &p.payload,
+                    arrival_ms,
+                    &mut self.aliases,
+                    |channel| meters.unit(meter, channel),
+                );
+            }
             return decode::decode(sub, meter, &p.payload, arrival_ms, self.tz, &self.meters);
         }
         Err(Reject::UnmatchedTopic)

@@ -93,6 +93,11 @@ pub enum Decoder {
     Ocpp { channel: String },
     /// The payload is one number.
     Number { channel: String, unit: Option<Unit> },
+    /// Sparkplug B BIRTH and DATA payloads; each channel read from the metric of that name
+    /// (or its alias, once a BIRTH has defined it), with an optional unit override.
+    SparkplugB {
+        fields: Vec<(String, String, Option<Unit>)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +308,47 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -
                 Decoder::Json { fields }
             }
             "json_array" => Decoder::JsonArray,
+            "sparkplug_b" => {
+                if !s.topic.get_ref().starts_with("spBv1.0/") {
+                    v.err(
+                        &s.topic,
+                        format!("{key}.topic"),
+                        "a Sparkplug B topic starts with spBv1.0/, e.g. \"spBv1.0/{group}/{type}/{node}/{meter}\"",
+                    );
+                    continue;
+                }
+                if let Some(t) = &s.timestamp {
+                    v.err(
+                        t,
+                        format!("{key}.timestamp"),
+                        "Sparkplug B payloads carry their own timestamps; drop `timestamp`",
+                    );
+                    continue;
+                }
+                if s.fields.is_empty() {
+                    v.err(
+                        &s.decoder,
+                        format!("{key}.fields"),
+                        "the sparkplug_b decoder needs fields = { channel = \"metric name\" }",
+                    );
+                    continue;
+                }
+                let mut fields = Vec::new();
+                for (ch, name) in &s.fields {
+                    if name.get_ref().is_empty() {
+                        v.err(
+                            name,
+                            format!("{key}.fields.{ch}"),
+                            "the Sparkplug metric name is empty",
+                        );
+                        continue;
+                    }
+                    if let Some(u) = unit_of(v, ch, name) {
+                        fields.push((ch.clone(), name.get_ref().clone(), u));
+                    }
+                }
+                Decoder::SparkplugB { fields }
+            }
             "ocpp" | "number" => {
                 let Some(ch) = &s.channel else {
                     v.err(
@@ -330,7 +376,9 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -
                 v.err(
                     &s.decoder,
                     format!("{key}.decoder"),
-                    format!("decoder `{other}`: expected json, json_array, ocpp or number"),
+                    format!(
+                        "decoder `{other}`: expected json, json_array, ocpp, number or sparkplug_b"
+                    ),
                 );
                 continue;
             }

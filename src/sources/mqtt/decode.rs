@@ -19,6 +19,8 @@ pub enum Reject {
     NotFinite,
     BadTimestamp,
     UnknownUnit,
+    /// A Sparkplug B DATA metric named only by an alias no BIRTH has defined.
+    UnknownAlias,
 }
 
 impl Reject {
@@ -32,6 +34,7 @@ impl Reject {
         Reject::NotFinite,
         Reject::BadTimestamp,
         Reject::UnknownUnit,
+        Reject::UnknownAlias,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Reject {
             Reject::NotFinite => "not_finite",
             Reject::BadTimestamp => "bad_timestamp",
             Reject::UnknownUnit => "unknown_unit",
+            Reject::UnknownAlias => "unknown_alias",
         }
     }
 }
@@ -164,6 +168,9 @@ pub fn decode(
     };
     match &sub.decoder {
         Decoder::Number { .. } => unreachable!("handled above"),
+        // Stateful (aliases): the client decodes these with `sparkplug::decode`. A protobuf
+        // payload is not JSON, so this arm is not reached either.
+        Decoder::SparkplugB { .. } => Err(Reject::Malformed),
         Decoder::Json { fields } => {
             if !doc.is_object() {
                 return Err(Reject::WrongType);

@@ -2,12 +2,13 @@
 //! the readings are in the store.
 //!
 //! Layers: `config` (broker, subscriptions), `topic` (patterns with named segments), `decode`
-//! (payloads -> readings, pure), `client` (rumqttc event loop, reconnects, acks). rumqttc's
+//! (payloads -> readings, pure), `sparkplug` (Sparkplug B payloads and their aliases), `client` (rumqttc event loop, reconnects, acks). rumqttc's
 //! types stay in `client`.
 
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod sparkplug;
 pub mod topic;
 
 pub use client::{spawn, MqttSource};
