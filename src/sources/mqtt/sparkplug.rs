@@ -210,8 +210,8 @@ impl Aliases {
 
 /// Readings of one BIRTH or DATA payload for `meter`. `fields` maps channels to metric names
 /// (with an optional unit); `unit_of` gives a channel's configured unit. Metrics the mapping
-/// does not name are ignored; a DATA metric known only by an alias that no BIRTH defined is
-/// refused (`unknown_alias`) when nothing else in the message could be read.
+/// does not name are ignored. A DATA message for a meter no BIRTH has been seen for, with
+/// metrics known only by alias, is refused (`unknown_alias`) when nothing in it could be read.
 pub fn decode(
     fields: &[(String, String, Option<Unit>)],
     meter: &str,
@@ -241,9 +241,10 @@ pub fn decode(
         let field = match (&m.name, m.alias) {
             (Some(name), _) => by_name(name),
             (None, Some(alias)) => {
-                let f = known.and_then(|k| k.get(&alias)).copied();
-                unknown_alias |= f.is_none();
-                f
+                // After a BIRTH, an alias it did not map is a metric nobody asked for, not an
+                // error; before any BIRTH, no alias can be read.
+                unknown_alias |= known.is_none();
+                known.and_then(|k| k.get(&alias)).copied()
             }
             (None, None) => None,
         };
@@ -486,8 +487,14 @@ mod tests {
             .map(|r| (r.channel.as_str(), r.amount, r.ts_ms))
             .collect();
         assert_eq!(got, vec![("import", 101.0, 2_000), ("export", 7.5, 1_999)]);
-        // The unmapped Voltage alias was not kept: one meter, two aliases.
+        // The unmapped Voltage alias was not kept: one meter, two aliases. DATA with only that
+        // alias reads nothing, and is no alias error now that a BIRTH was seen.
         assert_eq!(aliases.by_meter["m1"].len(), 2);
+        let voltage = encode::payload(2_500, 2, &[m(None, Some(13), 9, Scalar::Float(231.0))]);
+        assert_eq!(
+            decode(&fields, "m1", Kind::Data, &voltage, 5, &mut aliases, unit),
+            Err(Reject::MissingField)
+        );
         // DEATH and the like read nothing and are not an error.
         assert_eq!(
             decode(
