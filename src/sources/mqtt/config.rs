@@ -281,30 +281,44 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -
             }
             Some(given)
         };
-        let decoder = match s.decoder.get_ref().as_str() {
-            "json" => {
-                if s.fields.is_empty() {
-                    v.err(
-                        &s.decoder,
-                        format!("{key}.fields"),
-                        "the json decoder needs fields = { channel = \"/json/pointer\" }",
-                    );
+        // `fields = { channel = "where" }` of the json and sparkplug_b decoders: every entry
+        // checked by `bad` and against the meter's channels; `None` after reporting errors.
+        let fields_of = |v: &mut Validator<'_>,
+                         example: &str,
+                         bad: &dyn Fn(&str) -> Option<&'static str>|
+         -> Option<Vec<(String, String, Option<Unit>)>> {
+            if s.fields.is_empty() {
+                v.err(
+                    &s.decoder,
+                    format!("{key}.fields"),
+                    format!(
+                        "the {} decoder needs fields = {{ channel = {example} }}",
+                        s.decoder.get_ref()
+                    ),
+                );
+                return None;
+            }
+            let mut fields = Vec::new();
+            for (ch, at) in &s.fields {
+                if let Some(problem) = bad(at.get_ref()) {
+                    v.err(at, format!("{key}.fields.{ch}"), problem);
                     continue;
                 }
-                let mut fields = Vec::new();
-                for (ch, ptr) in &s.fields {
-                    if !pointer_ok(ptr.get_ref()) {
-                        v.err(
-                            ptr,
-                            format!("{key}.fields.{ch}"),
-                            "a JSON pointer starts with / (RFC 6901), e.g. \"/energy/import\"",
-                        );
-                        continue;
-                    }
-                    if let Some(u) = unit_of(v, ch, ptr) {
-                        fields.push((ch.clone(), ptr.get_ref().clone(), u));
-                    }
+                if let Some(u) = unit_of(v, ch, at) {
+                    fields.push((ch.clone(), at.get_ref().clone(), u));
                 }
+            }
+            Some(fields)
+        };
+        let decoder = match s.decoder.get_ref().as_str() {
+            "json" => {
+                let Some(fields) = fields_of(v, "\"/json/pointer\"", &|ptr| {
+                    (!pointer_ok(ptr)).then_some(
+                        "a JSON pointer starts with / (RFC 6901), e.g. \"/energy/import\"",
+                    )
+                }) else {
+                    continue;
+                };
                 Decoder::Json { fields }
             }
             "json_array" => Decoder::JsonArray,
@@ -325,28 +339,12 @@ pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -
                     );
                     continue;
                 }
-                if s.fields.is_empty() {
-                    v.err(
-                        &s.decoder,
-                        format!("{key}.fields"),
-                        "the sparkplug_b decoder needs fields = { channel = \"metric name\" }",
-                    );
+                let Some(fields) = fields_of(v, "\"metric name\"", &|name| {
+                    name.is_empty()
+                        .then_some("the Sparkplug metric name is empty")
+                }) else {
                     continue;
-                }
-                let mut fields = Vec::new();
-                for (ch, name) in &s.fields {
-                    if name.get_ref().is_empty() {
-                        v.err(
-                            name,
-                            format!("{key}.fields.{ch}"),
-                            "the Sparkplug metric name is empty",
-                        );
-                        continue;
-                    }
-                    if let Some(u) = unit_of(v, ch, name) {
-                        fields.push((ch.clone(), name.get_ref().clone(), u));
-                    }
-                }
+                };
                 Decoder::SparkplugB { fields }
             }
             "ocpp" | "number" => {
