@@ -159,7 +159,7 @@ struct Loop {
 }
 
 /// A message to acknowledge: `true` once the pipeline has committed its envelope, `false` at
-/// once (refused input). Kept in arrival order, which is the order envelopes commit in.
+/// once (refused input, or nothing to read). Kept in arrival order, which is the order envelopes commit in.
 type PendingAck = (bool, Publish);
 
 impl Loop {
@@ -245,6 +245,15 @@ impl Loop {
         let arrival_ms = chrono::Utc::now().timestamp_millis();
         let result = self.decode(&p, arrival_ms);
         let ack = match result {
+            Ok(readings) if readings.is_empty() => {
+                // A valid message with nothing to read (a Sparkplug DEATH): acknowledged at once,
+                // without an empty commit.
+                self.accepted_total.inc();
+                if p.qos == QoS::AtMostOnce {
+                    return;
+                }
+                false
+            }
             Ok(readings) => {
                 self.accepted_total.inc();
                 if p.qos == QoS::AtMostOnce {
