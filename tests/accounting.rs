@@ -324,9 +324,12 @@ fn units_are_normalised_on_entry() {
     );
 }
 
-#[test]
-fn integrated_gauge_adds_energy_and_records_gaps() {
-    let text = r#"
+/// A park of one firm, one factory site and one meter `m`, with the given channels (and any
+/// further sections).
+fn one_meter(channels: &str) -> std::sync::Arc<ecogate::config::Config> {
+    config(&format!(
+        "{}{channels}\n",
+        r#"
 [park]
 name = "P"
 grid_factor_year = 2022
@@ -341,12 +344,18 @@ kind = "factory"
 [[meters]]
 id = "m"
 site = "s"
-channels = [{ id = "p", carrier = "grid_import", kind = "gauge", unit = "kW", integrate = true }]
+"#
+    ))
+}
+
+#[test]
+fn integrated_gauge_adds_energy_and_records_gaps() {
+    let cfg = one_meter(
+        r#"channels = [{ id = "p", carrier = "grid_import", kind = "gauge", unit = "kW", integrate = true }]
 [accounting]
-gauge_max_gap_s = 600
-"#;
+gauge_max_gap_s = 600"#,
+    );
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(text);
     let mut p = pipeline(&cfg, &store_path(&dir));
     p.ingest(&[
         reading("m", "p", 100.0, "kW", "2024-01-01T00:00:00Z"),
@@ -375,27 +384,11 @@ gauge_max_gap_s = 600
 /// most of a commit's cost at 1,000 Modbus devices.
 #[test]
 fn recorded_gauge_is_stored_without_state() {
-    let cfg = config(
-        r#"
-[park]
-name = "P"
-grid_factor_year = 2022
-[[firms]]
-id = "f"
-name = "F"
-land_mu = 1
-[[sites]]
-id = "s"
-firm = "f"
-kind = "factory"
-[[meters]]
-id = "m"
-site = "s"
-channels = [
+    let cfg = one_meter(
+        r#"channels = [
   { id = "v", kind = "gauge", unit = "V" },
   { id = "e", carrier = "grid_import", kind = "counter", unit = "kWh", max_rate_per_hour = 1000 },
-]
-"#,
+]"#,
     );
     let acct = ecogate::accounting::Accountant::new(cfg);
     let readings = [
