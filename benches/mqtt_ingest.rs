@@ -15,8 +15,11 @@
 //! rounds is the figure.
 //!
 //! Prints messages/s, the ratio to the ceiling per round and its median, and ecogate's CPU and
-//! peak RSS. ECOGATE_BENCH_MESSAGES sets N per round (default 200,000), ECOGATE_BENCH_ROUNDS
-//! the rounds (default 5).
+//! peak RSS, and the broker's and the publisher's CPU in both halves of a round (the broker is
+//! single-threaded and shares the two cores with everything else: its share sets the rate).
+//! ECOGATE_BENCH_MESSAGES sets N per round (default 200,000), ECOGATE_BENCH_ROUNDS the rounds
+//! (default 5), ECOGATE_BENCH_QOS one QoS level alone (0 or 1), ECOGATE_BENCH_LOG ecogate's log
+//! filter (default `error`).
 
 #[path = "../tests/common/mosquitto.rs"]
 mod mosquitto;
@@ -37,6 +40,16 @@ fn cpu_ticks(pid: u32) -> u64 {
         .collect();
     f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// This process's CPU ticks: the publisher and the bare subscriber run in it.
+fn self_ticks() -> u64 {
+    cpu_ticks(std::process::id())
+}
+
+/// CPU ticks (1/100 s) over `secs` as a percentage of one core.
+fn pct(ticks: u64, secs: f64) -> f64 {
+    ticks as f64 / 100.0 / secs.max(1e-9) * 100.0
 }
 
 fn hwm_kb(pid: u32) -> u64 {
@@ -174,6 +187,7 @@ fn main() {
         .unwrap_or(200_000);
     let broker = mosquitto::Mosquitto::start();
     let port = broker.port;
+    let broker_pid = broker.pid().expect("mosquitto is running");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -199,7 +213,11 @@ fn main() {
     // round before's.
     let t0_ms =
         chrono::Utc::now().timestamp_millis() - (rounds * n / METERS) as i64 * 1000 - 60_000;
+    let only = std::env::var("ECOGATE_BENCH_QOS").ok();
     for (qos_name, qos) in [("0", QoS::AtMostOnce), ("1", QoS::AtLeastOnce)] {
+        if only.as_deref().is_some_and(|q| q != qos_name) {
+            continue;
+        }
         let store = dir.path().join(format!("q{qos_name}.db"));
         let metrics_port = mosquitto::free_port();
         let text = format!(
@@ -211,7 +229,10 @@ fn main() {
         std::fs::write(&cfg_path, text).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
             .args(["run", "--config", cfg_path.to_str().unwrap()])
-            .env("ECOGATE_LOG", "error")
+            .env(
+                "ECOGATE_LOG",
+                std::env::var("ECOGATE_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .env("MALLOC_ARENA_MAX", "2")
             .spawn()
             .unwrap();
@@ -223,8 +244,13 @@ fn main() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut stored = 0;
         for round in 0..rounds {
+            let (b0, s0, t0) = (cpu_ticks(broker_pid), self_ticks(), Instant::now());
             let (ceiling, bare_got) = rt.block_on(bare(port, n, qos));
+            let bare_secs = t0.elapsed().as_secs_f64();
+            let bare_broker = pct(cpu_ticks(broker_pid) - b0, bare_secs);
+            let bare_self = pct(self_ticks() - s0, bare_secs);
             let cpu0 = cpu_ticks(pid);
+            let (b0, s0) = (cpu_ticks(broker_pid), self_ticks());
             let msgs = payloads(n, round, t0_ms, "bench");
             let target = ((round + 1) * n) as i64;
             let before = stored;
@@ -242,11 +268,15 @@ fn main() {
                 }
             }
             let secs = done_at.duration_since(started).as_secs_f64();
-            let cpu = (cpu_ticks(pid) - cpu0) as f64 / 100.0 / secs * 100.0;
+            let cpu = pct(cpu_ticks(pid) - cpu0, secs);
+            let (eco_broker, eco_self) = (
+                pct(cpu_ticks(broker_pid) - b0, secs),
+                pct(self_ticks() - s0, secs),
+            );
             rt.block_on(publisher).unwrap();
             let rate = (stored - before) as f64 / secs;
             println!(
-                "  QoS {qos_name} round {}: bare {ceiling:.0} msg/s ({bare_got}/{n}); ecogate {rate:.0} msg/s ({}/{n} committed in {secs:.1} s, CPU {cpu:.0} % of one core) = {:.1} %",
+                "  QoS {qos_name} round {}: bare {ceiling:.0} msg/s ({bare_got}/{n}; broker CPU {bare_broker:.0} %, publisher+bare {bare_self:.0} %); ecogate {rate:.0} msg/s ({}/{n} committed in {secs:.1} s, CPU {cpu:.0} % of one core; broker {eco_broker:.0} %, publisher {eco_self:.0} %) = {:.1} %",
                 round + 1,
                 stored - before,
                 rate / ceiling * 100.0

@@ -209,9 +209,10 @@ pub struct Envelope {
 pub enum Ack {
     /// Fired for this envelope alone.
     Once(oneshot::Sender<()>),
-    /// Counted: a source that sends many envelopes in order (MQTT) learns how many of them are
-    /// committed, with one wake-up a batch instead of one a message.
-    Count(Arc<AckCount>),
+    /// Counted: a source that sends many envelopes in order (MQTT) learns how many of its
+    /// messages are committed, with one wake-up a batch instead of one a message. The number is
+    /// how many messages this envelope carries.
+    Count(Arc<AckCount>, u64),
 }
 
 impl Ack {
@@ -227,7 +228,7 @@ impl From<oneshot::Sender<()>> for Ack {
     }
 }
 
-/// Envelopes of one source committed so far (they commit in the order they were sent).
+/// Messages of one source committed so far (envelopes commit in the order they were sent).
 #[derive(Debug, Default)]
 pub struct AckCount {
     committed: std::sync::atomic::AtomicU64,
@@ -248,10 +249,12 @@ fn acknowledge(acks: Vec<Ack>) {
             Ack::Once(tx) => {
                 let _ = tx.send(());
             }
-            Ack::Count(c) => match counters.iter_mut().find(|(k, _)| Arc::ptr_eq(k, &c)) {
-                Some((_, n)) => *n += 1,
-                None => counters.push((c, 1)),
-            },
+            Ack::Count(c, messages) => {
+                match counters.iter_mut().find(|(k, _)| Arc::ptr_eq(k, &c)) {
+                    Some((_, n)) => *n += messages,
+                    None => counters.push((c, messages)),
+                }
+            }
         }
     }
     for (c, n) in counters {
@@ -282,6 +285,9 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
             // booted less than an hour ago that subtraction would panic.)
             let mut last_retention: Option<Instant> = None;
             let mut open = true;
+            // The last batch was large: a stream is running, and its end (the first pause)
+            // commits whatever it holds.
+            let mut streaming = false;
             while open {
                 let Some(first) = rx.blocking_recv() else {
                     break;
@@ -312,6 +318,11 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                             if now >= deadline
                                 || (!acks.is_empty()
                                     && (now >= ack_deadline || paused || acks.len() >= ACK_EARLY))
+                                // A burst that has ended (a Modbus poll round, an MQTT
+                                // stream) and is large enough to amortise a commit's fixed
+                                // cost, or the tail of a stream: waiting for the interval
+                                // would only delay it.
+                                || (paused && (streaming || readings.len() >= PAUSE_COMMIT_READINGS))
                             {
                                 break;
                             }
@@ -327,6 +338,7 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                         }
                     }
                 }
+                streaming = readings.len() >= PAUSE_COMMIT_READINGS;
                 if commit_with_retry(&mut pipeline, &readings) {
                     acknowledge(acks);
                 }
@@ -350,6 +362,12 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
 
 /// How long a batch with acknowledgements waiting may see no new arrivals before it commits.
 const ACK_IDLE: Duration = Duration::from_millis(20);
+
+/// A batch of at least this many readings, or any batch after one, commits at the first pause
+/// in arrivals instead of at the end of the commit interval. Other batches wait, so a trickle
+/// of readings still costs one commit an interval (each commit rewrites the window rows it
+/// touches).
+const PAUSE_COMMIT_READINGS: usize = 1024;
 
 /// With this many acknowledgements waiting, commit without waiting for a pause: the broker
 /// refills its in-flight window as these are acknowledged while the next batch arrives, instead

@@ -79,6 +79,11 @@ impl Mosquitto {
         }
     }
 
+    /// The broker's process id (benchmarks read its CPU time from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the broker gracefully (it saves its persistence file) and starts it again.
     pub fn restart(&mut self) {
         self.stop();

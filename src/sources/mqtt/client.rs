@@ -15,6 +15,7 @@
 
 use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
+use super::pace::Pace;
 use crate::accounting::ledger::FastHash;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -22,7 +23,7 @@ use crate::pipeline::{Ack, AckCount, Envelope};
 use crate::sources::SourceContext;
 use crate::units::Unit;
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS, SubscribeFilter,
     TlsConfiguration, Transport,
 };
 use std::collections::HashMap;
@@ -134,9 +135,25 @@ pub fn spawn(
         committed: Arc::new(AckCount::default()),
         accepted_total,
         aliases: Default::default(),
+        batch: Vec::new(),
+        batch_messages: 0,
+        batch_acks: Vec::new(),
     };
+    // Its own thread and runtime: the pacing in `run` blocks the thread between socket reads,
+    // which must not hold up other tasks, and readiness events of the broker's socket then wake
+    // only this thread, and only when it is waiting for them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the MQTT runtime: {e}"))?;
+    let thread = std::thread::Builder::new()
+        .name("ecogate-mqtt".into())
+        .spawn(move || runtime.block_on(state.run(eventloop)))
+        .map_err(|e| format!("starting the MQTT thread: {e}"))?;
     Ok(MqttSource {
-        task: tokio::spawn(state.run(eventloop)),
+        task: tokio::task::spawn_blocking(move || {
+            let _ = thread.join();
+        }),
     })
 }
 
@@ -156,20 +173,93 @@ struct Loop {
     accepted_total: prometheus::IntCounter,
     /// Sparkplug B metric aliases, by configured meter.
     aliases: super::sparkplug::Aliases,
+    /// Readings of the messages of the current socket read, sent as one envelope: one channel
+    /// operation per read instead of one per message.
+    batch: Vec<crate::reading::Reading>,
+    /// QoS 1 messages in `batch`, acknowledged once it is committed.
+    batch_messages: u64,
+    /// The current read's messages to acknowledge, in arrival order.
+    batch_acks: Vec<PendingAck>,
 }
 
-/// A message to acknowledge: `true` once the pipeline has committed its envelope, `false` at
-/// once (refused input, or nothing to read). Kept in arrival order, which is the order envelopes commit in.
-type PendingAck = (bool, Publish);
+/// rumqttc decodes at most this many packets from one socket read before it returns
+/// (`Network::readb`); a read that gave fewer left nothing in the socket.
+const READ_BATCH: usize = 9;
+
+/// Above this many readings the current read's envelope goes to the pipeline at once.
+const BATCH_READINGS: usize = 4096;
+
+/// A QoS 1 message to acknowledge. Kept in arrival order, which is the order envelopes commit
+/// in. Only the packet id is kept: a whole `Publish` would hold on to the socket read its payload
+/// was cut from.
+#[derive(Debug, Clone, Copy)]
+struct PendingAck {
+    /// Acknowledged once the pipeline has committed its readings; else at once (refused input,
+    /// or nothing to read).
+    needs_commit: bool,
+    /// `None` once the connection it came on is lost: the broker sends every unacknowledged
+    /// message again on the new connection, with the same packet id, and that copy is the one
+    /// to acknowledge. Acknowledging the old one as well could acknowledge, under a packet id the
+    /// broker has since reused, a message not yet committed.
+    pkid: Option<u16>,
+}
+
+/// What the event loop tells the acker, in order.
+#[derive(Debug)]
+enum AckNote {
+    Messages(Vec<PendingAck>),
+    ConnectionLost,
+}
+
+/// One run of acknowledgements that came due together. The acker sends the first through
+/// rumqttc's request channel (which also wakes the event loop if it is waiting on the socket);
+/// when rumqttc reports it written, the event loop writes the rest behind it with one flush.
+/// rumqttc writes and flushes every request on its own, a system call and a TCP segment per
+/// PUBACK for ecogate and the broker, where its automatic acknowledgements go out ten at a time.
+#[derive(Debug)]
+struct AckRun {
+    leader: u16,
+    rest: Vec<u16>,
+}
+
+/// Runs whose leader is in rumqttc's request channel, in the order the leaders were sent. The
+/// acker and the event loop share one thread, so the acker's "send the leader, queue the run"
+/// happens with no await in between and the two never disagree; the lock is never contended.
+type AckRuns = Arc<std::sync::Mutex<std::collections::VecDeque<AckRun>>>;
 
 impl Loop {
     async fn run(mut self, mut eventloop: EventLoop) {
-        let (ack_tx, ack_rx) = mpsc::channel::<PendingAck>(100_000);
-        let acker = tokio::spawn(acker(self.client.clone(), ack_rx, self.committed.clone()));
+        // Unbounded, so that this loop never waits for the acker, which may itself be waiting
+        // for this loop to take its acknowledgements (a bounded channel here deadlocked once it
+        // filled). What it holds is bounded by the broker: a QoS 1 message stays in it only until
+        // it is acknowledged, and no more than 65,535 can be unacknowledged at once (packet ids
+        // are 16 bits; the broker's in-flight limit is usually far lower).
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckNote>();
+        let runs = AckRuns::default();
+        let mut acker = tokio::spawn(acker(
+            self.client.clone(),
+            ack_rx,
+            self.committed.clone(),
+            runs.clone(),
+        ));
         let mut failures: u32 = 0;
         let mut shutdown = self.ctx.shutdown.clone();
         tracing::info!(host = %self.broker.host, port = self.broker.port, client_id = %self.broker.client_id, "mqtt source started");
+        // Publishes handled since the last time the loop went to the socket.
+        let mut read = 0usize;
+        let mut pace = Pace::default();
         loop {
+            if eventloop.state.events.is_empty() {
+                // The next poll reads the socket: what this read gave goes to the pipeline first.
+                self.flush(&ack_tx).await;
+                if read < READ_BATCH {
+                    if let Some(pause) = pace.drained() {
+                        // Blocking on purpose: a waiting runtime would wake at every segment.
+                        std::thread::sleep(pause);
+                    }
+                }
+                read = 0;
+            }
             let event = tokio::select! {
                 _ = shutdown.changed() => break,
                 e = eventloop.poll() => e,
@@ -204,9 +294,37 @@ impl Loop {
                         });
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(p, &ack_tx).await,
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    read += 1;
+                    pace.read();
+                    self.on_publish(p);
+                    if self.batch.len() >= BATCH_READINGS {
+                        self.flush(&ack_tx).await;
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
+                    write_run(&mut eventloop, &runs, pkid).await;
+                }
                 Ok(_) => {}
                 Err(e) => {
+                    // The broker sends every unacknowledged message again on the next connection.
+                    // So rumqttc's channel loses its acknowledgements (rumqttc drops them when
+                    // the connection breaks, not when a connect fails, hence `clean` again
+                    // here), their runs go with them before anything can await, and the acker
+                    // forgets what it holds once this read's batch is in.
+                    eventloop.clean();
+                    runs.lock().expect("ack runs").clear();
+                    // Messages rumqttc read before the break but has not handed out yet came on
+                    // the old connection too.
+                    while let Some(ev) = eventloop.state.events.pop_front() {
+                        if let Event::Incoming(Packet::Publish(p)) = ev {
+                            self.on_publish(p);
+                        }
+                    }
+                    self.flush(&ack_tx).await;
+                    let _ = ack_tx.send(AckNote::ConnectionLost);
+                    read = 0;
+                    pace.reset();
                     self.metrics.mqtt_connected.set(0);
                     failures += 1;
                     let delay_ms = crate::sources::backoff_ms(250.0, failures, 30_000.0) as f64;
@@ -225,14 +343,33 @@ impl Loop {
                 }
             }
         }
+        self.flush(&ack_tx).await;
         drop(ack_tx);
         // Acknowledge what was committed before the shutdown; the rest the broker redelivers.
-        let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
+        // The event loop keeps running meanwhile: it writes the acker's runs.
+        let stop_by = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::select! {
+                _ = &mut acker => break,
+                _ = tokio::time::sleep_until(stop_by) => break,
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
+                        write_run(&mut eventloop, &runs, pkid).await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                },
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = self.client.disconnect().await;
             while let Ok(ev) = eventloop.poll().await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
+                match ev {
+                    Event::Outgoing(rumqttc::Outgoing::PubAck(pkid)) => {
+                        write_run(&mut eventloop, &runs, pkid).await;
+                    }
+                    Event::Outgoing(rumqttc::Outgoing::Disconnect) => break,
+                    _ => {}
                 }
             }
         })
@@ -241,41 +378,25 @@ impl Loop {
         tracing::info!("mqtt source stopped");
     }
 
-    async fn on_publish(&mut self, p: Publish, ack_tx: &mpsc::Sender<PendingAck>) {
+    /// Decodes one message into the current read's batch.
+    fn on_publish(&mut self, p: Publish) {
         let arrival_ms = chrono::Utc::now().timestamp_millis();
         let result = self.decode(&p, arrival_ms);
-        let ack = match result {
+        let needs_commit = match result {
             Ok(readings) if readings.is_empty() => {
                 // A valid message with nothing to read (a Sparkplug DEATH): acknowledged at once,
                 // without an empty commit.
                 self.accepted_total.inc();
-                if p.qos == QoS::AtMostOnce {
-                    return;
-                }
                 false
             }
             Ok(readings) => {
                 self.accepted_total.inc();
-                if p.qos == QoS::AtMostOnce {
-                    let _ = self
-                        .ctx
-                        .output
-                        .send(Envelope {
-                            readings,
-                            ack: None,
-                        })
-                        .await;
-                    return;
+                if self.batch.is_empty() {
+                    self.batch = readings;
+                } else {
+                    self.batch.extend(readings);
                 }
-                let _ = self
-                    .ctx
-                    .output
-                    .send(Envelope {
-                        readings,
-                        ack: Some(Ack::Count(self.committed.clone())),
-                    })
-                    .await;
-                true
+                p.qos != QoS::AtMostOnce
             }
             Err(reason) => {
                 self.metrics
@@ -287,13 +408,38 @@ impl Loop {
                     .with_label_values(&[reason.name()])
                     .inc();
                 self.log_reject(reason, &p.topic);
-                if p.qos == QoS::AtMostOnce {
-                    return;
-                }
                 false
             }
         };
-        let _ = ack_tx.send((ack, p)).await;
+        if p.qos == QoS::AtMostOnce {
+            return;
+        }
+        if p.qos == QoS::ExactlyOnce {
+            // Never subscribed to (subscriptions ask for 0 or 1, and the broker sends no higher):
+            // refused outright rather than half-acknowledged.
+            tracing::debug!(topic = %p.topic, "mqtt QoS 2 message ignored");
+            return;
+        }
+        self.batch_messages += u64::from(needs_commit);
+        self.batch_acks.push(PendingAck {
+            needs_commit,
+            pkid: Some(p.pkid),
+        });
+    }
+
+    /// Sends the current read's readings to the pipeline, then their acknowledgements to the
+    /// acker (which sends each once the pipeline's commit count passes it).
+    async fn flush(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
+        if !self.batch.is_empty() {
+            let ack = (self.batch_messages > 0)
+                .then(|| Ack::Count(self.committed.clone(), self.batch_messages));
+            let readings = std::mem::take(&mut self.batch);
+            let _ = self.ctx.output.send(Envelope { readings, ack }).await;
+        }
+        self.batch_messages = 0;
+        if !self.batch_acks.is_empty() {
+            let _ = ack_tx.send(AckNote::Messages(std::mem::take(&mut self.batch_acks)));
+        }
     }
 
     fn decode(
@@ -351,10 +497,55 @@ impl Loop {
     }
 }
 
+/// Writes the run led by `pkid`, which rumqttc has just written, right behind it.
+async fn write_run(eventloop: &mut EventLoop, runs: &AckRuns, pkid: u16) {
+    let run = runs.lock().expect("ack runs").pop_front();
+    match run {
+        Some(run) if run.leader == pkid => {
+            if run.rest.is_empty() {
+                return;
+            }
+            // No connection: these messages are unacknowledged, so the broker sends them again.
+            let Some(network) = eventloop.network.as_mut() else {
+                return;
+            };
+            for id in run.rest {
+                if network
+                    .write(Packet::PubAck(PubAck::new(id)))
+                    .await
+                    .is_err()
+                {
+                    // The connection is failing; the next poll says so and reconnects.
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), network.flush()).await;
+        }
+        other => {
+            // Not expected to happen. If it did, some acknowledgements would never be sent
+            // and their messages would hold the broker's in-flight slots until a reconnect:
+            // reconnecting now makes the broker send every unacknowledged message again.
+            tracing::error!(
+                pkid,
+                expected = other.map(|r| r.leader),
+                "mqtt acknowledgements out of step; reconnecting"
+            );
+            runs.lock().expect("ack runs").clear();
+            eventloop.clean();
+        }
+    }
+}
+
 /// Acknowledges messages in arrival order: refused ones at once, the others as the pipeline's
-/// commit count passes them. Once the source stops (`rx` closed), it acknowledges what is
-/// committed within a few seconds and leaves the rest to the broker's redelivery.
-async fn acker(client: AsyncClient, mut rx: mpsc::Receiver<PendingAck>, committed: Arc<AckCount>) {
+/// commit count passes them, a run at a time (see [`AckRun`]). Once the source stops (`rx`
+/// closed), it acknowledges what is committed within a few seconds and leaves the rest to the
+/// broker's redelivery.
+async fn acker(
+    client: AsyncClient,
+    mut rx: mpsc::UnboundedReceiver<AckNote>,
+    committed: Arc<AckCount>,
+    runs: AckRuns,
+) {
     let mut pending: std::collections::VecDeque<PendingAck> = std::collections::VecDeque::new();
     let mut acked_commits = 0u64;
     let mut open = true;
@@ -363,13 +554,13 @@ async fn acker(client: AsyncClient, mut rx: mpsc::Receiver<PendingAck>, committe
         if open {
             tokio::select! {
                 item = rx.recv() => match item {
-                    Some(x) => pending.push_back(x),
+                    Some(note) => take(&mut pending, note),
                     None => open = false,
                 },
                 _ = committed.changed.notified() => {}
             }
-            while let Ok(x) = rx.try_recv() {
-                pending.push_back(x);
+            while let Ok(note) = rx.try_recv() {
+                take(&mut pending, note);
             }
         } else {
             let by = *stop_by
@@ -383,17 +574,53 @@ async fn acker(client: AsyncClient, mut rx: mpsc::Receiver<PendingAck>, committe
             }
         }
         let done = committed.committed();
-        while let Some((needs_commit, _)) = pending.front() {
-            if *needs_commit {
+        let mut due = Vec::new();
+        while let Some(&PendingAck { needs_commit, pkid }) = pending.front() {
+            if needs_commit {
                 if acked_commits >= done {
                     break;
                 }
                 acked_commits += 1;
             }
-            let (_, publish) = pending.pop_front().expect("front exists");
-            if client.ack(&publish).await.is_err() {
+            pending.pop_front();
+            due.extend(pkid);
+        }
+        if !due.is_empty() {
+            send_run(&client, &runs, due).await;
+        }
+    }
+}
+
+fn take(pending: &mut std::collections::VecDeque<PendingAck>, note: AckNote) {
+    match note {
+        AckNote::Messages(acks) => pending.extend(acks),
+        AckNote::ConnectionLost => {
+            for ack in pending.iter_mut() {
+                ack.pkid = None;
+            }
+        }
+    }
+}
+
+/// Sends a run's leader and queues the run.
+async fn send_run(client: &AsyncClient, runs: &AckRuns, due: Vec<u16>) {
+    let mut leader = Publish::new("", QoS::AtLeastOnce, Vec::new());
+    leader.pkid = due[0];
+    let mut run = Some(AckRun {
+        leader: due[0],
+        rest: due[1..].to_vec(),
+    });
+    loop {
+        {
+            // Sent and queued under one lock with no await between: see [`AckRuns`].
+            let mut queue = runs.lock().expect("ack runs");
+            if client.try_ack(&leader).is_ok() {
+                queue.push_back(run.take().expect("sent once"));
                 return;
             }
         }
+        // The request channel is full (the event loop is reconnecting), or closed because the
+        // event loop has ended, in which case this task ends with the runtime.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

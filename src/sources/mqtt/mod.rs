@@ -2,12 +2,13 @@
 //! the readings are in the store.
 //!
 //! Layers: `config` (broker, subscriptions), `topic` (patterns with named segments), `decode`
-//! (payloads -> readings, pure), `sparkplug` (Sparkplug B payloads and their aliases), `client` (rumqttc event loop, reconnects, acks). rumqttc's
-//! types stay in `client`.
+//! (payloads -> readings, pure), `sparkplug` (Sparkplug B payloads and their aliases), `pace` (receive pacing, pure), `client`
+//! (rumqttc event loop, reconnects, acks). rumqttc's types stay in `client`.
 
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod pace;
 pub mod sparkplug;
 pub mod topic;
 
