@@ -70,6 +70,105 @@ fn envelopes_are_acknowledged_after_they_are_durable() {
     handle.join.join().unwrap();
 }
 
+/// Sends one envelope without an acknowledgement (as Modbus and MQTT QoS 0 do) of `n` readings
+/// of the `grid` import counter, +1 kWh each, one a second from `start_ms`, and returns how long
+/// until the store, read through a connection of its own, holds `expect` readings. One envelope,
+/// so that no pause in the sending can split it.
+fn send_and_time(
+    rt: &tokio::runtime::Runtime,
+    tx: &tokio::sync::mpsc::Sender<Envelope>,
+    path: &std::path::Path,
+    first_kwh: f64,
+    n: usize,
+    start_ms: i64,
+    expect: i64,
+) -> Duration {
+    let readings = (0..n)
+        .map(|i| ecogate::reading::Reading {
+            ts_ms: start_ms + i as i64 * 1000,
+            ..reading(
+                "grid",
+                "import",
+                first_kwh + i as f64,
+                "kWh",
+                "2024-01-01T00:00:00Z",
+            )
+        })
+        .collect();
+    let sent = Instant::now();
+    rt.block_on(tx.send(Envelope {
+        readings,
+        ack: None,
+    }))
+    .unwrap();
+    let store = Store::open(path).unwrap();
+    while store.reading_count().unwrap() < expect {
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "not committed in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sent.elapsed()
+}
+
+#[test]
+fn a_stream_commits_at_its_end_and_a_trickle_waits_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    // A 4 s commit interval: long enough that a commit at a pause cannot be mistaken for one at
+    // the interval's end.
+    let cfg = config(&format!(
+        "{FACTORY}\n[store]\npath = \"{}\"\ncommit_interval_ms = 4000\n",
+        path.display()
+    ));
+    let handle = pipeline::spawn(pipeline(&cfg, &path), cfg.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start_ms = chrono::Utc::now().timestamp_millis() - 10_000_000;
+    let time = |first_kwh, n, offset_ms, expect| {
+        send_and_time(
+            &rt,
+            &handle.tx,
+            &path,
+            first_kwh,
+            n,
+            start_ms + offset_ms,
+            expect,
+        )
+    };
+    // A burst of 3,000 readings (more than the 1,024 that make a batch worth committing at a
+    // pause) is in the store 20 ms after it ends, not 4 s after it began.
+    let burst = time(1_000.0, 3_000, 0, 3_000);
+    assert!(
+        burst < Duration::from_secs(2),
+        "burst committed after {burst:?}"
+    );
+    // The next batch, however small, is the tail of that stream: committed at the first pause.
+    let tail = time(4_000.0, 5, 3_000_000, 3_005);
+    assert!(
+        tail < Duration::from_secs(2),
+        "tail committed after {tail:?}"
+    );
+    // After a small batch the stream is over: a trickle waits for the interval.
+    let trickle = time(4_005.0, 5, 4_000_000, 3_010);
+    assert!(
+        trickle >= Duration::from_millis(3_900),
+        "trickle committed after {trickle:?}, before the interval"
+    );
+    drop(handle.tx);
+    handle.join.join().unwrap();
+    // 3,000 + 5 + 5 readings of one counter, +1 kWh each after the first: 3,009 kWh.
+    let store = Store::open(&path).unwrap();
+    let acct = ecogate::accounting::Accountant::new(cfg.clone());
+    let sums = store
+        .sums(&acct, WindowKind::Year, Entity::Meter(0), 0, i64::MAX)
+        .unwrap();
+    assert_eq!(sums.get(Metric::GridImportKwh), 3_009.0);
+}
+
 #[test]
 fn run_starts_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();

@@ -179,6 +179,53 @@ async fn every_decoder_round_trips() {
     );
 }
 
+/// With mosquitto's default in-flight window of 20 QoS 1 messages the broker sends no more until
+/// ecogate acknowledges, so 3,000 messages get through only if every acknowledgement goes out:
+/// the runs written behind a leader, and the leaders that wake an event loop waiting on a quiet
+/// socket. A second session under the same client id then finds nothing to redeliver: what was
+/// committed before the stop was acknowledged on the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_keep_a_twenty_message_window_moving() {
+    let broker = Mosquitto::start_with("max_inflight_messages 20\n");
+    let subs = "[[mqtt.subscriptions]]\ntopic = \"w/{meter}\"\nqos = 1\ndecoder = \"json\"\nfields = { delivered = \"/wh\" }\nunits = { delivered = \"Wh\" }\ntimestamp = \"/ts\"\n";
+    let cfg = config(broker.port, "ecogate-window", subs, 10);
+    let port = broker.port;
+    let t0 = 1_767_571_200_000i64;
+    let messages: Vec<(String, Vec<u8>)> = (0..3_000)
+        .map(|i| {
+            let (m, k) = (i % 10, i / 10);
+            (
+                format!("w/c{m}"),
+                format!("{{\"wh\":{},\"ts\":{}}}", k * 10, t0 + k * 1000).into_bytes(),
+            )
+        })
+        .collect();
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        publish_all(port, "pub-window", messages, QoS::AtLeastOnce).await;
+    });
+    let (readings, _) = collect(&cfg, |r| r.len() >= 3_000, Duration::from_secs(60)).await;
+    publisher.await.unwrap();
+    assert_eq!(
+        readings.len(),
+        3_000,
+        "every message through a 20-message window"
+    );
+    // In order per meter: meter c3's counter reads 0, 10, ..., 2,990 Wh.
+    let c3: Vec<f64> = readings
+        .iter()
+        .filter(|r| r.meter == "c3")
+        .map(|r| r.amount)
+        .collect();
+    assert_eq!(c3, (0..300).map(|k| k as f64 * 10.0).collect::<Vec<_>>());
+    let (again, metrics) = collect(&cfg, |r| !r.is_empty(), Duration::from_secs(3)).await;
+    assert_eq!(again.len(), 0, "redelivered after a clean stop: {again:?}");
+    assert_eq!(
+        metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
+        0
+    );
+}
+
 /// Sparkplug B through mosquitto: a DBIRTH names the metrics and gives them aliases, the DDATA
 /// after it uses the aliases only. Before the birth, data by alias is refused (`unknown_alias`);
 /// a DEATH reads nothing and is no error; garbage and unknown meters are refused by reason.
