@@ -308,21 +308,22 @@ impl Loop {
                 Ok(_) => {}
                 Err(e) => {
                     // The broker sends every unacknowledged message again on the next connection.
-                    // So rumqttc's channel loses its acknowledgements (rumqttc drops them when
-                    // the connection breaks, not when a connect fails, hence `clean` again
-                    // here), their runs go with them before anything can await, and the acker
-                    // forgets what it holds once this read's batch is in.
+                    // So, before anything can await (and let the acker act): rumqttc's channel
+                    // loses its acknowledgements (rumqttc drops them when the connection breaks,
+                    // not when a connect fails, hence `clean` again here), their runs go with
+                    // them, and the acker forgets every acknowledgement of the old connection,
+                    // including those of the messages rumqttc read before the break but had
+                    // not handed out yet.
                     eventloop.clean();
                     runs.lock().expect("ack runs").clear();
-                    // Messages rumqttc read before the break but has not handed out yet came on
-                    // the old connection too.
                     while let Some(ev) = eventloop.state.events.pop_front() {
                         if let Event::Incoming(Packet::Publish(p)) = ev {
                             self.on_publish(p);
                         }
                     }
-                    self.flush(&ack_tx).await;
+                    self.flush_acks(&ack_tx);
                     let _ = ack_tx.send(AckNote::ConnectionLost);
+                    self.flush(&ack_tx).await;
                     read = 0;
                     pace.reset();
                     self.metrics.mqtt_connected.set(0);
@@ -380,6 +381,13 @@ impl Loop {
 
     /// Decodes one message into the current read's batch.
     fn on_publish(&mut self, p: Publish) {
+        if p.qos == QoS::ExactlyOnce {
+            // Cannot arrive: subscriptions ask for QoS 0 or 1, and a broker delivers no higher
+            // than the subscription asked. Not read, so that nothing is committed that the
+            // broker would keep unacknowledged.
+            tracing::debug!(topic = %p.topic, "mqtt QoS 2 message ignored");
+            return;
+        }
         let arrival_ms = chrono::Utc::now().timestamp_millis();
         let result = self.decode(&p, arrival_ms);
         let needs_commit = match result {
@@ -414,12 +422,6 @@ impl Loop {
         if p.qos == QoS::AtMostOnce {
             return;
         }
-        if p.qos == QoS::ExactlyOnce {
-            // Never subscribed to (subscriptions ask for 0 or 1, and the broker sends no higher):
-            // refused outright rather than half-acknowledged.
-            tracing::debug!(topic = %p.topic, "mqtt QoS 2 message ignored");
-            return;
-        }
         self.batch_messages += u64::from(needs_commit);
         self.batch_acks.push(PendingAck {
             needs_commit,
@@ -427,9 +429,12 @@ impl Loop {
         });
     }
 
-    /// Sends the current read's readings to the pipeline, then their acknowledgements to the
-    /// acker (which sends each once the pipeline's commit count passes it).
+    /// Hands the current read's acknowledgements to the acker (which sends each once the
+    /// pipeline's commit count passes it), then its readings to the pipeline. In that order
+    /// because only the second can wait, and the acker must hear of a lost connection (see
+    /// `run`) before it can act on anything that came on it.
     async fn flush(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
+        self.flush_acks(ack_tx);
         if !self.batch.is_empty() {
             let ack = (self.batch_messages > 0)
                 .then(|| Ack::Count(self.committed.clone(), self.batch_messages));
@@ -437,6 +442,9 @@ impl Loop {
             let _ = self.ctx.output.send(Envelope { readings, ack }).await;
         }
         self.batch_messages = 0;
+    }
+
+    fn flush_acks(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
         if !self.batch_acks.is_empty() {
             let _ = ack_tx.send(AckNote::Messages(std::mem::take(&mut self.batch_acks)));
         }
