@@ -146,13 +146,20 @@ pub fn spawn(
         .enable_all()
         .build()
         .map_err(|e| format!("starting the MQTT runtime: {e}"))?;
-    let thread = std::thread::Builder::new()
+    // A task that ends when the thread does, so that the daemon can wait for it with a
+    // timeout; the thread itself is not joined (a thread that never ended would hold up the
+    // daemon's exit, where a task is simply dropped).
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
         .name("ecogate-mqtt".into())
-        .spawn(move || runtime.block_on(state.run(eventloop)))
+        .spawn(move || {
+            runtime.block_on(state.run(eventloop));
+            let _ = done_tx.send(());
+        })
         .map_err(|e| format!("starting the MQTT thread: {e}"))?;
     Ok(MqttSource {
-        task: tokio::task::spawn_blocking(move || {
-            let _ = thread.join();
+        task: tokio::spawn(async move {
+            let _ = done_rx.await;
         }),
     })
 }
@@ -344,7 +351,8 @@ impl Loop {
                 }
             }
         }
-        self.flush(&ack_tx).await;
+        // Bounded: a pipeline that no longer takes envelopes must not keep the source running.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&ack_tx)).await;
         drop(ack_tx);
         // Acknowledge what was committed before the shutdown; the rest the broker redelivers.
         // The event loop keeps running meanwhile: it writes the acker's runs.
