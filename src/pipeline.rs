@@ -384,7 +384,7 @@ const PAUSE_COMMIT_READINGS: usize = 1024;
 /// arrives, instead of the two taking turns. Not much lower: a commit rewrites the window rows of
 /// every meter it touches, whatever its size, so at 60,000 msg/s from 1,000 meters commits of
 /// 4,096 messages took ecogate from 26 % to 45 % of a core and lowered the rate (mqtt_ingest,
-/// 2026-12-01: medians 71-75 % of the bare subscriber against 81-86 % with 16,384).
+/// 2026-12-01, two runs each: medians 71-75 % of the bare subscriber against 81-83 % with 16,384).
 const ACK_EARLY: u64 = 16_384;
 
 /// A commit that fails (disk full, store locked) is retried with backoff rather than dropped:
