@@ -3,6 +3,8 @@
 mod common;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
+#[path = "common/mqtt_proxy.rs"]
+mod mqtt_proxy;
 
 use common::*;
 use ecogate::config::Config;
@@ -224,6 +226,113 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
         metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
         0
     );
+}
+
+/// Receives envelopes until `readings` reaches `n`, returning their acknowledgements unfired.
+async fn receive_until(
+    rx: &mut mpsc::Receiver<Envelope>,
+    readings: &mut usize,
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> Vec<ecogate::pipeline::Ack> {
+    let mut acks = Vec::new();
+    while *readings < n {
+        let env = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{readings} of {n} readings"))
+            .unwrap();
+        *readings += env.readings.len();
+        acks.extend(env.ack);
+    }
+    acks
+}
+
+/// A connection lost while 100 QoS 1 messages wait for their commit: the broker sends them again
+/// on the next connection with the same packet ids, and each is acknowledged there exactly once,
+/// for the copy that came on it. Acknowledging the lost connection's copies as well (as ecogate
+/// once did) would send every packet id twice, and the second could acknowledge, under a reused
+/// id, a message not yet committed. The proxy in front of mosquitto reads the PUBACKs as they
+/// pass and cuts the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_lost_connection_each_message_is_acknowledged_once() {
+    use mqtt_proxy::{MqttProxy, PUBACK, SUBSCRIBE};
+    let broker = Mosquitto::start();
+    let proxy = MqttProxy::start(broker.port).await;
+    let subs = "[[mqtt.subscriptions]]\ntopic = \"lost/{meter}\"\nqos = 1\ndecoder = \"json\"\nfields = { delivered = \"/wh\" }\nunits = { delivered = \"Wh\" }\ntimestamp = \"/ts\"\n";
+    let cfg = config(proxy.port, "ecogate-lost", subs, 10);
+    let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let source = ecogate::sources::mqtt::spawn(
+        &cfg.mqtt,
+        cfg.clone(),
+        SourceContext {
+            output: tx,
+            shutdown: stop_rx,
+        },
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !proxy.seen().iter().any(|p| p.kind == SUBSCRIBE) {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = 1_767_571_200_000i64;
+    let messages: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let (m, k) = (i % 10, i / 10);
+            (
+                format!("lost/c{m}"),
+                format!("{{\"wh\":{},\"ts\":{}}}", k * 10, t0 + k * 1000).into_bytes(),
+            )
+        })
+        .collect();
+    publish_all(broker.port, "pub-lost", messages, QoS::AtLeastOnce).await;
+    // Every envelope is held, not committed, until both copies of all 100 are in.
+    let mut held = Vec::new();
+    let mut readings = 0;
+    held.extend(receive_until(&mut rx, &mut readings, 100, deadline).await);
+    proxy.cut();
+    held.extend(receive_until(&mut rx, &mut readings, 200, deadline).await);
+    for ack in held {
+        ack.done();
+    }
+    let pubacks = |connection: usize| {
+        let mut ids: Vec<u16> = proxy
+            .seen()
+            .iter()
+            .filter(|p| p.connection == connection && p.kind == PUBACK)
+            .filter_map(|p| p.pkid)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    while pubacks(1).len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} PUBACKs on the second connection",
+            pubacks(1).len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Room for any late duplicate to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        pubacks(0),
+        Vec::<u16>::new(),
+        "nothing was committed on the first"
+    );
+    let second = pubacks(1);
+    let mut unique = second.clone();
+    unique.dedup();
+    assert_eq!(
+        (second.len(), unique.len()),
+        (100, 100),
+        "100 PUBACKs, each packet id once"
+    );
+    stop_tx.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), source.task).await;
 }
 
 /// Sparkplug B through mosquitto: a DBIRTH names the metrics and gives them aliases, the DDATA

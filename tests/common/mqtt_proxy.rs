@@ -1,0 +1,157 @@
+//! A TCP proxy in front of the real mosquitto that reads the client's MQTT packets as they pass
+//! (to see which PUBACKs went out on which connection) and cuts the connection on demand: a fault
+//! the broker will not produce while keeping the client's session. Bytes go through unchanged.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// One packet from the client: the connection it came on (0 for the first), its type (the high
+/// nibble of the fixed header) and, for a PUBACK, its packet id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientPacket {
+    pub connection: usize,
+    pub kind: u8,
+    pub pkid: Option<u16>,
+}
+
+pub const PUBACK: u8 = 4;
+pub const SUBSCRIBE: u8 = 8;
+
+pub struct MqttProxy {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<ClientPacket>>>,
+    cut: watch::Sender<usize>,
+}
+
+impl MqttProxy {
+    /// Starts on a free loopback port, forwarding to the broker on `upstream_port`.
+    pub async fn start(upstream_port: u16) -> MqttProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (cut, cut_rx) = watch::channel(0usize);
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            let mut connection = 0;
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(broker) = TcpStream::connect(("127.0.0.1", upstream_port)).await else {
+                    continue;
+                };
+                tokio::spawn(relay(
+                    client,
+                    broker,
+                    connection,
+                    seen2.clone(),
+                    cut_rx.clone(),
+                ));
+                connection += 1;
+            }
+        });
+        MqttProxy { port, seen, cut }
+    }
+
+    /// Closes every connection open now, both ways.
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn seen(&self) -> Vec<ClientPacket> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn relay(
+    client: TcpStream,
+    broker: TcpStream,
+    connection: usize,
+    seen: Arc<Mutex<Vec<ClientPacket>>>,
+    mut cut: watch::Receiver<usize>,
+) {
+    cut.borrow_and_update();
+    let (mut client_r, mut client_w) = client.into_split();
+    let (mut broker_r, mut broker_w) = broker.into_split();
+    let upstream = async {
+        let mut parser = Parser::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            for (kind, pkid) in parser.feed(&buf[..n]) {
+                seen.lock().unwrap().push(ClientPacket {
+                    connection,
+                    kind,
+                    pkid,
+                });
+            }
+            if broker_w.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match broker_r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if client_w.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Either direction ending, or a cut, drops both sockets.
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+        _ = cut.changed() => {}
+    }
+}
+
+/// Splits a byte stream into MQTT packets: fixed header, remaining length (a varint), body.
+#[derive(Default)]
+struct Parser {
+    pending: Vec<u8>,
+}
+
+impl Parser {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<(u8, Option<u16>)> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            let p = &self.pending;
+            if p.len() < 2 {
+                break;
+            }
+            let (mut len, mut shift, mut i) = (0usize, 0, 1);
+            let complete = loop {
+                let Some(&b) = p.get(i) else {
+                    break false;
+                };
+                len |= ((b & 0x7f) as usize) << shift;
+                i += 1;
+                if b & 0x80 == 0 {
+                    break true;
+                }
+                shift += 7;
+            };
+            if !complete || p.len() < i + len {
+                break;
+            }
+            let kind = p[0] >> 4;
+            let pkid = (kind == PUBACK && len >= 2).then(|| u16::from_be_bytes([p[i], p[i + 1]]));
+            out.push((kind, pkid));
+            self.pending.drain(..i + len);
+        }
+        out
+    }
+}
