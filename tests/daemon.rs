@@ -11,6 +11,16 @@ use ecogate::pipeline::{self, Envelope};
 use ecogate::sinks::store::Store;
 use std::time::{Duration, Instant};
 
+/// The `grid` meter's import over all time, read from the store through a connection of its own.
+fn grid_import_kwh(cfg: &std::sync::Arc<ecogate::config::Config>, path: &std::path::Path) -> f64 {
+    let store = Store::open(path).unwrap();
+    let acct = ecogate::accounting::Accountant::new(cfg.clone());
+    store
+        .sums(&acct, WindowKind::Year, Entity::Meter(0), 0, i64::MAX)
+        .unwrap()
+        .get(Metric::GridImportKwh)
+}
+
 #[test]
 fn envelopes_are_acknowledged_after_they_are_durable() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,13 +68,8 @@ fn envelopes_are_acknowledged_after_they_are_durable() {
     });
     // Every acknowledged reading is in the store, read through a separate connection:
     // 99 deltas of 1 kWh after the baseline.
-    let store = Store::open(&path).unwrap();
-    let acct = ecogate::accounting::Accountant::new(cfg.clone());
-    let sums = store
-        .sums(&acct, WindowKind::Year, Entity::Meter(0), 0, i64::MAX)
-        .unwrap();
-    assert_eq!(sums.get(Metric::GridImportKwh), 99.0);
-    let count = store.reading_count().unwrap();
+    assert_eq!(grid_import_kwh(&cfg, &path), 99.0);
+    let count = Store::open(&path).unwrap().reading_count().unwrap();
     assert_eq!(count, 100);
     drop(handle.tx);
     handle.join.join().unwrap();
@@ -161,12 +166,7 @@ fn a_stream_commits_at_its_end_and_a_trickle_waits_for_the_interval() {
     drop(handle.tx);
     handle.join.join().unwrap();
     // 3,000 + 5 + 5 readings of one counter, +1 kWh each after the first: 3,009 kWh.
-    let store = Store::open(&path).unwrap();
-    let acct = ecogate::accounting::Accountant::new(cfg.clone());
-    let sums = store
-        .sums(&acct, WindowKind::Year, Entity::Meter(0), 0, i64::MAX)
-        .unwrap();
-    assert_eq!(sums.get(Metric::GridImportKwh), 3_009.0);
+    assert_eq!(grid_import_kwh(&cfg, &path), 3_009.0);
 }
 
 #[test]

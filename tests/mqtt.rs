@@ -192,16 +192,7 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
     let subs = "[[mqtt.subscriptions]]\ntopic = \"w/{meter}\"\nqos = 1\ndecoder = \"json\"\nfields = { delivered = \"/wh\" }\nunits = { delivered = \"Wh\" }\ntimestamp = \"/ts\"\n";
     let cfg = config(broker.port, "ecogate-window", subs, 10);
     let port = broker.port;
-    let t0 = 1_767_571_200_000i64;
-    let messages: Vec<(String, Vec<u8>)> = (0..3_000)
-        .map(|i| {
-            let (m, k) = (i % 10, i / 10);
-            (
-                format!("w/c{m}"),
-                format!("{{\"wh\":{},\"ts\":{}}}", k * 10, t0 + k * 1000).into_bytes(),
-            )
-        })
-        .collect();
+    let messages = counter_messages("w", 3_000);
     let publisher = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(700)).await;
         publish_all(port, "pub-window", messages, QoS::AtLeastOnce).await;
@@ -226,6 +217,21 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
         metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
         0
     );
+}
+
+/// `n` JSON readings for meters c0..c9 in turn, each meter's counter +10 Wh a second, on
+/// `{prefix}/c{m}`.
+fn counter_messages(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    let t0 = 1_767_571_200_000i64;
+    (0..n)
+        .map(|i| {
+            let (m, k) = (i % 10, (i / 10) as i64);
+            (
+                format!("{prefix}/c{m}"),
+                format!("{{\"wh\":{},\"ts\":{}}}", k * 10, t0 + k * 1000).into_bytes(),
+            )
+        })
+        .collect()
 }
 
 /// Receives envelopes until `readings` reaches `n`, returning their acknowledgements unfired.
@@ -278,16 +284,7 @@ async fn after_a_lost_connection_each_message_is_acknowledged_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let t0 = 1_767_571_200_000i64;
-    let messages: Vec<(String, Vec<u8>)> = (0..100)
-        .map(|i| {
-            let (m, k) = (i % 10, i / 10);
-            (
-                format!("lost/c{m}"),
-                format!("{{\"wh\":{},\"ts\":{}}}", k * 10, t0 + k * 1000).into_bytes(),
-            )
-        })
-        .collect();
+    let messages = counter_messages("lost", 100);
     publish_all(broker.port, "pub-lost", messages, QoS::AtLeastOnce).await;
     // Every envelope is held, not committed, until both copies of all 100 are in.
     let mut held = Vec::new();

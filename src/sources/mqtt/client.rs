@@ -1,8 +1,9 @@
 //! The rumqttc side: connection, subscriptions, the event loop, acknowledgements.
 //!
-//! - The event loop task only polls and decodes; it never awaits the broker for anything it
-//!   publishes (rumqttc deadlocks when the polling task publishes), and acknowledgements are sent
-//!   by a separate acker task.
+//! - The event loop runs on a thread of its own and only polls, decodes and paces its reads
+//!   (`pace`); it never awaits the broker for anything it publishes (rumqttc deadlocks when the
+//!   polling task publishes). A separate acker task decides which acknowledgements are due and
+//!   hands them over a run at a time (see [`AckRun`]).
 //! - QoS 1 messages are acknowledged manually, in order, once the pipeline has committed their
 //!   readings: a kill -9 before that leaves them with the broker, which redelivers them to our
 //!   persistent session (clean session off, stable client id). A redelivered cumulative reading
@@ -136,7 +137,6 @@ pub fn spawn(
         accepted_total,
         aliases: Default::default(),
         batch: Vec::new(),
-        batch_messages: 0,
         batch_acks: Vec::new(),
     };
     // Its own thread and runtime: the pacing in `run` blocks the thread between socket reads,
@@ -183,8 +183,6 @@ struct Loop {
     /// Readings of the messages of the current socket read, sent as one envelope: one channel
     /// operation per read instead of one per message.
     batch: Vec<crate::reading::Reading>,
-    /// QoS 1 messages in `batch`, acknowledged once it is committed.
-    batch_messages: u64,
     /// The current read's messages to acknowledge, in arrival order.
     batch_acks: Vec<PendingAck>,
 }
@@ -354,35 +352,32 @@ impl Loop {
         // Bounded: a pipeline that no longer takes envelopes must not keep the source running.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&ack_tx)).await;
         drop(ack_tx);
-        // Acknowledge what was committed before the shutdown; the rest the broker redelivers.
-        // The event loop keeps running meanwhile: it writes the acker's runs.
-        let stop_by = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Acknowledge what was committed before the shutdown (the rest the broker redelivers),
+        // then disconnect. The event loop keeps running meanwhile: it writes the acker's runs,
+        // and the DISCONNECT goes out behind the last of them.
+        let acks_by = tokio::time::Instant::now() + Duration::from_secs(5);
+        let give_up = acks_by + Duration::from_secs(2);
+        let mut acker_done = false;
+        let mut disconnecting = false;
         loop {
             tokio::select! {
-                _ = &mut acker => break,
-                _ = tokio::time::sleep_until(stop_by) => break,
+                _ = &mut acker, if !acker_done => acker_done = true,
+                _ = tokio::time::sleep_until(acks_by), if !acker_done => acker_done = true,
+                _ = tokio::time::sleep_until(give_up) => break,
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
                         write_run(&mut eventloop, &runs, pkid).await;
                     }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
                     Ok(_) => {}
-                    Err(_) => break,
                 },
             }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self.client.disconnect().await;
-            while let Ok(ev) = eventloop.poll().await {
-                match ev {
-                    Event::Outgoing(rumqttc::Outgoing::PubAck(pkid)) => {
-                        write_run(&mut eventloop, &runs, pkid).await;
-                    }
-                    Event::Outgoing(rumqttc::Outgoing::Disconnect) => break,
-                    _ => {}
-                }
+            // Once (a second would find the connection closed), and again if the request
+            // channel was full.
+            if acker_done && !disconnecting {
+                disconnecting = self.client.try_disconnect().is_ok();
             }
-        })
-        .await;
+        }
         self.metrics.mqtt_connected.set(0);
         tracing::info!("mqtt source stopped");
     }
@@ -390,10 +385,11 @@ impl Loop {
     /// Decodes one message into the current read's batch.
     fn on_publish(&mut self, p: Publish) {
         if p.qos == QoS::ExactlyOnce {
-            // Cannot arrive: subscriptions ask for QoS 0 or 1, and a broker delivers no higher
-            // than the subscription asked. Not read, so that nothing is committed that the
-            // broker would keep unacknowledged.
-            tracing::debug!(topic = %p.topic, "mqtt QoS 2 message ignored");
+            // Should not arrive: subscriptions ask for QoS 0 or 1, and a broker delivers no
+            // higher than the subscription asked. Refused like any bad input, and acknowledged
+            // at once (a PUBREC, outside the runs) so that it holds no delivery slot.
+            self.reject(Reject::WrongQos, &p.topic);
+            let _ = self.client.try_ack(&p);
             return;
         }
         let arrival_ms = chrono::Utc::now().timestamp_millis();
@@ -415,22 +411,13 @@ impl Loop {
                 p.qos != QoS::AtMostOnce
             }
             Err(reason) => {
-                self.metrics
-                    .mqtt_messages
-                    .with_label_values(&["rejected"])
-                    .inc();
-                self.metrics
-                    .mqtt_rejected
-                    .with_label_values(&[reason.name()])
-                    .inc();
-                self.log_reject(reason, &p.topic);
+                self.reject(reason, &p.topic);
                 false
             }
         };
         if p.qos == QoS::AtMostOnce {
             return;
         }
-        self.batch_messages += u64::from(needs_commit);
         self.batch_acks.push(PendingAck {
             needs_commit,
             pkid: Some(p.pkid),
@@ -442,14 +429,14 @@ impl Loop {
     /// because only the second can wait, and the acker must hear of a lost connection (see
     /// `run`) before it can act on anything that came on it.
     async fn flush(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
+        // The QoS 1 messages whose readings are in `batch`: acknowledged once it is committed.
+        let messages = self.batch_acks.iter().filter(|a| a.needs_commit).count() as u64;
         self.flush_acks(ack_tx);
         if !self.batch.is_empty() {
-            let ack = (self.batch_messages > 0)
-                .then(|| Ack::Count(self.committed.clone(), self.batch_messages));
+            let ack = (messages > 0).then(|| Ack::Count(self.committed.clone(), messages));
             let readings = std::mem::take(&mut self.batch);
             let _ = self.ctx.output.send(Envelope { readings, ack }).await;
         }
-        self.batch_messages = 0;
     }
 
     fn flush_acks(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
@@ -492,6 +479,19 @@ impl Loop {
             return decode::decode(sub, meter, &p.payload, arrival_ms, self.tz, &self.meters);
         }
         Err(Reject::UnmatchedTopic)
+    }
+
+    /// Counts a refused message by reason and logs it.
+    fn reject(&mut self, reason: Reject, topic: &str) {
+        self.metrics
+            .mqtt_messages
+            .with_label_values(&["rejected"])
+            .inc();
+        self.metrics
+            .mqtt_rejected
+            .with_label_values(&[reason.name()])
+            .inc();
+        self.log_reject(reason, topic);
     }
 
     /// At most one line per reason every 10 s; the topic is cut short (it is untrusted).

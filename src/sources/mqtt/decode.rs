@@ -21,6 +21,8 @@ pub enum Reject {
     UnknownUnit,
     /// A Sparkplug B DATA metric named only by an alias no BIRTH has defined.
     UnknownAlias,
+    /// A QoS 2 delivery, which no subscription asks for.
+    WrongQos,
 }
 
 impl Reject {
@@ -35,6 +37,7 @@ impl Reject {
         Reject::BadTimestamp,
         Reject::UnknownUnit,
         Reject::UnknownAlias,
+        Reject::WrongQos,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Reject {
             Reject::BadTimestamp => "bad_timestamp",
             Reject::UnknownUnit => "unknown_unit",
             Reject::UnknownAlias => "unknown_alias",
+            Reject::WrongQos => "wrong_qos",
         }
     }
 }
