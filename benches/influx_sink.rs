@@ -113,6 +113,7 @@ fn accepted(seconds: usize, t0: i64) -> Vec<Accepted> {
                 ts_ms: t0 + s as i64 * 1000,
                 base_amount: 1_000.0 + s as f64 * 0.25 + m as f64,
                 quality: Quality::Good,
+                held: false,
             });
         }
     }

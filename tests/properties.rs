@@ -25,7 +25,7 @@ proptest! {
         // At most 10,000 kWh/h; each step's increment is at most what that rate allows in its
         // interval and below the rollover value.
         let max_rate_kwh_per_h = 10_000i64;
-        let spec = CounterSpec { rollover_micro: Some(rollover_kwh * MICRO), max_rate_micro_per_h: (max_rate_kwh_per_h * MICRO) as f64 };
+        let spec = CounterSpec { rollover_micro: Some(rollover_kwh * MICRO), max_rate_micro_per_h: (max_rate_kwh_per_h * MICRO) as f64, replacements: Vec::new() };
         let r = rollover_kwh * MICRO;
         let mut value = ((r as f64) * start_frac) as i64 % r;
         let mut t = 0i64;

@@ -8,7 +8,8 @@
 use super::carrier::Carrier;
 use super::counter::{self, CounterSpec, CounterState, DeltaCause, GaugeStep, Point, Step};
 use super::metric::{Metric, Sums};
-use super::window::{LocalTime, WindowKind};
+use super::split::{Interval, Profile};
+use super::window::{next_window_start_ms, LocalTime, WindowKind};
 use crate::config::{ChannelKind, Config};
 use crate::reading::{Quality, Reading};
 use crate::units::{self, Unit};
@@ -20,9 +21,17 @@ use std::sync::Arc;
 /// process, so timestamps chosen by a hostile publisher cannot be made to collide.
 pub type FastHash = foldhash::fast::RandomState;
 
-/// A batch's deltas by meter (with its site and firm) and local minute start, before they are
-/// spread over the windows.
-type Staged = HashMap<(u32, u32, u32, i64), Sums, FastHash>;
+/// Where a staged part of a delta goes: a whole local minute (added to every window holding it),
+/// or one window of one kind (a part of a delta split across window boundaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    Minute(i64),
+    Window(WindowKind, i64),
+}
+
+/// A batch's deltas by meter (with its site and firm) and slot, before they are spread over the
+/// windows and entities.
+type Staged = HashMap<(u32, u32, u32, Slot), Sums, FastHash>;
 
 /// Gives the stored id of an entity: the configuration does, so readers of the store (metrics,
 /// alerting) need no accountant of their own.
@@ -87,6 +96,11 @@ pub enum RejectReason {
     /// Later than the wall clock allows: one reading from a device with a wrong clock would
     /// otherwise become a baseline in the future and stall its channel.
     FutureTimestamp,
+    /// A cumulative register below zero: no meter counts that way.
+    NegativeCounter,
+    /// A negative sample of an integrated gauge whose channel declares no `negative_carrier`:
+    /// it would make negative energy and emissions.
+    NegativeValue,
 }
 
 impl RejectReason {
@@ -99,6 +113,8 @@ impl RejectReason {
         RejectReason::BadQuality,
         RejectReason::BadTimestamp,
         RejectReason::FutureTimestamp,
+        RejectReason::NegativeCounter,
+        RejectReason::NegativeValue,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +127,8 @@ impl RejectReason {
             RejectReason::BadQuality => "bad_quality",
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::NegativeCounter => "negative_counter",
+            RejectReason::NegativeValue => "negative_value",
         }
     }
 }
@@ -133,11 +151,24 @@ pub enum EventKind {
     Baseline,
     Rollover,
     Reset,
+    /// A jump above the limit, held until the next reading decides.
     Quarantined,
-    /// A quarantined jump was confirmed real; its size stays unaccounted, visible here.
+    /// A quarantined jump continued by the next reading at a rate above the configured limit:
+    /// counted in full; `delta_micro` is the confirmed rate in micro units per hour.
+    OverLimit,
+    /// A large jump persisted: counting resumed from it; the jump stays unaccounted, visible here.
     Rebased,
     /// A quarantined value was followed by readings continuing from the old baseline.
     GlitchDiscarded,
+    /// A drop that is neither a rollover nor a reset: held, nothing counted until the register
+    /// passes its high-water mark again.
+    Held,
+    /// A held drop that the register climbed back from: counting resumed at the mark.
+    HeldResolved,
+    /// A declared meter replacement was applied.
+    Replaced,
+    /// A reading at or below the high-water mark while a drop is held: adds nothing.
+    BelowHighWater,
     Duplicate,
     OutOfOrder,
     GaugeGap,
@@ -149,8 +180,13 @@ impl EventKind {
         EventKind::Rollover,
         EventKind::Reset,
         EventKind::Quarantined,
+        EventKind::OverLimit,
         EventKind::Rebased,
         EventKind::GlitchDiscarded,
+        EventKind::Held,
+        EventKind::HeldResolved,
+        EventKind::Replaced,
+        EventKind::BelowHighWater,
         EventKind::Duplicate,
         EventKind::OutOfOrder,
         EventKind::GaugeGap,
@@ -163,7 +199,12 @@ impl EventKind {
             EventKind::Reset => "reset",
             EventKind::Quarantined => "quarantined",
             EventKind::Rebased => "rebased",
+            EventKind::OverLimit => "over_limit",
             EventKind::GlitchDiscarded => "glitch_discarded",
+            EventKind::Held => "held",
+            EventKind::HeldResolved => "held_resolved",
+            EventKind::Replaced => "replaced",
+            EventKind::BelowHighWater => "below_high_water",
             EventKind::Duplicate => "duplicate",
             EventKind::OutOfOrder => "out_of_order",
             EventKind::GaugeGap => "gauge_gap",
@@ -173,7 +214,21 @@ impl EventKind {
     /// Events worth a row in the audit trail; duplicates and out-of-order readings are only
     /// counted (a redelivering broker can produce millions).
     pub fn is_recorded(self) -> bool {
-        !matches!(self, EventKind::Duplicate | EventKind::OutOfOrder)
+        !matches!(
+            self,
+            EventKind::Duplicate | EventKind::OutOfOrder | EventKind::BelowHighWater
+        )
+    }
+
+    /// Events that hold or discard a reading's value: a person must be able to see each.
+    pub fn is_held(self) -> bool {
+        matches!(
+            self,
+            EventKind::Quarantined
+                | EventKind::Held
+                | EventKind::GlitchDiscarded
+                | EventKind::Rebased
+        )
     }
 }
 
@@ -203,6 +258,8 @@ pub struct Accepted {
     pub ts_ms: i64,
     pub base_amount: f64,
     pub quality: Quality,
+    /// The counter held this value (quarantined jump or held drop) instead of counting it.
+    pub held: bool,
 }
 
 /// Everything one batch of readings changes.
@@ -238,6 +295,8 @@ struct ChannelInfo {
     unit: Unit,
     kind: ChannelKind,
     counter_spec: Option<CounterSpec>,
+    /// For a signed integrated gauge: where its negative part goes, with that carrier's factors.
+    negative: Option<(Carrier, f64, f64)>,
     co2_per_base: f64,
     tce_per_base: f64,
     unit_value_cny_per_base: f64,
@@ -292,22 +351,36 @@ impl Accountant {
             for (ci, c) in m.channels.iter().enumerate() {
                 by_name.insert(c.id.clone(), ci as u32);
                 // Fuels, heat and steam have per-carrier factors keyed by the carrier's name.
-                let (co2, tce) = match c.carrier {
+                let factors_of = |k: Option<Carrier>| match k {
                     Some(k) if k.is_fuel() || matches!(k, Carrier::Heat | Carrier::Steam) => (
                         f.co2_per_base(k.name()).unwrap_or(0.0),
                         f.tce_per_base(k.name()).unwrap_or(0.0),
                     ),
                     _ => (0.0, 0.0),
                 };
-                let counter_spec = match c.kind {
+                let (co2, tce) = factors_of(c.carrier);
+                let (counter_spec, negative) = match &c.kind {
                     ChannelKind::Counter {
                         rollover_base,
                         max_rate_base_per_h,
-                    } => Some(CounterSpec {
-                        rollover_micro: rollover_base.and_then(units::to_micro),
-                        max_rate_micro_per_h: max_rate_base_per_h * units::MICRO,
-                    }),
-                    ChannelKind::Gauge { .. } => None,
+                        replacements,
+                    } => (
+                        Some(CounterSpec {
+                            rollover_micro: rollover_base.and_then(units::to_micro),
+                            max_rate_micro_per_h: max_rate_base_per_h * units::MICRO,
+                            replacements: replacements.clone(),
+                        }),
+                        None,
+                    ),
+                    ChannelKind::Gauge {
+                        negative_carrier, ..
+                    } => (
+                        None,
+                        negative_carrier.map(|k| {
+                            let (co2, tce) = factors_of(Some(k));
+                            (k, co2, tce)
+                        }),
+                    ),
                 };
                 infos.push(ChannelInfo {
                     site,
@@ -316,6 +389,7 @@ impl Accountant {
                     unit: c.unit,
                     kind: c.kind.clone(),
                     counter_spec,
+                    negative,
                     co2_per_base: co2,
                     tce_per_base: tce,
                     unit_value_cny_per_base: c.unit_value_cny_per_base.unwrap_or(0.0),
@@ -404,15 +478,25 @@ impl Accountant {
         batch
     }
 
-    /// Adds each meter-minute's sums to every window and entity holding that minute. Every
-    /// window is a union of local minutes, so this gives the same sums as adding each delta to
-    /// its two dozen aggregates, with a fraction of the map updates.
+    /// Adds each staged part to its windows at meter, site, firm and park level. A whole minute
+    /// goes to every window holding it (every window is a union of local minutes), with a
+    /// fraction of the map updates of adding each delta to its two dozen aggregates.
     fn expand(&self, batch: &mut Batch, staged: Staged) {
         let tz = self.config.park.timezone;
-        for ((meter, site, firm, minute_ms), sums) in staged {
-            let local = LocalTime::new(minute_ms, tz).expect("a minute start of a valid reading");
-            for &window in &self.config.accounting.windows {
-                let start_ms = local.window_start_ms(window, tz);
+        let windows = &self.config.accounting.windows;
+        for ((meter, site, firm, slot), sums) in staged {
+            let local = match slot {
+                Slot::Minute(minute_ms) => {
+                    Some(LocalTime::new(minute_ms, tz).expect("a minute start of a valid reading"))
+                }
+                Slot::Window(..) => None,
+            };
+            for &window in windows {
+                let start_ms = match (slot, &local) {
+                    (Slot::Minute(_), Some(local)) => local.window_start_ms(window, tz),
+                    (Slot::Window(w, start_ms), _) if w == window => start_ms,
+                    _ => continue,
+                };
                 for entity in [
                     Entity::Meter(meter),
                     Entity::Site(site),
@@ -539,12 +623,42 @@ impl Accountant {
                 format!("timestamp {} ms", reading.ts_ms),
             );
         };
+        let is_counter = matches!(info.kind, ChannelKind::Counter { .. });
+        if base < 0.0 && is_counter {
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::NegativeCounter,
+                format!(
+                    "cumulative register reads {} {}: a counter cannot be negative",
+                    reading.amount, reading.unit
+                ),
+            );
+        }
+        if base < 0.0
+            && info.negative.is_none()
+            && matches!(info.kind, ChannelKind::Gauge { integrate: true, .. })
+        {
+            return Self::reject(
+                batch,
+                index,
+                reading,
+                RejectReason::NegativeValue,
+                format!(
+                    "integrated gauge reads {} {}: set the channel's negative_carrier (for example grid_export) to account negative values",
+                    reading.amount, reading.unit
+                ),
+            );
+        }
         let micro = units::to_micro(base).expect("bounded above");
+        let accepted_at = batch.accepted.len();
         batch.accepted.push(Accepted {
             channel: r,
             ts_ms: reading.ts_ms,
             base_amount: base,
             quality: reading.quality,
+            held: false,
         });
         let point = Point {
             micro,
@@ -566,31 +680,26 @@ impl Accountant {
                 delta_micro,
             });
         };
-        let delta = match (&info.kind, info.counter_spec) {
+        // (delta, interval start, how it accrued, carrier and its factors)
+        let mut parts: Vec<(i64, i64, Profile, Carrier, f64, f64)> = Vec::new();
+        match (&info.kind, &info.counter_spec) {
             (ChannelKind::Counter { .. }, Some(spec)) => {
                 let before = state.last;
-                let (step, glitch) = counter::step(&spec, &mut state, point);
+                let (step, glitch) = counter::step(spec, &mut state, point);
                 if let Some(g) = glitch {
-                    event(
-                        EventKind::GlitchDiscarded,
-                        before,
-                        g,
-                        g.micro - before.map_or(0, |b| b.micro),
-                    );
+                    let resolved = before.is_some_and(|b| g.micro < b.micro);
+                    let kind = if resolved {
+                        EventKind::HeldResolved
+                    } else {
+                        EventKind::GlitchDiscarded
+                    };
+                    event(kind, before, g, g.micro - before.map_or(0, |b| b.micro));
                 }
                 match step {
-                    Step::Baseline => {
-                        event(EventKind::Baseline, None, point, 0);
-                        None
-                    }
-                    Step::Duplicate => {
-                        event(EventKind::Duplicate, before, point, 0);
-                        None
-                    }
-                    Step::OutOfOrder => {
-                        event(EventKind::OutOfOrder, before, point, 0);
-                        None
-                    }
+                    Step::Baseline => event(EventKind::Baseline, None, point, 0),
+                    Step::Duplicate => event(EventKind::Duplicate, before, point, 0),
+                    Step::OutOfOrder => event(EventKind::OutOfOrder, before, point, 0),
+                    Step::BelowHighWater => event(EventKind::BelowHighWater, before, point, 0),
                     Step::Quarantined { from } => {
                         event(
                             EventKind::Quarantined,
@@ -598,11 +707,16 @@ impl Accountant {
                             point,
                             point.micro - from.micro,
                         );
-                        None
+                        batch.accepted[accepted_at].held = true;
+                    }
+                    Step::Held { from } => {
+                        event(EventKind::Held, Some(from), point, point.micro - from.micro);
+                        batch.accepted[accepted_at].held = true;
                     }
                     Step::Delta {
                         delta_micro,
                         cause,
+                        from_ts_ms,
                         rebased_from,
                     } => {
                         match cause {
@@ -610,8 +724,12 @@ impl Accountant {
                             DeltaCause::Rollover => {
                                 event(EventKind::Rollover, before, point, delta_micro)
                             }
-                            DeltaCause::Reset => {
-                                event(EventKind::Reset, before, point, delta_micro)
+                            DeltaCause::Reset => event(EventKind::Reset, before, point, delta_micro),
+                            DeltaCause::Replaced => {
+                                event(EventKind::Replaced, before, point, delta_micro)
+                            }
+                            DeltaCause::OverLimit { rate_micro_per_h } => {
+                                event(EventKind::OverLimit, before, point, rate_micro_per_h)
                             }
                             DeltaCause::Rebased => {
                                 let to = rebased_from.unwrap_or(point);
@@ -623,33 +741,37 @@ impl Accountant {
                                 );
                             }
                         }
-                        Some(delta_micro)
+                        if let Some(carrier) = info.carrier {
+                            parts.push((
+                                delta_micro,
+                                from_ts_ms,
+                                Profile::Linear,
+                                carrier,
+                                info.co2_per_base,
+                                info.tce_per_base,
+                            ));
+                        }
                     }
                 }
             }
-            (ChannelKind::Gauge { integrate: true }, _) => {
+            (ChannelKind::Gauge { integrate: true, .. }, _) => {
                 let max_gap_ms = (self.config.accounting.gauge_max_gap_s * 1000.0) as i64;
                 let before = state.last;
                 match counter::integrate(&mut state, point, max_gap_ms) {
-                    GaugeStep::Started => None,
-                    GaugeStep::Integrated { delta_micro } => Some(delta_micro),
-                    GaugeStep::Gap { from } => {
-                        event(
-                            EventKind::GaugeGap,
-                            Some(from),
-                            point,
-                            point.ts_ms - from.ts_ms,
-                        );
-                        None
+                    GaugeStep::Started => {}
+                    GaugeStep::Integrated { from, .. } => {
+                        if let Some(carrier) = info.carrier {
+                            self.gauge_parts(info, carrier, from, point, &mut parts);
+                        }
                     }
-                    GaugeStep::Duplicate => {
-                        event(EventKind::Duplicate, before, point, 0);
-                        None
-                    }
-                    GaugeStep::OutOfOrder => {
-                        event(EventKind::OutOfOrder, before, point, 0);
-                        None
-                    }
+                    GaugeStep::Gap { from } => event(
+                        EventKind::GaugeGap,
+                        Some(from),
+                        point,
+                        point.ts_ms - from.ts_ms,
+                    ),
+                    GaugeStep::Duplicate => event(EventKind::Duplicate, before, point, 0),
+                    GaugeStep::OutOfOrder => event(EventKind::OutOfOrder, before, point, 0),
                 }
             }
             // A gauge that is only recorded (voltage, power without integration) has no state
@@ -658,14 +780,67 @@ impl Accountant {
             _ => return,
         };
         batch.states.insert(r, state);
-        if let (Some(delta_micro), Some(carrier)) = (delta, info.carrier) {
-            let sums = self.contributions(info, carrier, delta_micro);
-            self.attribute(staged, r, info, &local, &sums);
+        for (delta_micro, from_ts_ms, profile, carrier, co2, tce) in parts {
+            let sums = self.contributions(carrier, co2, tce, info.unit_value_cny_per_base, delta_micro);
+            let interval = Interval {
+                t0_ms: from_ts_ms,
+                t1_ms: point.ts_ms,
+                profile,
+            };
+            self.attribute(staged, r, info, &local, interval, &sums);
+        }
+    }
+
+    /// The trapezoid between two samples of an integrated gauge, as parts per carrier: a
+    /// segment that crosses zero is cut where it does, its positive part to the channel's
+    /// carrier and its negative part to the negative carrier.
+    fn gauge_parts(
+        &self,
+        info: &ChannelInfo,
+        carrier: Carrier,
+        from: Point,
+        to: Point,
+        parts: &mut Vec<(i64, i64, Profile, Carrier, f64, f64)>,
+    ) {
+        let (p0, p1) = (from.micro as f64, to.micro as f64);
+        let energy = |a: f64, b: f64, ms: i64| ((a + b) / 2.0 * ms as f64 / 3_600_000.0).round() as i64;
+        let mut push = |a: f64, b: f64, t0: i64, t1: i64| {
+            if t1 <= t0 {
+                return;
+            }
+            let (k, co2, tce, sign) = if a + b >= 0.0 {
+                (carrier, info.co2_per_base, info.tce_per_base, 1.0)
+            } else {
+                match info.negative {
+                    Some((k, co2, tce)) => (k, co2, tce, -1.0),
+                    None => return,
+                }
+            };
+            let (a, b) = (a * sign, b * sign);
+            let d = energy(a, b, t1 - t0);
+            if d != 0 {
+                parts.push((d, t0, Profile::Trapezoid { p0: a, p1: b }, k, co2, tce));
+            }
+        };
+        if (p0 < 0.0) != (p1 < 0.0) && p0 != 0.0 && p1 != 0.0 {
+            let span = (to.ts_ms - from.ts_ms) as f64;
+            let cross = from.ts_ms + (span * p0.abs() / (p0.abs() + p1.abs())).round() as i64;
+            push(p0, 0.0, from.ts_ms, cross);
+            push(0.0, p1, cross, to.ts_ms);
+        } else {
+            push(p0, p1, from.ts_ms, to.ts_ms);
         }
     }
 
     /// What one delta of a carrier adds to each metric.
-    fn contributions(&self, info: &ChannelInfo, carrier: Carrier, d: i64) -> Sums {
+    fn contributions(
+        &self,
+        carrier: Carrier,
+        co2_per_base: f64,
+        tce_per_base: f64,
+        unit_value_cny_per_base: f64,
+        d: i64,
+    ) -> Sums {
         let f = &self.factors;
         let mut s = Sums::default();
         let scaled = |factor: f64| (d as f64 * factor).round() as i64;
@@ -699,41 +874,96 @@ impl Accountant {
                 );
             }
             Carrier::Heat | Carrier::Steam => {
-                s.add(Metric::Co2Scope2LocationKg, scaled(info.co2_per_base));
-                s.add(Metric::Co2Scope2MarketGrossKg, scaled(info.co2_per_base));
-                s.add(Metric::EnergyEquivalentKgce, scaled(info.tce_per_base));
-                s.add(Metric::EnergyCoalConsumptionKgce, scaled(info.tce_per_base));
+                s.add(Metric::Co2Scope2LocationKg, scaled(co2_per_base));
+                s.add(Metric::Co2Scope2MarketGrossKg, scaled(co2_per_base));
+                s.add(Metric::EnergyEquivalentKgce, scaled(tce_per_base));
+                s.add(Metric::EnergyCoalConsumptionKgce, scaled(tce_per_base));
             }
             c if c.is_fuel() => {
-                s.add(Metric::Co2Scope1Kg, scaled(info.co2_per_base));
-                s.add(Metric::EnergyEquivalentKgce, scaled(info.tce_per_base));
-                s.add(Metric::EnergyCoalConsumptionKgce, scaled(info.tce_per_base));
+                s.add(Metric::Co2Scope1Kg, scaled(co2_per_base));
+                s.add(Metric::EnergyEquivalentKgce, scaled(tce_per_base));
+                s.add(Metric::EnergyCoalConsumptionKgce, scaled(tce_per_base));
             }
-            Carrier::Production => s.add(Metric::OutputCny, scaled(info.unit_value_cny_per_base)),
+            Carrier::Production => s.add(Metric::OutputCny, scaled(unit_value_cny_per_base)),
             _ => {}
         }
         s
     }
 
-    /// Adds a delta's sums to every configured window at meter, site, firm and park level. The
-    /// whole delta goes to the window holding the reading: consumption while a meter (or the
-    /// daemon) was silent is attributed when it is next read, never spread by guesswork.
+    /// Stages a delta's sums for the windows its interval `(t0, t1]` covers. A reading on a
+    /// window boundary closes the window before it. An interval within one local minute (the
+    /// usual case for live polling) goes whole to that minute; a longer one is split across the
+    /// windows of every kind by [`Interval::part`], so that parts add up exactly.
     fn attribute(
         &self,
         staged: &mut Staged,
         r: ChannelRef,
         info: &ChannelInfo,
         local: &LocalTime,
+        mut interval: Interval,
         sums: &Sums,
     ) {
-        let minute_ms = local.window_start_ms(WindowKind::Minute, self.config.park.timezone);
-        let slot = staged
-            .entry((r.meter, info.site, info.firm, minute_ms))
-            .or_default();
+        let tz = self.config.park.timezone;
+        let t1 = interval.t1_ms;
+        // Readings stamped at one instant (a burst stamped on arrival) close an instant.
+        if interval.t0_ms >= t1 {
+            interval.t0_ms = t1 - 1;
+            interval.profile = Profile::Linear;
+        }
+        let minute_of = |ts: i64| {
+            LocalTime::new(ts, tz).map(|l| l.window_start_ms(WindowKind::Minute, tz))
+        };
+        let last_minute = if t1 % 60_000 == 0 {
+            minute_of(t1 - 1)
+        } else {
+            Some(local.window_start_ms(WindowKind::Minute, tz))
+        };
+        let (Some(last_minute), Some(first_minute)) = (last_minute, minute_of(interval.t0_ms))
+        else {
+            return;
+        };
+        if first_minute == last_minute {
+            Self::stage(staged, r, info, Slot::Minute(last_minute), sums);
+            return;
+        }
+        for &window in &self.config.accounting.windows {
+            // A long gap is not spread over sub-day windows older than the store keeps when
+            // its reading arrives: they would be deleted at once, and a gap of months would
+            // otherwise stage hundreds of thousands of minutes. The windows kept still add up.
+            let keep_from = self.config.store.retention.cutoff_ms(window, t1).max(
+                t1.saturating_sub(MAX_SPLIT_WINDOWS * window_nominal_ms(window)),
+            );
+            let Some(first) = LocalTime::new(interval.t0_ms.max(keep_from), tz) else {
+                continue;
+            };
+            let mut start = first.window_start_ms(window, tz);
+            while start < t1 {
+                let end = next_window_start_ms(window, start, tz);
+                let mut part = Sums::default();
+                let mut any = false;
+                for (i, total) in sums.0.iter().enumerate() {
+                    if *total != 0 {
+                        part.0[i] = interval.part(*total, start, end);
+                        any |= part.0[i] != 0;
+                    }
+                }
+                if any {
+                    Self::stage(staged, r, info, Slot::Window(window, start), &part);
+                }
+                if end <= start {
+                    break;
+                }
+                start = end;
+            }
+        }
+    }
+
+    fn stage(staged: &mut Staged, r: ChannelRef, info: &ChannelInfo, slot: Slot, sums: &Sums) {
+        let entry = staged.entry((r.meter, info.site, info.firm, slot)).or_default();
         // A delta touches a handful of the figures: add only those.
         for (i, v) in sums.0.iter().enumerate() {
             if *v != 0 {
-                slot.0[i] = slot.0[i].saturating_add(*v);
+                entry.0[i] = entry.0[i].saturating_add(*v);
             }
         }
     }
@@ -741,6 +971,20 @@ impl Accountant {
     /// The id stored for an entity.
     pub fn entity_id(&self, e: Entity) -> &str {
         self.config.entity_id(e)
+    }
+}
+
+/// At most this many windows of one kind receive parts of one delta (about 69 days of minutes).
+const MAX_SPLIT_WINDOWS: i64 = 100_000;
+
+fn window_nominal_ms(kind: WindowKind) -> i64 {
+    match kind {
+        WindowKind::Minute => 60_000,
+        WindowKind::QuarterHour => 900_000,
+        WindowKind::Hour => 3_600_000,
+        WindowKind::Day => 86_400_000,
+        WindowKind::Month => 31 * 86_400_000,
+        WindowKind::Year => 366 * 86_400_000,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod counter;
 pub mod indicators;
 pub mod ledger;
 pub mod metric;
+pub mod split;
 pub mod window;
 
 pub use ledger::{Accountant, AggKey, Batch, Entity};

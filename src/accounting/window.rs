@@ -91,6 +91,39 @@ impl LocalTime {
     }
 }
 
+/// The start of the window of `kind` that follows the one starting at `start_ms`.
+pub fn next_window_start_ms(kind: WindowKind, start_ms: i64, tz: Tz) -> i64 {
+    let fixed = match kind {
+        WindowKind::Minute => 60_000,
+        WindowKind::QuarterHour => 900_000,
+        WindowKind::Hour => 3_600_000,
+        WindowKind::Day | WindowKind::Month | WindowKind::Year => 0,
+    };
+    if fixed > 0 {
+        return start_ms + fixed;
+    }
+    let Some(local) = LocalTime::new(start_ms, tz) else {
+        return i64::MAX;
+    };
+    let d = local.naive.date();
+    let next = match kind {
+        WindowKind::Day => d.succ_opt(),
+        WindowKind::Month => {
+            let (y, m) = if d.month() == 12 {
+                (d.year() + 1, 1)
+            } else {
+                (d.year(), d.month() + 1)
+            };
+            NaiveDate::from_ymd_opt(y, m, 1)
+        }
+        _ => NaiveDate::from_ymd_opt(d.year() + 1, 1, 1),
+    };
+    match next.and_then(|n| n.and_hms_opt(0, 0, 0)) {
+        Some(n) => local_to_utc_ms(n, tz),
+        None => i64::MAX,
+    }
+}
+
 /// Maps a local wall-clock time to UTC. In a DST gap the wall time does not exist; the window
 /// then starts at the first instant after the gap, which is what a local clock would show.
 fn local_to_utc_ms(local: NaiveDateTime, tz: Tz) -> i64 {

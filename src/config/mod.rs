@@ -39,6 +39,8 @@ pub struct Config {
     pub alerting: Option<crate::alerting::AlertingConfig>,
     /// The InfluxDB sink, when configured.
     pub influx: Option<crate::sinks::influx::config::InfluxConfig>,
+    /// Settings that work but are probably not what was meant, located like errors.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,9 +141,16 @@ pub enum ChannelKind {
         rollover_base: Option<f64>,
         /// Highest plausible increase per hour, in base units.
         max_rate_base_per_h: f64,
+        /// Declared meter replacements, by time, in micro base units.
+        replacements: Vec<crate::accounting::counter::Replacement>,
     },
     /// An instantaneous value; integrated over time into the carrier when `integrate` is set.
-    Gauge { integrate: bool },
+    /// `negative_carrier` takes the integral of negative values (a signed grid gauge's export);
+    /// without it negative samples of an integrated gauge are refused.
+    Gauge {
+        integrate: bool,
+        negative_carrier: Option<Carrier>,
+    },
 }
 
 /// The factors in force, by key, with their provenance.
@@ -178,6 +187,24 @@ pub struct Retention {
     pub events_days: u32,
 }
 
+impl Retention {
+    /// The oldest window start of `kind` kept when the newest data is at `ref_ms`;
+    /// `i64::MIN` when windows of that kind are kept forever.
+    pub fn cutoff_ms(&self, kind: WindowKind, ref_ms: i64) -> i64 {
+        let days = match kind {
+            WindowKind::Minute => self.minute_days,
+            WindowKind::QuarterHour => self.quarter_hour_days,
+            WindowKind::Hour => self.hour_days,
+            WindowKind::Day | WindowKind::Month | WindowKind::Year => 0,
+        };
+        if days == 0 {
+            i64::MIN
+        } else {
+            ref_ms.saturating_sub(days as i64 * 86_400_000)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AccountingConfig {
     pub windows: Vec<WindowKind>,
@@ -210,9 +237,12 @@ impl Config {
         let mut v = Validator {
             locator: &locator,
             errors: Vec::new(),
+            warnings: Vec::new(),
+            file: file.to_path_buf(),
             config_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
-        let config = v.validate(file, raw);
+        let mut config = v.validate(file, raw);
+        config.warnings = std::mem::take(&mut v.warnings);
         if v.errors.is_empty() {
             Ok(config)
         } else {
@@ -252,6 +282,8 @@ fn parse_raw(text: &str, locator: &Locator<'_>) -> Result<RawConfig, ConfigError
 pub(crate) struct Validator<'a> {
     locator: &'a Locator<'a>,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    file: PathBuf,
     config_dir: PathBuf,
 }
 
@@ -277,6 +309,19 @@ impl Validator<'_> {
 
     pub(crate) fn error_count(&self) -> usize {
         self.errors.len()
+    }
+
+    /// A setting that works but is probably not what was meant: `check` prints it, `run` logs it.
+    pub(crate) fn warn<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
+        let line_col = self.locator.line_col(&at.span());
+        self.warnings.push(format!(
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            line_col.0,
+            line_col.1,
+            key.into(),
+            message.into()
+        ));
     }
 
     pub(crate) fn err<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
@@ -433,6 +478,7 @@ impl Validator<'_> {
             &accounting.windows,
         );
         Config {
+            warnings: Vec::new(),
             influx,
             file: file.to_path_buf(),
             park,
@@ -761,9 +807,60 @@ impl Validator<'_> {
                     None
                 }
             };
+            if let (Some(r), Some(base)) = (&c.rollover, rollover_base) {
+                // The modulus is a power of ten (or of two); "largest value shown" ends in 9s.
+                let shown = format!("{}", r.get_ref());
+                if shown.contains('.') && shown.ends_with('9') {
+                    self.warn(
+                        r,
+                        format!("{key}.rollover"),
+                        {
+                            let decimals = shown.split('.').nth(1).map_or(0, str::len) as i32;
+                            let step = 10f64.powi(-decimals);
+                            let _ = base;
+                            format!(
+                                "rollover {shown} looks like the largest value the register shows, but rollover is the modulus (the register wraps to zero at this value): {shown} loses {step} per wrap; write {}",
+                                (r.get_ref() + step).round()
+                            )
+                        },
+                    );
+                }
+            }
+            let mut replacements = Vec::new();
+            for (ri, rep) in c.replacements.iter().enumerate() {
+                let rkey = format!("{key}.replacements[{ri}]");
+                let at = chrono::DateTime::parse_from_rfc3339(rep.at.get_ref().trim());
+                let at_ms = match at {
+                    Ok(t) => Some(t.timestamp_millis()),
+                    Err(e) => {
+                        self.err(
+                            &rep.at,
+                            format!("{rkey}.at"),
+                            format!("not an RFC 3339 time with offset (2026-10-01T10:00:00+08:00): {e}"),
+                        );
+                        None
+                    }
+                };
+                let old_final = self.non_negative(&rep.old_final, &format!("{rkey}.old_final"));
+                let new_start = self.non_negative(&Some(rep.new_start.clone()), &format!("{rkey}.new_start"));
+                if let (Some(at_ms), Some(new_start)) = (at_ms, new_start) {
+                    let micro = |v: f64| crate::units::to_micro(v * to_base);
+                    match (micro(new_start), old_final.map(micro)) {
+                        (Some(new_start_micro), None) => replacements.push(
+                            crate::accounting::counter::Replacement { at_ms, old_final_micro: None, new_start_micro },
+                        ),
+                        (Some(new_start_micro), Some(Some(f))) => replacements.push(
+                            crate::accounting::counter::Replacement { at_ms, old_final_micro: Some(f), new_start_micro },
+                        ),
+                        _ => self.err(&rep.new_start, rkey, "value out of range"),
+                    }
+                }
+            }
+            replacements.sort_by_key(|r| r.at_ms);
             ChannelKind::Counter {
                 rollover_base,
                 max_rate_base_per_h: max_rate.unwrap_or(1.0) * to_base,
+                replacements,
             }
         } else {
             if let Some(r) = &c.rollover {
@@ -783,7 +880,28 @@ impl Validator<'_> {
                     "an integrated gauge needs a carrier to add its energy to",
                 );
             }
-            ChannelKind::Gauge { integrate }
+            if let Some(r) = c.replacements.first() {
+                self.err(&r.at, format!("{key}.replacements"), "only counters are replaced");
+            }
+            let negative_carrier = match &c.negative_carrier {
+                None => None,
+                Some(n) if !integrate => {
+                    self.err(n, format!("{key}.negative_carrier"), "only an integrated gauge has a negative carrier");
+                    None
+                }
+                Some(n) => match Carrier::parse(n.get_ref()) {
+                    Some(k) if carrier.is_some_and(|c| c.dimensions() == k.dimensions()) => Some(k),
+                    Some(k) => {
+                        self.err(n, format!("{key}.negative_carrier"), format!("carrier `{k}` does not measure what the channel's carrier does"));
+                        None
+                    }
+                    None => {
+                        self.err(n, format!("{key}.negative_carrier"), format!("unknown carrier `{}`", n.get_ref()));
+                        None
+                    }
+                },
+            };
+            ChannelKind::Gauge { integrate, negative_carrier }
         };
         let unit_value_cny_per_base = match (&c.unit_value_cny, carrier) {
             (Some(v), Some(Carrier::Production)) => self

@@ -118,6 +118,23 @@ pub struct RawChannel {
     pub max_rate_per_hour: Option<S<f64>>,
     pub integrate: Option<S<bool>>,
     pub unit_value_cny: Option<S<f64>>,
+    /// For an integrated signed power gauge: the carrier its negative values feed (for example
+    /// `grid_export` on a grid connection's import gauge). Without it negatives are refused.
+    pub negative_carrier: Option<S<String>>,
+    /// Declared meter replacements of a counter.
+    #[serde(default)]
+    pub replacements: Vec<RawReplacement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplacement {
+    /// When the new meter was installed (RFC 3339 with offset).
+    pub at: S<String>,
+    /// The old meter's last value, in the channel's unit, when it was read at removal.
+    pub old_final: Option<S<f64>>,
+    /// The new meter's value at installation, in the channel's unit.
+    pub new_start: S<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

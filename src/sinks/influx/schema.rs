@@ -19,7 +19,7 @@ use super::line_protocol::{
 use crate::accounting::indicators::{self, Owner, Period};
 use crate::accounting::ledger::{Accepted, AggKey, Entity};
 use crate::accounting::metric::{Metric, Sums};
-use crate::accounting::window::{LocalTime, WindowKind};
+use crate::accounting::window::WindowKind;
 use crate::config::Config;
 use crate::reading::Quality;
 use crate::units::Dimension;
@@ -178,6 +178,11 @@ impl Encoder {
         let Some(prefix) = self.windows.get(&(key.entity, key.window)) else {
             return false;
         };
+        // The store no longer holds (or is about to delete) this window's earlier parts: its
+        // total here would be partial, and would overwrite the full figure already written.
+        if key.start_ms < self.config.store.retention.cutoff_ms(key.window, now_ms) {
+            return false;
+        }
         let start = out.len();
         out.extend_from_slice(prefix);
         let fields_start = out.len();
@@ -261,14 +266,5 @@ impl Encoder {
 
 /// Where the window starting at `start_ms` ends (the next window's start), in the park's calendar.
 pub fn window_end_ms(window: WindowKind, start_ms: i64, tz: Tz) -> i64 {
-    let probe = match window {
-        WindowKind::Minute => return start_ms + 60_000,
-        WindowKind::QuarterHour => return start_ms + 900_000,
-        WindowKind::Hour => return start_ms + 3_600_000,
-        // Past the longest local day (25 h), month (31 d + 1 h) and year (366 d + 1 h).
-        WindowKind::Day => start_ms + 25 * 3_600_000 + 1,
-        WindowKind::Month => start_ms + 32 * 86_400_000,
-        WindowKind::Year => start_ms + 367 * 86_400_000,
-    };
-    LocalTime::new(probe, tz).map_or(probe, |l| l.window_start_ms(window, tz))
+    crate::accounting::window::next_window_start_ms(window, start_ms, tz)
 }

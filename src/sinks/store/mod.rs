@@ -55,9 +55,11 @@ CREATE TABLE IF NOT EXISTS readings (
     ts_ms INTEGER NOT NULL, series INTEGER NOT NULL, amount_base REAL NOT NULL,
     quality INTEGER NOT NULL,
     PRIMARY KEY (ts_ms, series)) WITHOUT ROWID;
-CREATE VIEW IF NOT EXISTS readings_by_name AS
+DROP VIEW IF EXISTS readings_by_name;
+CREATE VIEW readings_by_name AS
     SELECT r.ts_ms, s.meter, s.channel, r.amount_base, s.base_unit,
-           CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' ELSE 'bad' END AS quality
+           CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' WHEN 3 THEN 'held'
+                          ELSE 'bad' END AS quality
     FROM readings r JOIN series s ON s.id = r.series;
 CREATE TABLE IF NOT EXISTS aggregates (
     window TEXT NOT NULL, level TEXT NOT NULL, entity TEXT NOT NULL, start_ms INTEGER NOT NULL,
@@ -65,6 +67,8 @@ CREATE TABLE IF NOT EXISTS aggregates (
 CREATE TABLE IF NOT EXISTS counter_state (
     meter TEXT NOT NULL, channel TEXT NOT NULL,
     last_micro INTEGER, last_ts_ms INTEGER, pending_micro INTEGER, pending_ts_ms INTEGER,
+    anchor_micro INTEGER, anchor_ts_ms INTEGER, mark_micro INTEGER, mark_ts_ms INTEGER,
+    over_limit_micro_per_h INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (meter, channel)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counter_events (
     id INTEGER PRIMARY KEY, meter TEXT NOT NULL, channel TEXT NOT NULL, ts_ms INTEGER NOT NULL,
@@ -89,8 +93,12 @@ pub struct Store {
 /// Readings a multi-row INSERT carries (4 parameters each, well under SQLite's 32,766 limit).
 const READINGS_PER_INSERT: usize = 128;
 
-/// Stored quality codes; the view `readings_by_name` maps them back to names.
-fn quality_code(q: crate::reading::Quality) -> i64 {
+/// Stored quality codes; the view `readings_by_name` maps them back to names. 3 (`held`) marks
+/// a reading whose value the counter held (quarantined jump, held drop) instead of counting.
+fn quality_code(q: crate::reading::Quality, held: bool) -> i64 {
+    if held {
+        return 3;
+    }
     match q {
         crate::reading::Quality::Good => 0,
         crate::reading::Quality::Uncertain => 1,
@@ -106,7 +114,7 @@ fn reading_row(series: &[Vec<i64>], a: &crate::accounting::ledger::Accepted) -> 
         a.ts_ms,
         series[a.channel.meter as usize][a.channel.channel as usize],
         a.base_amount,
-        quality_code(a.quality),
+        quality_code(a.quality, a.held),
     )
 }
 
@@ -226,6 +234,30 @@ impl Store {
             self.migrate_v1_readings()?;
         }
         self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        // Counter-state fields added after version 2's first release.
+        for (column, ty) in [
+            ("anchor_micro", "INTEGER"),
+            ("anchor_ts_ms", "INTEGER"),
+            ("mark_micro", "INTEGER"),
+            ("mark_ts_ms", "INTEGER"),
+            ("over_limit_micro_per_h", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let present: i64 = self
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('counter_state') WHERE name = ?1",
+                    [column],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if present == 0 {
+                self.conn
+                    .execute_batch(&format!(
+                        "ALTER TABLE counter_state ADD COLUMN {column} {ty}"
+                    ))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
         // A metric added in a later version becomes a new column; old rows read as zero.
         let mut existing = Vec::new();
         {
@@ -358,7 +390,11 @@ impl Store {
     ) -> Result<Vec<(ChannelRef, CounterState)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms FROM counter_state")
+            .prepare(
+                "SELECT meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms,
+                        anchor_micro, anchor_ts_ms, mark_micro, mark_ts_ms, over_limit_micro_per_h
+                 FROM counter_state",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -371,6 +407,9 @@ impl Store {
                     CounterState {
                         last: point(r.get(2)?, r.get(3)?),
                         pending: point(r.get(4)?, r.get(5)?),
+                        anchor: point(r.get(6)?, r.get(7)?),
+                        mark: point(r.get(8)?, r.get(9)?),
+                        over_limit_micro_per_h: r.get(10)?,
                     },
                 ))
             })
@@ -499,11 +538,16 @@ impl Store {
             }
             let mut put_state = tx
                 .prepare_cached(
-                    "INSERT INTO counter_state (meter, channel, last_micro, last_ts_ms, pending_micro, pending_ts_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO counter_state (meter, channel, last_micro, last_ts_ms, pending_micro,
+                         pending_ts_ms, anchor_micro, anchor_ts_ms, mark_micro, mark_ts_ms,
+                         over_limit_micro_per_h)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (meter, channel) DO UPDATE SET last_micro = excluded.last_micro,
                          last_ts_ms = excluded.last_ts_ms, pending_micro = excluded.pending_micro,
-                         pending_ts_ms = excluded.pending_ts_ms",
+                         pending_ts_ms = excluded.pending_ts_ms,
+                         anchor_micro = excluded.anchor_micro, anchor_ts_ms = excluded.anchor_ts_ms,
+                         mark_micro = excluded.mark_micro, mark_ts_ms = excluded.mark_ts_ms,
+                         over_limit_micro_per_h = excluded.over_limit_micro_per_h",
                 )
                 .map_err(err)?;
             for (r, s) in &batch.states {
@@ -515,7 +559,12 @@ impl Store {
                         s.last.map(|p| p.micro),
                         s.last.map(|p| p.ts_ms),
                         s.pending.map(|p| p.micro),
-                        s.pending.map(|p| p.ts_ms)
+                        s.pending.map(|p| p.ts_ms),
+                        s.anchor.map(|p| p.micro),
+                        s.anchor.map(|p| p.ts_ms),
+                        s.mark.map(|p| p.micro),
+                        s.mark.map(|p| p.ts_ms),
+                        s.over_limit_micro_per_h
                     ])
                     .map_err(err)?;
             }
