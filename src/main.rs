@@ -73,6 +73,10 @@ enum Format {
 
 fn main() -> ExitCode {
     tune_malloc();
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        default_sigpipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ECOGATE_LOG")
@@ -80,7 +84,6 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => load(&config).map(|c| {
             print!("{}", summary(&c));
@@ -154,6 +157,18 @@ fn tune_malloc() {
     }
 }
 
+/// A command whose output is piped into `head` ends quietly when the pipe closes, as other
+/// command-line tools do, instead of failing a write and panicking in `println!`. Only for
+/// commands that write reports: the daemon keeps Rust's default (SIGPIPE ignored), so a write
+/// to a closed socket is an error it handles, never its death.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Hands the heap freed after start-up back to the system. Parsing a configuration of a
 /// thousand devices frees tens of megabytes in pages that also hold a few long-lived
 /// allocations; glibc only returns the top of a heap by itself, so without this the gateway
@@ -172,6 +187,9 @@ fn summary(c: &Config) -> String {
     let mut out = String::new();
     let channels: usize = c.meters.iter().map(|m| m.channels.len()).sum();
     let _ = writeln!(out, "{}: valid", c.file.display());
+    for w in &c.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     let _ = writeln!(
         out,
         "park {} ({}), grid region {}, factor year {}",
@@ -420,6 +438,9 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
                 shutdown_tx.subscribe(),
             ))
         });
+        for w in &config.warnings {
+            tracing::warn!("configuration: {w}");
+        }
         tracing::info!(
             store = %config.store.path.display(),
             meters = config.meters.len(),
@@ -448,9 +469,23 @@ fn run(config: Config) -> Result<ExitCode, Failure> {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
         drop(handle.tx);
-        let _ = tokio::task::spawn_blocking(move || handle.join.join()).await;
+        let drained = tokio::task::spawn_blocking(move || handle.join.join())
+            .await
+            .ok()
+            .and_then(Result::ok);
         if let Some(t) = influx {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+        match drained {
+            Some(0) => {}
+            // Not lost where the source redelivers (MQTT QoS 1); a Modbus value is read again
+            // at the next poll. Either way the stop was not clean, and says so.
+            Some(n) => {
+                return Err(anyhow::anyhow!(
+                    "stopped with {n} readings the store could not commit"
+                ))
+            }
+            None => return Err(anyhow::anyhow!("the pipeline thread failed")),
         }
         Ok::<_, anyhow::Error>(())
     })?;
@@ -547,6 +582,37 @@ fn replay_cmd(
     }
     let summary = summary?;
 
+    for h in &summary.held {
+        eprintln!(
+            "{}: {} {}/{} at {}: {} {} (mark {})",
+            input.display(),
+            h.kind,
+            h.meter,
+            h.channel,
+            fmt_ts(h.ts_ms, tz),
+            report::num(h.to_base, 6),
+            h.base_unit,
+            h.from_base.map_or("none".to_string(), |f| format!(
+                "{} {}",
+                report::num(f, 6),
+                h.base_unit
+            )),
+        );
+    }
+    for h in &summary.pending_at_end {
+        eprintln!(
+            "{}: still {} at the end: {}/{} at {}: {} {} against the mark {}: not counted until the next reading decides (see docs/accounting.md)",
+            input.display(),
+            h.kind,
+            h.meter,
+            h.channel,
+            fmt_ts(h.ts_ms, tz),
+            report::num(h.to_base, 6),
+            h.base_unit,
+            h.from_base
+                .map_or("none".to_string(), |f| format!("{} {}", report::num(f, 6), h.base_unit)),
+        );
+    }
     for e in summary.rejections.iter().take(50) {
         eprintln!(
             "{}:{}: {}: {}",
@@ -618,11 +684,19 @@ fn replay_cmd(
         store_path.display()
     );
     print!("{}", report::render(&config, &summary.totals, period));
-    Ok(if summary.rejected_total() > 0 {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if !summary.pending_at_end.is_empty() {
+        println!(
+            "note: {} channel(s) end with a held or quarantined reading (listed on stderr): energy awaits a decision",
+            summary.pending_at_end.len()
+        );
+    }
+    Ok(
+        if summary.rejected_total() > 0 || !summary.pending_at_end.is_empty() {
+            ExitCode::from(3)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn fmt_ts(ts_ms: i64, tz: chrono_tz::Tz) -> String {

@@ -275,7 +275,8 @@ fn acknowledge(acks: Vec<Ack>) {
 #[derive(Debug)]
 pub struct PipelineHandle {
     pub tx: mpsc::Sender<Envelope>,
-    pub join: std::thread::JoinHandle<()>,
+    /// Ends with the number of readings that could not be committed before the stop.
+    pub join: std::thread::JoinHandle<usize>,
 }
 
 /// Runs the pipeline on a dedicated thread (SQLite is blocking). The thread ends when every
@@ -296,6 +297,7 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
             // The last batch was large: a stream is running, and its end (the first pause)
             // commits whatever it holds.
             let mut streaming = false;
+            let mut uncommitted = 0usize;
             while open {
                 let Some(first) = rx.blocking_recv() else {
                     break;
@@ -351,6 +353,8 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 streaming = readings.len() >= PAUSE_COMMIT_READINGS;
                 if commit_with_retry(&mut pipeline, &readings) {
                     acknowledge(acks);
+                } else {
+                    uncommitted += readings.len();
                 }
                 if last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
                     last_retention = Some(Instant::now());
@@ -364,7 +368,8 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                     }
                 }
             }
-            tracing::info!("pipeline drained");
+            tracing::info!(uncommitted, "pipeline drained");
+            uncommitted
         })
         .expect("spawning the pipeline thread");
     PipelineHandle { tx, join }

@@ -53,6 +53,7 @@ pub fn firm_indicators(config: &Config, firm: usize, sums: &Sums, period: Period
         Some(Owner {
             land_mu: f.land_mu,
             stats: &f.stats,
+            has_production_counters: config.firm_has_production_counters(firm),
         }),
         residual(config),
     )
@@ -173,7 +174,7 @@ pub fn render(config: &Config, totals: &HashMap<Entity, Sums>, period: Period) -
                             num(h.dispensed_kg, 3),
                             opt(h.kwh_per_kg, 2, ""),
                             opt(h.kgco2_per_kg, 3, ""),
-                            h.class.map_or("n/a", |c| c.name())
+                            h.class_name()
                         );
                     }
                 }

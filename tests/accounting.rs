@@ -144,6 +144,7 @@ fn green_certificates_and_green_power_net_market_based_scope2_only() {
     let owner = ecogate::accounting::indicators::Owner {
         land_mu: 10.0,
         stats: &stats,
+        has_production_counters: false,
     };
     let year = Period {
         days: 365.0,
@@ -178,6 +179,7 @@ fn green_certificates_and_green_power_net_market_based_scope2_only() {
         Some(ecogate::accounting::indicators::Owner {
             land_mu: 10.0,
             stats: &big,
+            has_production_counters: false,
         }),
         0.5856,
     );

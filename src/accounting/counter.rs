@@ -88,7 +88,9 @@ pub enum DeltaCause {
     Reset,
     /// A quarantined jump was continued by the next reading at a rate above the configured
     /// limit (but within `OVER_LIMIT_CONFIRM_FACTOR` of it): counted in full.
-    OverLimit { rate_micro_per_h: i64 },
+    OverLimit {
+        rate_micro_per_h: i64,
+    },
     /// A large jump persisted: counting resumed from it; the jump itself is not counted.
     Rebased,
     /// A declared replacement: old meter to its final value plus new meter from its start.
@@ -436,7 +438,11 @@ mod tests {
         });
         let (steps, total, _) = run_with(
             &s,
-            &[(0, 40_000 * KWH), (MIN, 5_003 * KWH), (2 * MIN, 5_007 * KWH)],
+            &[
+                (0, 40_000 * KWH),
+                (MIN, 5_003 * KWH),
+                (2 * MIN, 5_007 * KWH),
+            ],
         );
         assert_eq!(steps[1], d(4 * KWH, DeltaCause::Replaced, 0));
         assert_eq!(steps[2], d(4 * KWH, DeltaCause::Normal, MIN));

@@ -39,7 +39,8 @@ impl OutputSource {
 /// Hydrogen classes of T/CAB 0078-2020 by kgCO2e per kg H2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HydrogenClass {
-    /// <= 4.9 (renewable also needs renewable input energy, which the meters cannot show).
+    /// <= 4.9: clean hydrogen (清洁氢). It is renewable hydrogen (可再生氢) only when its input
+    /// energy is wholly renewable, which [`Hydrogen::renewable`] tells from the meters.
     Clean,
     /// <= 14.51
     LowCarbon,
@@ -65,7 +66,7 @@ impl HydrogenClass {
 
     pub fn name(self) -> &'static str {
         match self {
-            HydrogenClass::Clean => "clean/renewable",
+            HydrogenClass::Clean => "clean",
             HydrogenClass::LowCarbon => "low-carbon",
             HydrogenClass::Conventional => "conventional",
         }
@@ -79,6 +80,20 @@ pub struct Hydrogen {
     pub kwh_per_kg: Option<f64>,
     pub kgco2_per_kg: Option<f64>,
     pub class: Option<HydrogenClass>,
+    /// Clean, and every input wholly renewable (no fuel burned, all grid electricity covered
+    /// by green power or certificates, no purchased heat or steam): renewable hydrogen (可再生氢).
+    pub renewable: bool,
+}
+
+impl Hydrogen {
+    /// The class as reports name it: renewable hydrogen is clean hydrogen with renewable inputs.
+    pub fn class_name(&self) -> &'static str {
+        match self.class {
+            Some(HydrogenClass::Clean) if self.renewable => "renewable",
+            Some(c) => c.name(),
+            None => "n/a",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +138,9 @@ fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
 pub struct Owner<'a> {
     pub land_mu: f64,
     pub stats: &'a FirmStats,
+    /// The firm meters its production: its output is what the counters say, zero included;
+    /// the annual statistics stand in only for firms without production counters.
+    pub has_production_counters: bool,
 }
 
 /// Derives every indicator from sums over `period`. `residual_kg_per_kwh` is the market-based
@@ -150,18 +168,20 @@ pub fn derive(
     let energy_equivalent_tce = sums.get(Metric::EnergyEquivalentKgce) / 1000.0;
 
     let counted_output = sums.get(Metric::OutputCny);
-    let (output_cny, output_source) = if sums.micro(Metric::OutputCny) != 0 {
-        (Some(counted_output), OutputSource::Counters)
-    } else if let Some(annual) =
-        owner.and_then(|o| o.stats.output_value_cny.or(o.stats.revenue_cny))
-    {
-        (
-            Some(annual * period.days / period.year_days),
-            OutputSource::AnnualStatistics,
-        )
-    } else {
-        (None, OutputSource::None)
-    };
+    let metered = owner.is_none_or(|o| o.has_production_counters);
+    let (output_cny, output_source) =
+        if sums.micro(Metric::OutputCny) != 0 || (metered && owner.is_some()) {
+            (Some(counted_output), OutputSource::Counters)
+        } else if let Some(annual) =
+            owner.and_then(|o| o.stats.output_value_cny.or(o.stats.revenue_cny))
+        {
+            (
+                Some(annual * period.days / period.year_days),
+                OutputSource::AnnualStatistics,
+            )
+        } else {
+            (None, OutputSource::None)
+        };
     let land_mu = owner.map(|o| o.land_mu);
     let output_per_mu_cny = output_cny.zip(land_mu).and_then(|(o, mu)| ratio(o, mu));
     let annualise = |x: f64| ratio(x * period.year_days, period.days);
@@ -178,6 +198,9 @@ pub fn derive(
             kwh_per_kg: ratio(consumed, hydrogen_kg),
             kgco2_per_kg,
             class: kgco2_per_kg.map(HydrogenClass::classify),
+            renewable: kgco2_per_kg.map(HydrogenClass::classify) == Some(HydrogenClass::Clean)
+                && co2_scope1_t <= 0.0
+                && scope2_market_kg <= 1e-6,
         }
     });
     let delivered = sums.get(Metric::ChargingDeliveredKwh);

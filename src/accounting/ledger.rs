@@ -638,7 +638,13 @@ impl Accountant {
         }
         if base < 0.0
             && info.negative.is_none()
-            && matches!(info.kind, ChannelKind::Gauge { integrate: true, .. })
+            && matches!(
+                info.kind,
+                ChannelKind::Gauge {
+                    integrate: true,
+                    ..
+                }
+            )
         {
             return Self::reject(
                 batch,
@@ -724,7 +730,9 @@ impl Accountant {
                             DeltaCause::Rollover => {
                                 event(EventKind::Rollover, before, point, delta_micro)
                             }
-                            DeltaCause::Reset => event(EventKind::Reset, before, point, delta_micro),
+                            DeltaCause::Reset => {
+                                event(EventKind::Reset, before, point, delta_micro)
+                            }
                             DeltaCause::Replaced => {
                                 event(EventKind::Replaced, before, point, delta_micro)
                             }
@@ -754,7 +762,12 @@ impl Accountant {
                     }
                 }
             }
-            (ChannelKind::Gauge { integrate: true, .. }, _) => {
+            (
+                ChannelKind::Gauge {
+                    integrate: true, ..
+                },
+                _,
+            ) => {
                 let max_gap_ms = (self.config.accounting.gauge_max_gap_s * 1000.0) as i64;
                 let before = state.last;
                 match counter::integrate(&mut state, point, max_gap_ms) {
@@ -781,7 +794,8 @@ impl Accountant {
         };
         batch.states.insert(r, state);
         for (delta_micro, from_ts_ms, profile, carrier, co2, tce) in parts {
-            let sums = self.contributions(carrier, co2, tce, info.unit_value_cny_per_base, delta_micro);
+            let sums =
+                self.contributions(carrier, co2, tce, info.unit_value_cny_per_base, delta_micro);
             let interval = Interval {
                 t0_ms: from_ts_ms,
                 t1_ms: point.ts_ms,
@@ -803,7 +817,8 @@ impl Accountant {
         parts: &mut Vec<(i64, i64, Profile, Carrier, f64, f64)>,
     ) {
         let (p0, p1) = (from.micro as f64, to.micro as f64);
-        let energy = |a: f64, b: f64, ms: i64| ((a + b) / 2.0 * ms as f64 / 3_600_000.0).round() as i64;
+        let energy =
+            |a: f64, b: f64, ms: i64| ((a + b) / 2.0 * ms as f64 / 3_600_000.0).round() as i64;
         let mut push = |a: f64, b: f64, t0: i64, t1: i64| {
             if t1 <= t0 {
                 return;
@@ -910,9 +925,8 @@ impl Accountant {
             interval.t0_ms = t1 - 1;
             interval.profile = Profile::Linear;
         }
-        let minute_of = |ts: i64| {
-            LocalTime::new(ts, tz).map(|l| l.window_start_ms(WindowKind::Minute, tz))
-        };
+        let minute_of =
+            |ts: i64| LocalTime::new(ts, tz).map(|l| l.window_start_ms(WindowKind::Minute, tz));
         let last_minute = if t1 % 60_000 == 0 {
             minute_of(t1 - 1)
         } else {
@@ -930,9 +944,12 @@ impl Accountant {
             // A long gap is not spread over sub-day windows older than the store keeps when
             // its reading arrives: they would be deleted at once, and a gap of months would
             // otherwise stage hundreds of thousands of minutes. The windows kept still add up.
-            let keep_from = self.config.store.retention.cutoff_ms(window, t1).max(
-                t1.saturating_sub(MAX_SPLIT_WINDOWS * window_nominal_ms(window)),
-            );
+            let keep_from = self
+                .config
+                .store
+                .retention
+                .cutoff_ms(window, t1)
+                .max(t1.saturating_sub(MAX_SPLIT_WINDOWS * window_nominal_ms(window)));
             let Some(first) = LocalTime::new(interval.t0_ms.max(keep_from), tz) else {
                 continue;
             };
@@ -959,7 +976,9 @@ impl Accountant {
     }
 
     fn stage(staged: &mut Staged, r: ChannelRef, info: &ChannelInfo, slot: Slot, sums: &Sums) {
-        let entry = staged.entry((r.meter, info.site, info.firm, slot)).or_default();
+        let entry = staged
+            .entry((r.meter, info.site, info.firm, slot))
+            .or_default();
         // A delta touches a handful of the figures: add only those.
         for (i, v) in sums.0.iter().enumerate() {
             if *v != 0 {

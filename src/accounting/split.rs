@@ -39,7 +39,8 @@ impl Interval {
             let (tau, span) = (tau as f64, span as f64);
             let area = (p0 + p1) * span * span;
             if area > 0.0 && p0 >= 0.0 && p1 >= 0.0 {
-                let share = ((2.0 * p0 * tau * span + (p1 - p0) * tau * tau) / area).clamp(0.0, 1.0);
+                let share =
+                    ((2.0 * p0 * tau * span + (p1 - p0) * tau * tau) / area).clamp(0.0, 1.0);
                 return (total as f64 * share).round() as i64;
             }
         }

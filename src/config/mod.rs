@@ -187,6 +187,18 @@ pub struct Retention {
     pub events_days: u32,
 }
 
+impl Config {
+    /// Whether any meter of the firm's sites counts production (output value comes from it).
+    pub fn firm_has_production_counters(&self, firm: usize) -> bool {
+        self.meters.iter().any(|m| {
+            self.sites.get(m.site).is_some_and(|s| s.firm == firm)
+                && m.channels
+                    .iter()
+                    .any(|c| c.carrier == Some(Carrier::Production))
+        })
+    }
+}
+
 impl Retention {
     /// The oldest window start of `kind` kept when the newest data is at `ref_ms`;
     /// `i64::MIN` when windows of that kind are kept forever.
@@ -312,7 +324,12 @@ impl Validator<'_> {
     }
 
     /// A setting that works but is probably not what was meant: `check` prints it, `run` logs it.
-    pub(crate) fn warn<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn warn<T>(
+        &mut self,
+        at: &S<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let line_col = self.locator.line_col(&at.span());
         self.warnings.push(format!(
             "{}:{}:{}: {}: {}",
@@ -836,22 +853,33 @@ impl Validator<'_> {
                         self.err(
                             &rep.at,
                             format!("{rkey}.at"),
-                            format!("not an RFC 3339 time with offset (2026-10-01T10:00:00+08:00): {e}"),
+                            format!(
+                                "not an RFC 3339 time with offset (2026-10-01T10:00:00+08:00): {e}"
+                            ),
                         );
                         None
                     }
                 };
                 let old_final = self.non_negative(&rep.old_final, &format!("{rkey}.old_final"));
-                let new_start = self.non_negative(&Some(rep.new_start.clone()), &format!("{rkey}.new_start"));
+                let new_start =
+                    self.non_negative(&Some(rep.new_start.clone()), &format!("{rkey}.new_start"));
                 if let (Some(at_ms), Some(new_start)) = (at_ms, new_start) {
                     let micro = |v: f64| crate::units::to_micro(v * to_base);
                     match (micro(new_start), old_final.map(micro)) {
-                        (Some(new_start_micro), None) => replacements.push(
-                            crate::accounting::counter::Replacement { at_ms, old_final_micro: None, new_start_micro },
-                        ),
-                        (Some(new_start_micro), Some(Some(f))) => replacements.push(
-                            crate::accounting::counter::Replacement { at_ms, old_final_micro: Some(f), new_start_micro },
-                        ),
+                        (Some(new_start_micro), None) => {
+                            replacements.push(crate::accounting::counter::Replacement {
+                                at_ms,
+                                old_final_micro: None,
+                                new_start_micro,
+                            })
+                        }
+                        (Some(new_start_micro), Some(Some(f))) => {
+                            replacements.push(crate::accounting::counter::Replacement {
+                                at_ms,
+                                old_final_micro: Some(f),
+                                new_start_micro,
+                            })
+                        }
                         _ => self.err(&rep.new_start, rkey, "value out of range"),
                     }
                 }
@@ -881,27 +909,46 @@ impl Validator<'_> {
                 );
             }
             if let Some(r) = c.replacements.first() {
-                self.err(&r.at, format!("{key}.replacements"), "only counters are replaced");
+                self.err(
+                    &r.at,
+                    format!("{key}.replacements"),
+                    "only counters are replaced",
+                );
             }
             let negative_carrier = match &c.negative_carrier {
                 None => None,
                 Some(n) if !integrate => {
-                    self.err(n, format!("{key}.negative_carrier"), "only an integrated gauge has a negative carrier");
+                    self.err(
+                        n,
+                        format!("{key}.negative_carrier"),
+                        "only an integrated gauge has a negative carrier",
+                    );
                     None
                 }
-                Some(n) => match Carrier::parse(n.get_ref()) {
-                    Some(k) if carrier.is_some_and(|c| c.dimensions() == k.dimensions()) => Some(k),
-                    Some(k) => {
-                        self.err(n, format!("{key}.negative_carrier"), format!("carrier `{k}` does not measure what the channel's carrier does"));
-                        None
+                Some(n) => {
+                    match Carrier::parse(n.get_ref()) {
+                        Some(k) if carrier.is_some_and(|c| c.dimensions() == k.dimensions()) => {
+                            Some(k)
+                        }
+                        Some(k) => {
+                            self.err(n, format!("{key}.negative_carrier"), format!("carrier `{k}` does not measure what the channel's carrier does"));
+                            None
+                        }
+                        None => {
+                            self.err(
+                                n,
+                                format!("{key}.negative_carrier"),
+                                format!("unknown carrier `{}`", n.get_ref()),
+                            );
+                            None
+                        }
                     }
-                    None => {
-                        self.err(n, format!("{key}.negative_carrier"), format!("unknown carrier `{}`", n.get_ref()));
-                        None
-                    }
-                },
+                }
             };
-            ChannelKind::Gauge { integrate, negative_carrier }
+            ChannelKind::Gauge {
+                integrate,
+                negative_carrier,
+            }
         };
         let unit_value_cny_per_base = match (&c.unit_value_cny, carrier) {
             (Some(v), Some(Carrier::Production)) => self

@@ -413,6 +413,7 @@ pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> supe
             let owner = Some(Owner {
                 land_mu: firm.land_mu,
                 stats: &firm.stats,
+                has_production_counters: config.firm_has_production_counters(i),
             });
             let labels = [firm.id.as_str()];
             if let Ok(sums) = s.sums(&*config, WindowKind::Year, e, year_start, year_start + 1) {

@@ -9,7 +9,8 @@ pub mod csv;
 pub mod line_protocol;
 pub mod timestamp;
 
-use crate::accounting::ledger::{Entity, EventKind};
+use crate::accounting::counter::Point;
+use crate::accounting::ledger::{ChannelRef, Entity, EventKind};
 use crate::accounting::metric::Sums;
 use crate::accounting::window::WindowKind;
 use crate::pipeline::Pipeline;
@@ -53,8 +54,28 @@ pub struct ReplaySummary {
     pub events: BTreeMap<&'static str, usize>,
     /// Sums over the whole replay per entity.
     pub totals: HashMap<Entity, Sums>,
+    /// First and last accepted reading: the period the totals cover. A refused row dated
+    /// months away does not stretch it.
     pub first_ts_ms: Option<i64>,
     pub last_ts_ms: Option<i64>,
+    /// Every reading the counters held or discarded, and every jump left uncounted, in order.
+    pub held: Vec<HeldReading>,
+    /// Channels still holding a reading when the replay ended: energy awaiting a decision.
+    pub pending_at_end: Vec<HeldReading>,
+}
+
+/// A reading whose value the counters did not count as it stood: for a person to look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldReading {
+    pub kind: &'static str,
+    pub meter: String,
+    pub channel: String,
+    pub ts_ms: i64,
+    /// The high-water mark (or last accepted value) it was judged against, in base units.
+    pub from_base: Option<f64>,
+    /// The value held, in base units.
+    pub to_base: f64,
+    pub base_unit: &'static str,
 }
 
 impl ReplaySummary {
@@ -84,9 +105,8 @@ pub fn run(
         *summary.rejected.entry(e.reason).or_default() += 1;
     }
     summary.rejections = parse_errors;
+    // A stable sort: readings of one instant keep their file order, which is their order.
     rows.sort_by_key(|r| r.reading.ts_ms);
-    summary.first_ts_ms = rows.first().map(|r| r.reading.ts_ms);
-    summary.last_ts_ms = rows.last().map(|r| r.reading.ts_ms);
     // Each delta lands in exactly one window of every kind, so the largest kind's windows add
     // up to the replay's totals.
     let total_window = pipeline
@@ -98,6 +118,10 @@ pub fn run(
         let readings: Vec<Reading> = chunk.iter().map(|r| r.reading.clone()).collect();
         let batch = pipeline.ingest(&readings)?;
         summary.accepted += batch.accepted.len();
+        for a in &batch.accepted {
+            summary.first_ts_ms = Some(summary.first_ts_ms.map_or(a.ts_ms, |t| t.min(a.ts_ms)));
+            summary.last_ts_ms = Some(summary.last_ts_ms.map_or(a.ts_ms, |t| t.max(a.ts_ms)));
+        }
         for r in &batch.rejections {
             *summary.rejected.entry(r.reason.name()).or_default() += 1;
             summary.rejections.push(RowError::new(
@@ -108,6 +132,15 @@ pub fn run(
         }
         for e in &batch.events {
             *summary.events.entry(e.kind.name()).or_default() += 1;
+            if e.kind.is_held() {
+                summary.held.push(held_reading(
+                    pipeline,
+                    e.kind.name(),
+                    e.channel,
+                    e.from,
+                    e.to,
+                ));
+            }
         }
         for (key, sums) in &batch.aggregates {
             if key.window == total_window {
@@ -116,7 +149,45 @@ pub fn run(
         }
     }
     summary.rejections.sort_by_key(|e| e.line);
+    let acct = pipeline.accountant();
+    let pending: Vec<_> = acct
+        .channel_refs()
+        .filter_map(|r| {
+            let s = acct.state(r)?;
+            Some((r, s.last, s.pending?))
+        })
+        .collect();
+    for (r, last, p) in pending {
+        let kind = if last.is_some_and(|l| p.micro < l.micro) {
+            "held"
+        } else {
+            "quarantined"
+        };
+        summary
+            .pending_at_end
+            .push(held_reading(pipeline, kind, r, last, p));
+    }
     Ok(summary)
+}
+
+fn held_reading(
+    pipeline: &Pipeline,
+    kind: &'static str,
+    r: ChannelRef,
+    from: Option<Point>,
+    to: Point,
+) -> HeldReading {
+    let acct = pipeline.accountant();
+    let (meter, channel) = acct.channel_ids(r);
+    HeldReading {
+        kind,
+        meter: meter.to_string(),
+        channel: channel.to_string(),
+        ts_ms: to.ts_ms,
+        from_base: from.map(|p| p.micro as f64 / crate::units::MICRO),
+        to_base: to.micro as f64 / crate::units::MICRO,
+        base_unit: acct.channel_base_unit(r),
+    }
 }
 
 impl Pipeline {

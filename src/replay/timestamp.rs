@@ -12,19 +12,31 @@ pub fn parse(text: &str, tz: Tz) -> Result<i64, String> {
     if t.is_empty() {
         return Err("empty timestamp".into());
     }
-    if t.bytes().all(|b| b.is_ascii_digit()) {
-        let n: i64 = t
+    let (int_part, frac_part) = t.split_once('.').unwrap_or((t, ""));
+    if !int_part.is_empty()
+        && int_part.bytes().all(|b| b.is_ascii_digit())
+        && frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        let n: i64 = int_part
             .parse()
             .map_err(|_| format!("timestamp `{t}` is too large"))?;
-        return Ok(if n < 100_000_000_000 {
-            n * 1000
-        } else if n < 100_000_000_000_000 {
-            n
-        } else if n < 100_000_000_000_000_000 {
-            n / 1000
+        // A fraction (`1796172360.458`, as many JSON encoders write seconds) is of the same
+        // unit as the integer part.
+        let frac: f64 = if frac_part.is_empty() {
+            0.0
         } else {
-            n / 1_000_000
-        });
+            format!("0.{frac_part}").parse().unwrap_or(0.0)
+        };
+        let (whole_ms, frac_ms) = if n < 100_000_000_000 {
+            (n * 1000, frac * 1000.0)
+        } else if n < 100_000_000_000_000 {
+            (n, frac)
+        } else if n < 100_000_000_000_000_000 {
+            (n / 1000, ((n % 1000) as f64 + frac) / 1000.0)
+        } else {
+            (n / 1_000_000, ((n % 1_000_000) as f64 + frac) / 1_000_000.0)
+        };
+        return Ok(whole_ms + frac_ms.floor() as i64);
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.timestamp_millis());
@@ -64,5 +76,9 @@ mod tests {
         assert_eq!(parse("1714522500000", tz), Ok(expect));
         assert_eq!(parse("1714522500000000000", tz), Ok(expect));
         assert!(parse("yesterday", tz).unwrap_err().contains("not RFC 3339"));
+        // Float epochs: seconds with milliseconds, and milliseconds with a fraction.
+        assert_eq!(parse("1714522500.458", tz), Ok(expect + 458));
+        assert_eq!(parse("1714522500458.9", tz), Ok(expect + 458));
+        assert!(parse("1714522500.4.5", tz).is_err());
     }
 }

@@ -211,6 +211,9 @@ impl Encoder {
                     Some(Owner {
                         land_mu: f.land_mu,
                         stats: &f.stats,
+                        has_production_counters: self
+                            .config
+                            .firm_has_production_counters(i as usize),
                     })
                 }
                 _ => None,

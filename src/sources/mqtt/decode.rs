@@ -111,10 +111,15 @@ fn ts(v: Option<&Value>, arrival_ms: i64, tz: Tz) -> Result<i64, Reject> {
     match v {
         None | Some(Value::Null) => Ok(arrival_ms),
         Some(Value::Number(n)) => {
-            let text = n
-                .as_i64()
-                .map(|i| i.to_string())
-                .ok_or(Reject::BadTimestamp)?;
+            // serde_json prints a float as its shortest round-trip form: `1796172360.458`.
+            let text = match n.as_i64() {
+                Some(i) => i.to_string(),
+                None => n
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f.to_string())
+                    .ok_or(Reject::BadTimestamp)?,
+            };
             timestamp::parse(&text, tz).map_err(|_| Reject::BadTimestamp)
         }
         Some(Value::String(s)) => timestamp::parse(s, tz).map_err(|_| Reject::BadTimestamp),
@@ -362,6 +367,17 @@ mod tests {
             (1234.5, "kWh", 1_714_522_500_000)
         );
         assert_eq!((r[1].amount, r[1].unit.symbol), (1500.0, "W"));
+        // A float epoch in seconds is a timestamp too.
+        let f = decode(
+            &s,
+            "m1",
+            br#"{"e":{"in":1.0},"p":1,"ts":1796172360.458}"#,
+            0,
+            TZ,
+            &M,
+        )
+        .unwrap();
+        assert_eq!(f[0].ts_ms, 1_796_172_360_458);
         assert_eq!(
             decode(&s, "m1", b"{not json", 0, TZ, &M),
             Err(Reject::Malformed)
