@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 use crate::sinks::influx::InfluxOutput;
+use crate::sinks::lock::ExclusiveLock;
 use crate::sinks::outbox::Outbox;
 use crate::sinks::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -28,6 +29,8 @@ pub struct Pipeline {
     influx: Option<InfluxOutput>,
     /// Set when the daemon stops: a commit held back by a full outbox gives up instead of waiting.
     shutdown: Arc<AtomicBool>,
+    /// This pipeline is the only writer of its store and outbox while it lives.
+    _locks: Vec<ExclusiveLock>,
 }
 
 impl Pipeline {
@@ -37,6 +40,10 @@ impl Pipeline {
         store: Store,
         metrics: Arc<Metrics>,
     ) -> Result<Pipeline, StoreError> {
+        let mut locks = vec![ExclusiveLock::acquire(store.path(), "store")?];
+        if let Some(ic) = &config.influx {
+            locks.push(ExclusiveLock::acquire(&ic.outbox.dir, "outbox")?);
+        }
         metrics.accounts.get_or_init(|| {
             crate::metrics::accounts::AccountMetrics::register(&metrics.registry, &config)
         });
@@ -82,6 +89,7 @@ impl Pipeline {
             reject_log: RateLimitedLog::new(Duration::from_secs(10)),
             influx,
             shutdown,
+            _locks: locks,
         })
     }
 

@@ -130,18 +130,24 @@ fn restart_between_two_readings_attributes_the_outage_once() {
     ])
     .unwrap();
     assert_eq!(import_kwh(&p), 1_510.0);
-    // The outage's energy sits in the hour of the reading that revealed it (03:00-04:00 UTC).
-    let hour = p
-        .store()
-        .sums(
-            p.accountant(),
-            WindowKind::Hour,
-            Entity::Meter(0),
-            ts("2024-01-01T03:00:00Z"),
-            ts("2024-01-01T04:00:00Z"),
-        )
-        .unwrap();
-    assert_eq!(hour.get(Metric::GridImportKwh), 1_500.0);
+    // The outage's energy covers (00:15, 03:15], 180 minutes, and is spread over them: the
+    // 03:00-04:00 hour holds 15 of them (1,500 x 15 / 180 = 125 kWh), the 01:00 hour 60
+    // (500 kWh), and the 00:00 hour its 10 kWh plus 45 minutes' worth (375 kWh).
+    let hour = |at: &str| {
+        p.store()
+            .sums(
+                p.accountant(),
+                WindowKind::Hour,
+                Entity::Meter(0),
+                ts(at),
+                ts(at) + 3_600_000,
+            )
+            .unwrap()
+            .get(Metric::GridImportKwh)
+    };
+    assert_eq!(hour("2024-01-01T03:00:00Z"), 125.0);
+    assert_eq!(hour("2024-01-01T01:00:00Z"), 500.0);
+    assert_eq!(hour("2024-01-01T00:00:00Z"), 385.0);
 }
 
 #[test]
@@ -159,28 +165,67 @@ fn quarantine_pending_survives_a_restart() {
             "2024-01-01T00:00:00Z",
         )])
         .unwrap();
-        // A used replacement meter at 7,000 kWh: held as pending.
+        // 100 kWh in a minute is 6,000 kWh/h, over the 5,000 limit: quarantined.
         p.ingest(&[reading(
             "grid",
             "import",
-            7_000.0,
+            40_100.0,
             "kWh",
             "2024-01-01T00:01:00Z",
         )])
         .unwrap();
+        assert_eq!(import_kwh(&p), 0.0);
     }
     let mut p = pipeline(&cfg, &path);
-    // After restart the next reading confirms the pending jump: +5 kWh from 7,000.
+    // After restart the next reading continues the jump: 190 kWh in 2 minutes = 5,700 kWh/h,
+    // within 4 x the limit: real consumption over the limit, counted in full.
     p.ingest(&[reading(
         "grid",
         "import",
-        7_005.0,
+        40_190.0,
         "kWh",
         "2024-01-01T00:02:00Z",
     )])
     .unwrap();
-    assert_eq!(import_kwh(&p), 5.0);
-    assert_eq!(p.store().event_count("rebased").unwrap(), 1);
+    assert_eq!(import_kwh(&p), 190.0);
+    assert_eq!(p.store().event_count("over_limit").unwrap(), 1);
+}
+
+#[test]
+fn a_held_drop_survives_a_restart_and_is_never_rebased_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let cfg = config(FACTORY);
+    {
+        let mut p = pipeline(&cfg, &path);
+        p.ingest(&[
+            reading("grid", "import", 40_000.0, "kWh", "2024-01-01T00:00:00Z"),
+            // A used meter at 7,000 kWh, not declared: held.
+            reading("grid", "import", 7_000.0, "kWh", "2024-01-01T00:01:00Z"),
+        ])
+        .unwrap();
+    }
+    let mut p = pipeline(&cfg, &path);
+    // 7,005 continues the held value, not the mark: nothing is counted (a redelivered run of
+    // old values looks the same). Back above the mark, 40,000 -> 40,010 counts 10 kWh.
+    p.ingest(&[
+        reading("grid", "import", 7_005.0, "kWh", "2024-01-01T00:02:00Z"),
+        reading("grid", "import", 40_010.0, "kWh", "2024-01-01T00:10:00Z"),
+    ])
+    .unwrap();
+    assert_eq!(import_kwh(&p), 10.0);
+    assert_eq!(p.store().event_count("held").unwrap(), 1);
+    assert_eq!(p.store().event_count("rebased").unwrap(), 0);
+    // The held reading is marked as such in the store.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let held: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM readings_by_name WHERE quality = 'held'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held, 1);
 }
 
 #[test]
@@ -279,8 +324,9 @@ fn retention_drops_old_detail_and_keeps_days_months_years() {
         .store()
         .apply_retention(&retention, ts("2024-03-01T00:00:00Z"))
         .unwrap();
-    // 2 readings + (1 minute + 1 quarter-hour + 1 hour window) x 4 levels = 14 rows.
-    assert_eq!(deleted, 14);
+    // The delta covers (00:00, 00:15]: 15 minute windows, 1 quarter-hour and 1 hour window at
+    // 4 levels each, and 2 readings: 2 + 17 x 4 = 70 rows.
+    assert_eq!(deleted, 70);
     assert_eq!(p.store().reading_count().unwrap(), 0);
     let minute = p
         .store()

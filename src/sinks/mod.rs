@@ -2,5 +2,6 @@
 //! point of the pipeline; `influx` writes to an InfluxDB v2 API through the durable `outbox`.
 
 pub mod influx;
+pub mod lock;
 pub mod outbox;
 pub mod store;

@@ -33,6 +33,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// Another process writes to this store (or its outbox).
+    #[error(transparent)]
+    Locked(#[from] crate::sinks::lock::LockError),
     /// The hook run inside the commit (the InfluxDB outbox append) failed; nothing was committed.
     #[error(transparent)]
     Outbox(#[from] crate::sinks::outbox::OutboxError),
