@@ -590,13 +590,10 @@ fn replay_cmd(
             h.meter,
             h.channel,
             fmt_ts(h.ts_ms, tz),
-            report::num(h.to_base, 6),
+            h.to_base,
             h.base_unit,
-            h.from_base.map_or("none".to_string(), |f| format!(
-                "{} {}",
-                report::num(f, 6),
-                h.base_unit
-            )),
+            h.from_base
+                .map_or("none".to_string(), |f| format!("{f} {}", h.base_unit)),
         );
     }
     for h in &summary.pending_at_end {
@@ -607,10 +604,10 @@ fn replay_cmd(
             h.meter,
             h.channel,
             fmt_ts(h.ts_ms, tz),
-            report::num(h.to_base, 6),
+            h.to_base,
             h.base_unit,
             h.from_base
-                .map_or("none".to_string(), |f| format!("{} {}", report::num(f, 6), h.base_unit)),
+                .map_or("none".to_string(), |f| format!("{f} {}", h.base_unit)),
         );
     }
     for e in summary.rejections.iter().take(50) {
