@@ -19,19 +19,20 @@ use std::time::{Duration, Instant};
 const METERS: usize = 100;
 const PER_METER: usize = 500;
 
-fn config_text(port: u16, store: &Path) -> String {
+fn config_text(port: u16, store: &Path, meters: usize, payload_time: bool) -> String {
     let mut t = String::from(
         "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
     );
-    for i in 0..METERS {
+    for i in 0..meters {
         t.push_str(&format!(
             "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 1000000 }}]\n"
         ));
     }
     t.push_str(&format!(
         "[store]\npath = \"{}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"ecogate-durability\"\n\
-         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/energy\"\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\ntimestamp = \"/ts\"\n",
-        store.display()
+         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/energy\"\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\n{}",
+        store.display(),
+        if payload_time { "timestamp = \"/ts\"\n" } else { "" }
     ));
     t
 }
@@ -96,10 +97,14 @@ struct Setup {
 }
 
 fn setup(port: u16) -> Setup {
+    setup_with(port, METERS, true)
+}
+
+fn setup_with(port: u16, meters: usize, payload_time: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.db");
     let cfg_path = dir.path().join("ecogate.toml");
-    let text = config_text(port, &store);
+    let text = config_text(port, &store, meters, payload_time);
     std::fs::write(&cfg_path, &text).unwrap();
     let cfg = Arc::new(Config::parse(&cfg_path, &text).unwrap());
     Setup {
@@ -195,4 +200,137 @@ impl Drop for Guard {
             stop(c);
         }
     }
+}
+
+/// Without payload timestamps every reading is stamped on arrival: a backlog delivered after a
+/// restart arrives in one burst, and redelivered messages arrive after newer ones. 20 meters x
+/// 2,000 readings, meter i rising by 37 + i Wh a reading. Truth per meter = last - first =
+/// 1,999 x (37 + i) Wh.
+const NT_METERS: usize = 20;
+const NT_PER_METER: usize = 2_000;
+
+fn untimed_messages() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(NT_METERS * NT_PER_METER);
+    for k in 0..NT_PER_METER {
+        for i in 0..NT_METERS {
+            let wh = 5_000_000 + (k * (37 + i)) as u64;
+            out.push((
+                format!("park/c{i}/energy"),
+                format!("{{\"wh\":{wh}}}").into_bytes(),
+            ));
+        }
+    }
+    out
+}
+
+fn meter_truth_kwh(i: usize) -> f64 {
+    ((NT_PER_METER - 1) * (37 + i)) as f64 / 1000.0
+}
+
+fn meter_kwh(cfg: &Arc<Config>, store: &Path) -> Vec<f64> {
+    let Ok(s) = Store::open(store) else {
+        return vec![0.0; NT_METERS];
+    };
+    let acct = Accountant::new(cfg.clone());
+    (0..NT_METERS)
+        .map(|i| {
+            s.sums(
+                &acct,
+                WindowKind::Year,
+                Entity::Meter(i as u32),
+                0,
+                i64::MAX,
+            )
+            .map_or(0.0, |x| x.get(Metric::ChargingDeliveredKwh))
+        })
+        .collect()
+}
+
+/// Polls until every meter's total equals its truth or 90 s pass; returns the totals.
+async fn wait_for_meters(s: &Setup) -> Vec<f64> {
+    let (cfg, store) = (s.cfg.clone(), s.store.clone());
+    tokio::task::spawn_blocking(move || {
+        let truth: Vec<f64> = (0..NT_METERS).map(meter_truth_kwh).collect();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let got = meter_kwh(&cfg, &store);
+            if got == truth || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn report(what: &str, got: &[f64]) {
+    for (i, g) in got.iter().enumerate() {
+        eprintln!(
+            "{what}: meter c{i}: {g} kWh, truth {} kWh",
+            meter_truth_kwh(i)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_three_times_without_payload_timestamps_counts_each_meter_exactly() {
+    let broker = Mosquitto::start();
+    let s = setup_with(broker.port, NT_METERS, false);
+    let ecogate = Arc::new(std::sync::Mutex::new(Guard(Some(start_ecogate(
+        &s.cfg_path,
+    )))));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut msgs = untimed_messages();
+    let quarter = msgs.len() / 4;
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        let rest = msgs.split_off(quarter);
+        parts.push(std::mem::replace(&mut msgs, rest));
+    }
+    parts.push(msgs);
+    for (n, part) in parts.into_iter().enumerate() {
+        let victim = ecogate.clone();
+        let kill = n < 3;
+        publish(broker.port, part, move || {
+            if kill {
+                // SIGKILL halfway through this part: the rest of it queues at the broker and
+                // arrives as one burst when ecogate is back.
+                let mut child = victim.lock().unwrap().0.take().unwrap();
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        })
+        .await;
+        if kill {
+            ecogate.lock().unwrap().0 = Some(start_ecogate(&s.cfg_path));
+        }
+    }
+    let got = wait_for_meters(&s).await;
+    drop(ecogate);
+    report("kill -9 x3, stamped on arrival", &got);
+    let truth: Vec<f64> = (0..NT_METERS).map(meter_truth_kwh).collect();
+    assert_eq!(got, truth);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restarts_without_payload_timestamps_count_each_meter_exactly() {
+    let broker = Arc::new(std::sync::Mutex::new(Mosquitto::start()));
+    let port = broker.lock().unwrap().port;
+    let s = setup_with(port, NT_METERS, false);
+    let child = Guard(Some(start_ecogate(&s.cfg_path)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut msgs = untimed_messages();
+    let second = msgs.split_off(msgs.len() / 2);
+    for part in [msgs, second] {
+        let b = broker.clone();
+        // The broker restarts halfway through each half: publishers and ecogate reconnect,
+        // unacknowledged messages are sent and delivered again.
+        publish(port, part, move || b.lock().unwrap().restart()).await;
+    }
+    let got = wait_for_meters(&s).await;
+    drop(child);
+    report("two broker restarts, stamped on arrival", &got);
+    let truth: Vec<f64> = (0..NT_METERS).map(meter_truth_kwh).collect();
+    assert_eq!(got, truth);
 }
