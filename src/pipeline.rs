@@ -115,6 +115,46 @@ impl Pipeline {
         &self.metrics
     }
 
+    /// Every over-limit confirmation, held drop and persistent jump is logged: each is rare
+    /// (once per channel and episode) and each needs a person.
+    fn log_held(&self, batch: &Batch) {
+        use crate::accounting::ledger::EventKind;
+        for e in &batch.events {
+            let (meter, channel) = self.accountant.channel_ids(e.channel);
+            let unit = self.accountant.channel_base_unit(e.channel);
+            let base = |micro: i64| micro as f64 / crate::units::MICRO;
+            match e.kind {
+                EventKind::OverLimit => tracing::warn!(
+                    meter,
+                    channel,
+                    confirmed_rate_per_h = base(e.delta_micro),
+                    limit_per_h = self
+                        .accountant
+                        .counter_limit_micro_per_h(e.channel)
+                        .map(|l| l / crate::units::MICRO),
+                    unit,
+                    "readings above max_rate_per_hour confirm one another: counted in full; raise the channel's limit"
+                ),
+                EventKind::Held => tracing::warn!(
+                    meter,
+                    channel,
+                    value = base(e.to.micro),
+                    high_water_mark = e.from.map(|p| base(p.micro)),
+                    unit,
+                    "register dropped below its high-water mark (not a rollover, not a reset from zero): held, nothing counted until it passes the mark; declare a replaced meter in the configuration"
+                ),
+                EventKind::Rebased => tracing::warn!(
+                    meter,
+                    channel,
+                    jump = base(e.delta_micro),
+                    unit,
+                    "a jump far above the limit persisted: not counted, counting resumed from it"
+                ),
+                _ => {}
+            }
+        }
+    }
+
     /// Accounts and commits one batch. On error nothing changed, in memory or on disk.
     pub fn ingest(&mut self, readings: &[Reading]) -> Result<Batch, StoreError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -150,7 +190,9 @@ impl Pipeline {
         self.metrics.observe(&batch);
         if let Some(a) = self.metrics.accounts.get() {
             a.observe(&batch, self.accountant.config());
+            a.observe_counters(&self.accountant, &batch);
         }
+        self.log_held(&batch);
         for r in &batch.rejections {
             if let Some(suppressed) = self.reject_log.allow(r.reason) {
                 tracing::warn!(

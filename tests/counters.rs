@@ -189,6 +189,15 @@ fn quarantine_pending_survives_a_restart() {
     .unwrap();
     assert_eq!(import_kwh(&p), 190.0);
     assert_eq!(p.store().event_count("over_limit").unwrap(), 1);
+    // /metrics says by how much: 5,700 / 5,000 = 1.14.
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&p.metrics().registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("ecogate_counter_over_limit_ratio{channel=\"import\",meter=\"grid\"} 1.14"),
+        "{text}"
+    );
+    assert!(text.contains("ecogate_counter_held{channel=\"import\",meter=\"grid\"} 0"));
 }
 
 #[test]

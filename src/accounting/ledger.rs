@@ -450,6 +450,16 @@ impl Accountant {
             .base_symbol()
     }
 
+    /// A counter channel's configured `max_rate_per_hour`, in micro base units per hour.
+    pub fn counter_limit_micro_per_h(&self, r: ChannelRef) -> Option<f64> {
+        self.channels
+            .get(r.meter as usize)?
+            .get(r.channel as usize)?
+            .counter_spec
+            .as_ref()
+            .map(|s| s.max_rate_micro_per_h)
+    }
+
     /// Installs persisted states (at start-up).
     pub fn load_states(&mut self, states: impl IntoIterator<Item = (ChannelRef, CounterState)>) {
         self.states.extend(states);

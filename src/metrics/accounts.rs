@@ -31,6 +31,11 @@ pub struct AccountMetrics {
     heat_gj: CounterVec,
     /// The latest instantaneous power of every configured power channel, kW.
     pub power_kw: super::power::PowerGauges,
+    /// Per counter channel: the highest confirmed rate over the configured `max_rate_per_hour`
+    /// (1.05 = 5 % above; 0 while within it). Labels are configured ids.
+    counter_over_limit_ratio: GaugeVec,
+    /// Per counter channel: 1 while a reading is held (quarantined jump or held drop).
+    counter_held: GaugeVec,
 }
 
 /// Fuels kept by mass, and steam, for the per-firm fuel counter.
@@ -75,7 +80,30 @@ impl AccountMetrics {
         registry
             .register(Box::new(power_kw.clone()))
             .expect("registered once");
+        let counter_over_limit_ratio = GaugeVec::new(
+            Opts::new(
+                "ecogate_counter_over_limit_ratio",
+                "Highest confirmed rate of a counter channel divided by its configured max_rate_per_hour; 0 while within it. Above 1: readings were counted in full; raise the limit.",
+            ),
+            &["meter", "channel"],
+        )
+        .expect("valid metric");
+        let counter_held = GaugeVec::new(
+            Opts::new(
+                "ecogate_counter_held",
+                "1 while a counter channel holds a reading (a quarantined jump or a held drop) that the next reading decides.",
+            ),
+            &["meter", "channel"],
+        )
+        .expect("valid metric");
+        for g in [&counter_over_limit_ratio, &counter_held] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+        }
         let m = AccountMetrics {
+            counter_over_limit_ratio,
+            counter_held,
             natural_gas_nm3: counter(registry, "ecogate_firm_natural_gas_nm3_total", "Natural gas, Nm3.", &["firm"]),
             fuel_kg: counter(
                 registry,
@@ -215,6 +243,29 @@ impl AccountMetrics {
             registry.register(Box::new(g)).expect("registered once");
         }
         m
+    }
+
+    /// Copies the counter states a committed batch changed into the per-channel gauges.
+    pub fn observe_counters(&self, acct: &crate::accounting::Accountant, batch: &Batch) {
+        for (r, state) in &batch.states {
+            let Some(limit) = acct.counter_limit_micro_per_h(*r) else {
+                continue;
+            };
+            let (meter, channel) = acct.channel_ids(*r);
+            if state.over_limit_micro_per_h > 0 && limit > 0.0 {
+                self.counter_over_limit_ratio
+                    .with_label_values(&[meter, channel])
+                    .set(state.over_limit_micro_per_h as f64 / limit);
+            }
+            let held = self
+                .counter_held
+                .get_metric_with_label_values(&[meter, channel]);
+            match (state.pending.is_some(), held) {
+                (true, Ok(g)) => g.set(1.0),
+                (false, Ok(g)) if g.get() != 0.0 => g.set(0.0),
+                _ => {}
+            }
+        }
     }
 
     /// Adds a committed batch's firm-level sums (from its largest window kind, which holds every
