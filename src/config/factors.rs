@@ -273,6 +273,34 @@ fn expected(kind: FactorKind, per: Dimension) -> String {
     )
 }
 
+/// Every shipped default: (kind, name, grid region for grid factors, year for grid factors,
+/// the factor as `builtin` gives it). For tests and listings that must cover all of them.
+pub fn all_defaults() -> Vec<(
+    FactorKind,
+    &'static str,
+    Option<&'static str>,
+    Option<i32>,
+    Factor,
+)> {
+    let mut out = Vec::new();
+    for &(region, year, _, _) in GRID_LOCATION {
+        if let Some(f) = builtin(Co2, "grid_location", region, year) {
+            out.push((Co2, "grid_location", Some(region), Some(year), f));
+        }
+    }
+    for &(year, _, _) in GRID_RESIDUAL {
+        if let Some(f) = builtin(Co2, "grid_market_residual", "national", year) {
+            out.push((Co2, "grid_market_residual", Some("national"), Some(year), f));
+        }
+    }
+    for def in DEFAULTS {
+        if let Some(f) = builtin(def.kind, def.name, "national", DEFAULT_GRID_YEAR) {
+            out.push((def.kind, def.name, None, None, f));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
