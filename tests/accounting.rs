@@ -483,3 +483,201 @@ fn windows_gathered_by_minute_equal_windows_per_reading() {
         4
     );
 }
+
+/// One firm that uses every carrier and rule, over the whole of 2022 (national grid factors:
+/// location 0.5366, residual 0.5856 kgCO2/kWh), read at local midnight on 1 January 2022 and
+/// 1 January 2023 (the closing reading at the boundary closes 2022).
+const EVERY_CARRIER: &str = r#"
+[park]
+name = "Audit Park"
+grid_region = "national"
+grid_factor_year = 2022
+
+[[firms]]
+id = "f1"
+name = "Every Carrier Co."
+land_mu = 30
+
+[firms.stats]
+tax_cny = 1_500_000
+value_added_cny = 20_000_000
+output_value_cny = 60_000_000
+green_certificates = 100
+
+[[sites]]
+id = "plant"
+firm = "f1"
+kind = "factory"
+
+[[sites]]
+id = "bess"
+firm = "f1"
+kind = "storage"
+
+[factors.co2.steam]
+value = 0.19
+unit = "tCO2/t"
+year = 2022
+source = "supplier declaration 2022 (test)"
+
+[[meters]]
+id = "m"
+site = "plant"
+channels = [
+  { id = "imp", carrier = "grid_import", kind = "counter", unit = "kWh", max_rate_per_hour = 1e9 },
+  { id = "exp", carrier = "grid_export", kind = "counter", unit = "kWh", max_rate_per_hour = 1e9 },
+  { id = "pv", carrier = "pv_generation", kind = "counter", unit = "kWh", max_rate_per_hour = 1e9 },
+  { id = "ppa", carrier = "green_power", kind = "counter", unit = "kWh", max_rate_per_hour = 1e9 },
+  { id = "diesel", carrier = "diesel", kind = "counter", unit = "t", max_rate_per_hour = 1e9 },
+  { id = "lpg", carrier = "lpg", kind = "counter", unit = "t", max_rate_per_hour = 1e9 },
+  { id = "coal", carrier = "coal", kind = "counter", unit = "t", max_rate_per_hour = 1e9 },
+  { id = "heat", carrier = "heat", kind = "counter", unit = "GJ", max_rate_per_hour = 1e9 },
+  { id = "steam", carrier = "steam", kind = "counter", unit = "t", max_rate_per_hour = 1e9 },
+]
+
+[[meters]]
+id = "b"
+site = "bess"
+channels = [
+  { id = "chg", carrier = "storage_charge", kind = "counter", unit = "kWh", max_rate_per_hour = 1e9 },
+  { id = "dis", carrier = "storage_discharge", kind = "counter", unit = "kWh", max_rate_per_hour = 1e9 },
+]
+"#;
+
+#[test]
+fn a_firm_with_every_carrier_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(EVERY_CARRIER);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    let (start, end) = ("2021-12-31T16:00:00Z", "2022-12-31T16:00:00Z");
+    // (meter, channel, unit, first, last): the year's delta is last - first.
+    let channels = [
+        ("m", "imp", "kWh", 10_000.0, 1_010_000.0), // 1,000,000 kWh imported
+        ("m", "exp", "kWh", 500.0, 50_500.0),       // 50,000 kWh exported
+        ("m", "pv", "kWh", 0.0, 200_000.0),         // 200,000 kWh generated
+        ("m", "ppa", "kWh", 0.0, 300_000.0),        // 300,000 kWh green-power contract
+        ("m", "diesel", "t", 1.0, 3.0),             // 2 t diesel
+        ("m", "lpg", "t", 0.5, 2.0),                // 1.5 t LPG
+        ("m", "coal", "t", 20.0, 120.0),            // 100 t coal
+        ("m", "heat", "GJ", 0.0, 500.0),            // 500 GJ heat
+        ("m", "steam", "t", 100.0, 900.0),          // 800 t steam
+        ("b", "chg", "kWh", 0.0, 30_000.0),         // 30,000 kWh into the battery
+        ("b", "dis", "kWh", 0.0, 27_000.0),         // 27,000 kWh out of it
+    ];
+    let at = |when: &str, last: bool| -> Vec<ecogate::reading::Reading> {
+        channels
+            .iter()
+            .map(|&(m, c, u, first, end_value)| {
+                reading(m, c, if last { end_value } else { first }, u, when)
+            })
+            .collect()
+    };
+    p.ingest(&at(start, false)).unwrap();
+    let b = p.ingest(&at(end, true)).unwrap();
+    assert!(b.rejections.is_empty(), "{:?}", b.rejections);
+    let year = p
+        .store()
+        .sums(
+            p.accountant(),
+            WindowKind::Year,
+            Entity::Firm(0),
+            ts(start),
+            ts(start) + 1,
+        )
+        .unwrap();
+    // Electricity consumed = 1,000,000 + 200,000 - 50,000 = 1,150,000 kWh; PV self-consumed =
+    // 200,000 - 50,000 = 150,000 kWh. Storage is reported and enters no balance.
+    assert_eq!(year.get(Metric::ElectricityConsumedKwh), 1_150_000.0);
+    assert_eq!(year.get(Metric::PvSelfConsumedKwh), 150_000.0);
+    assert_eq!(year.get(Metric::GridExportKwh), 50_000.0);
+    assert_eq!(year.get(Metric::StorageChargeKwh), 30_000.0);
+    assert_eq!(year.get(Metric::StorageDischargeKwh), 27_000.0);
+    assert_eq!(year.get(Metric::CoalKg), 100_000.0);
+    assert_eq!(year.get(Metric::SteamKg), 800_000.0);
+    // Scope 1 = diesel 2 t x 3.0959 + LPG 1.5 t x 3.1013 + coal 100 t x 1.7418
+    //         = 6.1918 + 4.65195 + 174.18 = 185.02375 t.
+    assert_eq!(year.get(Metric::Co2Scope1Kg), 185_023.75);
+    // Scope 2 location = grid 1,000,000 x 0.5366 kg + heat 500 GJ x 0.11 t + steam 800 t x 0.19 t
+    //                  = 536.6 + 55 + 152 = 743.6 t. Exported PV subtracts nothing.
+    assert_eq!(year.get(Metric::Co2Scope2LocationKg), 743_600.0);
+    // Market gross = 1,000,000 x 0.5856 + 55,000 + 152,000 = 792,600 kg.
+    assert_eq!(year.get(Metric::Co2Scope2MarketGrossKg), 792_600.0);
+    // tce equivalent = 1,150,000 x 0.1229 + 2,000 kg x 1.4571 + 1,500 x 1.7143 + 100,000 x 0.7143
+    //   + 500 GJ x 34.12 + 800,000 kg x 0.1286
+    //   = 141,335 + 2,914.2 + 2,571.45 + 71,430 + 17,060 + 102,880 = 338,190.65 kgce.
+    assert_eq!(year.get(Metric::EnergyEquivalentKgce), 338_190.65);
+    // Coal-consumption value: electricity at 0.404: 464,600 + the same 196,855.65 = 661,455.65.
+    assert_eq!(year.get(Metric::EnergyCoalConsumptionKgce), 661_455.65);
+
+    let period = Period {
+        days: 365.0,
+        year_days: 365.0,
+        whole_year_holdings: true,
+    };
+    let i = report::firm_indicators(&cfg, 0, &year, period);
+    // Green electricity = min(300,000 contract + 100 GEC x 1,000, grid 1,000,000) = 400,000 kWh;
+    // market-based Scope 2 = 792.6 - 400,000 x 0.5856 / 1,000 = 792.6 - 234.24 = 558.36 t.
+    close(i.green_electricity_kwh, 400_000.0);
+    close(i.co2_scope2_market_t, 558.36);
+    // Total (Scope 1 + location Scope 2) = 185.02375 + 743.6 = 928.62375 t.
+    close(i.co2_total_t, 928.62375);
+    // No production counter: the annual output value, whole year = 60,000,000 CNY.
+    assert_eq!(i.output_source, OutputSource::AnnualStatistics);
+    close(i.output_cny.unwrap(), 60_000_000.0);
+    // Per mu: 60,000,000 / 30 = 2,000,000 CNY/mu; tax 1,500,000 / 30 = 50,000 CNY/mu.
+    close(i.output_per_mu_cny.unwrap(), 2_000_000.0);
+    close(i.tax_per_mu_cny.unwrap(), 50_000.0);
+    // Carbon intensity = 928.62375 / 6,000 = 0.154770625 tCO2 per 10,000 CNY; energy intensity
+    // = 338.19065 / 6,000 = 0.0563651083... tce per 10,000 CNY.
+    close(i.carbon_intensity_tco2_per_10k_cny.unwrap(), 0.154770625);
+    close(
+        i.energy_intensity_tce_per_10k_cny.unwrap(),
+        338.19065 / 6_000.0,
+    );
+    // Value added per tce = 20,000,000 / 338.19065 = 59,138.3... CNY/tce.
+    close(i.value_added_per_tce_cny.unwrap(), 20_000_000.0 / 338.19065);
+    // Green share = (150,000 PV self-consumed + 400,000 green) / 1,150,000 = 0.4782608...
+    close(i.green_share.unwrap(), 550_000.0 / 1_150_000.0);
+}
+
+#[test]
+fn a_metering_firm_that_produced_nothing_has_output_zero() {
+    // FACTORY's firm has a production counter and no annual output: with one configured, a
+    // period without production still has output 0 from the counters, not a prorated share.
+    let text = FACTORY.replace(
+        "land_mu = 50",
+        "land_mu = 50\n[firms.stats]\noutput_value_cny = 36_500_000",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&text);
+    let mut p = pipeline(&cfg, &store_path(&dir));
+    p.ingest(&[
+        reading("line", "pcs", 1_000.0, "pcs", "2022-06-01T00:00:00Z"),
+        reading("grid", "import", 100.0, "kWh", "2022-06-01T00:00:00Z"),
+    ])
+    .unwrap();
+    p.ingest(&[
+        reading("line", "pcs", 1_000.0, "pcs", "2022-06-02T00:00:00Z"),
+        reading("grid", "import", 200.0, "kWh", "2022-06-02T00:00:00Z"),
+    ])
+    .unwrap();
+    let sums = p
+        .store()
+        .sums(
+            p.accountant(),
+            WindowKind::Year,
+            Entity::Firm(0),
+            0,
+            i64::MAX,
+        )
+        .unwrap();
+    let period = Period {
+        days: 1.0,
+        year_days: 365.0,
+        whole_year_holdings: false,
+    };
+    let i = report::firm_indicators(&cfg, 0, &sums, period);
+    assert_eq!(i.output_source, OutputSource::Counters);
+    assert_eq!(i.output_cny, Some(0.0));
+    assert_eq!(i.carbon_intensity_tco2_per_10k_cny, None);
+}
