@@ -416,3 +416,154 @@ async fn a_server_refusing_everything_stops_the_dead_letters_and_keeps_the_data(
     assert_eq!(got.len(), 500);
     assert_eq!(got, want);
 }
+
+/// Splits line protocol at unescaped `sep` characters (outside double quotes).
+fn split_unescaped(s: &str, sep: char) -> Vec<String> {
+    let (mut out, mut cur, mut esc, mut quoted) = (Vec::new(), String::new(), false, false);
+    for ch in s.chars() {
+        if esc {
+            cur.push(ch);
+            esc = false;
+        } else if ch == '\\' {
+            esc = true;
+        } else if ch == '"' {
+            quoted = !quoted;
+            cur.push(ch);
+        } else if ch == sep && !quoted {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(ch);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// The last `grid_import_kwh` written per window point, from every write body in the order it
+/// was sent: (window, level, entity id, start ms) -> kWh. In InfluxDB the last write of a
+/// series and timestamp is what a query sees.
+fn last_window_totals(bodies: &[String]) -> BTreeMap<(String, String, String, i64), f64> {
+    let mut out = BTreeMap::new();
+    for body in bodies {
+        for line in body.lines().filter(|l| l.starts_with("ecogate_window,")) {
+            let parts = split_unescaped(line, ' ');
+            assert_eq!(parts.len(), 3, "{line}");
+            let tags: BTreeMap<String, String> = split_unescaped(&parts[0], ',')[1..]
+                .iter()
+                .map(|t| {
+                    let (k, v) = t.split_once('=').unwrap();
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let level = tags["level"].clone();
+            let entity = match level.as_str() {
+                "park" => "park".to_string(),
+                other => tags[other].clone(),
+            };
+            let Some(kwh) = split_unescaped(&parts[1], ',').iter().find_map(|f| {
+                f.strip_prefix("grid_import_kwh=")
+                    .map(|v| v.parse::<f64>().unwrap())
+            }) else {
+                continue;
+            };
+            let ts: i64 = parts[2].parse().unwrap();
+            out.insert((tags["window"].clone(), level, entity, ts), kwh);
+        }
+    }
+    out
+}
+
+/// The store's total for each written window point, read back with the store's own reader.
+fn store_window_total(c: &Case, window: &str, level: &str, entity: &str, start_ms: i64) -> f64 {
+    use ecogate::accounting::{Accountant, Entity};
+    let text = std::fs::read_to_string(&c.cfg).unwrap();
+    let cfg = std::sync::Arc::new(ecogate::config::Config::parse(&c.cfg, &text).unwrap());
+    let acct = Accountant::new(cfg.clone());
+    let e = match level {
+        "park" => Entity::Park,
+        "firm" => Entity::Firm(cfg.firms.iter().position(|f| f.id == entity).unwrap() as u32),
+        "site" => Entity::Site(cfg.sites.iter().position(|s| s.id == entity).unwrap() as u32),
+        _ => Entity::Meter(cfg.meters.iter().position(|m| m.id == entity).unwrap() as u32),
+    };
+    let store = ecogate::sinks::store::Store::open(&c.dir.path().join("store.db")).unwrap();
+    let w = ecogate::accounting::window::WindowKind::parse(window).unwrap();
+    store
+        .sums(&acct, w, e, start_ms, start_ms + 1)
+        .unwrap()
+        .get(ecogate::accounting::metric::Metric::GridImportKwh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_window_total_written_equals_the_stores() {
+    let vm = Victoria::start();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", vm.port), Box::new(|_, _| None)).await;
+    let c = case(&format!("http://127.0.0.1:{}", proxy.port), "");
+    // Minute windows kept forever, so that May's minutes are written too.
+    let text = std::fs::read_to_string(&c.cfg)
+        .unwrap()
+        .replace("[metrics]", "[store.retention]\nminute_days = 0\n[metrics]");
+    std::fs::write(&c.cfg, text).unwrap();
+    tokio::task::spawn_blocking({
+        let (cfg, csv) = (c.cfg.clone(), c.csv.clone());
+        move || run_replay(&cfg, &csv)
+    })
+    .await
+    .unwrap();
+    let bodies: Vec<String> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.body.clone())
+        .collect();
+    let last = last_window_totals(&bodies);
+    // 2 hours of minutes from 04:00 local: every window kind of every level is written.
+    for w in ["1m", "15m", "1h", "1d", "month", "year"] {
+        assert!(last.keys().any(|k| k.0 == w), "no {w} window written");
+    }
+    assert!(last.len() > 500, "{}", last.len());
+    for ((window, level, entity, start), kwh) in &last {
+        let stored = store_window_total(&c, window, level, entity, *start);
+        assert_eq!(*kwh, stored, "{window} {level} {entity} {start}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_older_than_the_store_keeps_are_not_rewritten() {
+    // The case's readings are from May 2026; the store keeps hour windows 30 days and minutes
+    // 1 day. Their totals in the store are gone (or about to go) after retention, so a late
+    // reading would rewrite them with a part: none is written; days, months and years are,
+    // each equal to the store's.
+    let vm = Victoria::start();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", vm.port), Box::new(|_, _| None)).await;
+    let c = case(&format!("http://127.0.0.1:{}", proxy.port), "");
+    let text = std::fs::read_to_string(&c.cfg).unwrap().replace(
+        "[metrics]",
+        "[store.retention]\nminute_days = 1\nquarter_hour_days = 30\nhour_days = 30\n[metrics]",
+    );
+    std::fs::write(&c.cfg, text).unwrap();
+    tokio::task::spawn_blocking({
+        let (cfg, csv) = (c.cfg.clone(), c.csv.clone());
+        move || run_replay(&cfg, &csv)
+    })
+    .await
+    .unwrap();
+    let bodies: Vec<String> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.body.clone())
+        .collect();
+    let last = last_window_totals(&bodies);
+    for w in ["1m", "15m", "1h"] {
+        assert!(!last.keys().any(|k| k.0 == w), "{w} windows were written");
+    }
+    for w in ["1d", "month", "year"] {
+        assert!(last.keys().any(|k| k.0 == w), "no {w} window written");
+    }
+    for ((window, level, entity, start), kwh) in &last {
+        let stored = store_window_total(&c, window, level, entity, *start);
+        assert_eq!(*kwh, stored, "{window} {level} {entity} {start}");
+    }
+}
