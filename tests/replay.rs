@@ -177,3 +177,134 @@ fn check_prints_a_summary_and_fails_with_code_2_on_errors() {
         "{err}"
     );
 }
+
+/// Per channel of the shipped sample: (first, last) value in the file, in the file's unit,
+/// leaving out the one glitched row (hd-main import at 01:05, a spike of +1,000,000 kWh).
+fn sample_span(meter: &str, channel: &str) -> (f64, f64) {
+    let text = std::fs::read_to_string("tests/data/sample.csv").unwrap();
+    let values: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[1] == meter && f[2] == channel && !f[0].contains(":05:00")
+        })
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    (values[0], *values.last().unwrap())
+}
+
+fn delta(meter: &str, channel: &str) -> f64 {
+    let (first, last) = sample_span(meter, channel);
+    last - first
+}
+
+#[test]
+fn the_shipped_samples_printed_figures_follow_from_the_file() {
+    use ecogate::report::num;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s.db");
+    let (code, out, err) = ecogate(&[
+        "replay",
+        "--config",
+        "config/ecogate.example.toml",
+        "--input",
+        "tests/data/sample.csv",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let section = |name: &str| -> String {
+        out.split(&format!("firm {name}"))
+            .nth(1)
+            .unwrap()
+            .split("\nfirm ")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let has = |text: &str, want: String| assert!(text.contains(&want), "`{want}` not in\n{text}");
+    // National grid 2023: 0.5306 kgCO2/kWh location-based; electricity 0.1229 kgce/kWh;
+    // natural gas 2.162 kgCO2/Nm3 and 1.2143 kgce/Nm3.
+
+    // hengda-motors. The gas meter wraps at 100,000 Nm3 once: used = last + 100,000 - first.
+    let hd = section("hengda-motors");
+    let (gas_first, gas_last) = sample_span("hd-gas", "volume");
+    assert!(gas_last < gas_first, "the sample's gas meter rolls over");
+    let gas = gas_last + 100_000.0 - gas_first;
+    has(&hd, format!("natural gas   {} Nm3", num(gas, 3)));
+    let grid = delta("hd-main", "import");
+    let consumed = grid + delta("hd-pv", "generation") - delta("hd-main", "export");
+    has(
+        &hd,
+        format!(
+            "{} kWh consumed (grid {} kWh",
+            num(consumed, 3),
+            num(grid, 3)
+        ),
+    );
+    // tce (equivalent) = consumed x 0.1229 + gas x 1.2143, in tonnes.
+    let tce = (consumed * 0.1229 + gas * 1.2143) / 1000.0;
+    has(
+        &hd,
+        format!("energy        {} tce equivalent value", num(tce, 4)),
+    );
+    // CO2 = gas x 2.162 (scope 1) + grid x 0.5306 (scope 2), in tonnes.
+    let (s1, s2) = (gas * 2.162 / 1000.0, grid * 0.5306 / 1000.0);
+    has(
+        &hd,
+        format!(
+            "scope 1 {} t + scope 2 {} t location-based",
+            num(s1, 4),
+            num(s2, 4)
+        ),
+    );
+    has(&hd, format!("CO2           {} t total", num(s1 + s2, 4)));
+    // Output: pieces x 850 CNY (unit_value_cny in the example).
+    let pieces = delta("hd-line1", "units");
+    has(
+        &hd,
+        format!(
+            "output        {} CNY (production counters)",
+            num(pieces * 850.0, 2)
+        ),
+    );
+
+    // lvneng-charging: chargers' delivered energy and sessions as counted.
+    let ln = section("lvneng-charging");
+    has(
+        &ln,
+        format!(
+            "charging: {} kWh delivered in {} sessions",
+            num(delta("ln-chargers", "delivered"), 3),
+            num(delta("ln-chargers", "sessions"), 0)
+        ),
+    );
+    // Grid import plus PV (Wh in the file) is what the station consumed.
+    let ln_consumed = delta("ln-grid", "import") + delta("ln-pv", "generation") / 1000.0;
+    has(&ln, format!("{} kWh consumed", num(ln_consumed, 3)));
+
+    // qinghe-hydrogen: grid in MWh in the file. kWh/kg = consumed / produced; kgCO2e/kg = grid
+    // kWh x 0.5306 / produced (PV counts zero); above 14.51: conventional.
+    let qh = section("qinghe-hydrogen");
+    let qh_grid = delta("qh-grid", "import") * 1000.0;
+    let qh_consumed = qh_grid + delta("qh-pv", "generation");
+    let kg = delta("qh-h2", "produced");
+    let kgco2_per_kg = qh_grid * 0.5306 / kg;
+    assert!(kgco2_per_kg > 14.51);
+    has(
+        &qh,
+        format!(
+            "{} kg produced, {} kg dispensed, {} kWh/kg, {} kgCO2e/kg: conventional",
+            num(kg, 3),
+            num(delta("qh-h2", "dispensed"), 3),
+            num(qh_consumed / kg, 2),
+            num(kgco2_per_kg, 3)
+        ),
+    );
+    // The park: the three firms' CO2 added.
+    let park_co2 =
+        s1 + s2 + delta("ln-grid", "import") * 0.5306 / 1000.0 + qh_grid * 0.5306 / 1000.0;
+    let park = out.split("park Zhongyuan").nth(1).unwrap();
+    has(park, format!("CO2           {} t total", num(park_co2, 4)));
+}
