@@ -4,7 +4,17 @@
 use ecogate::config::factors::{all_defaults, FactorKind};
 
 /// (kind, name, region, year, value, unit, as docs/accounting.md writes the value)
-const TABLE: &[(FactorKind, &str, Option<&str>, Option<i32>, f64, &str, &str)] = &[
+type Row = (
+    FactorKind,
+    &'static str,
+    Option<&'static str>,
+    Option<i32>,
+    f64,
+    &'static str,
+    &'static str,
+);
+
+const TABLE: &[Row] = &[
     (
         FactorKind::Co2,
         "grid_location",

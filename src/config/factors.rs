@@ -275,13 +275,16 @@ fn expected(kind: FactorKind, per: Dimension) -> String {
 
 /// Every shipped default: (kind, name, grid region for grid factors, year for grid factors,
 /// the factor as `builtin` gives it). For tests and listings that must cover all of them.
-pub fn all_defaults() -> Vec<(
+/// A shipped default: kind, name, grid region and year (grid factors only), the factor.
+pub type ShippedFactor = (
     FactorKind,
     &'static str,
     Option<&'static str>,
     Option<i32>,
     Factor,
-)> {
+);
+
+pub fn all_defaults() -> Vec<ShippedFactor> {
     let mut out = Vec::new();
     for &(region, year, _, _) in GRID_LOCATION {
         if let Some(f) = builtin(Co2, "grid_location", region, year) {

@@ -83,7 +83,7 @@ pub fn push_micro(out: &mut Vec<u8>, micro: i64) {
     push_u64(out, int);
     if frac != 0 {
         let mut digits = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }

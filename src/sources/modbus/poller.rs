@@ -255,7 +255,7 @@ impl BusTask {
                 self.connect_failures += 1;
                 let delay_ms = crate::sources::backoff_ms(200.0, self.connect_failures, 30_000.0);
                 self.next_connect_ms = now_ms() + delay_ms as i64;
-                if self.connect_failures <= 3 || self.connect_failures % 20 == 0 {
+                if self.connect_failures <= 3 || self.connect_failures.is_multiple_of(20) {
                     tracing::warn!(bus = %self.bus.id, failures = self.connect_failures, "modbus connect failed: {e}");
                 }
                 false
@@ -411,7 +411,7 @@ impl BusTask {
                     let backoff = crate::sources::backoff_ms(interval, n as u32, 60_000.0);
                     d.backoff_until_ms = now_ms() + backoff as i64;
                 }
-                if n <= 3 || n % 50 == 0 {
+                if n <= 3 || n.is_multiple_of(50) {
                     let detail = match f {
                         Failure::Exception(code) => {
                             format!("exception {code} ({})", exception_label(code))

@@ -334,7 +334,7 @@ impl Loop {
                     self.metrics.mqtt_connected.set(0);
                     failures += 1;
                     let delay_ms = crate::sources::backoff_ms(250.0, failures, 30_000.0) as f64;
-                    if failures <= 3 || failures % 20 == 0 {
+                    if failures <= 3 || failures.is_multiple_of(20) {
                         tracing::warn!(
                             failures,
                             "mqtt connection failed, retrying in {:.1} s: {e}",
