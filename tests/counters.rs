@@ -194,10 +194,10 @@ fn quarantine_pending_survives_a_restart() {
         .encode_to_string(&p.metrics().registry.gather())
         .unwrap();
     assert!(
-        text.contains("ecogate_counter_over_limit_ratio{channel=\"import\",meter=\"grid\"} 1.14"),
+        text.contains("ecogate_register_over_limit_ratio{channel=\"import\",meter=\"grid\"} 1.14"),
         "{text}"
     );
-    assert!(text.contains("ecogate_counter_held{channel=\"import\",meter=\"grid\"} 0"));
+    assert!(text.contains("ecogate_register_held{channel=\"import\",meter=\"grid\"} 0"));
 }
 
 #[test]

@@ -82,7 +82,7 @@ impl AccountMetrics {
             .expect("registered once");
         let counter_over_limit_ratio = GaugeVec::new(
             Opts::new(
-                "ecogate_counter_over_limit_ratio",
+                "ecogate_register_over_limit_ratio",
                 "Highest confirmed rate of a counter channel divided by its configured max_rate_per_hour; 0 while within it. Above 1: readings were counted in full; raise the limit.",
             ),
             &["meter", "channel"],
@@ -90,7 +90,7 @@ impl AccountMetrics {
         .expect("valid metric");
         let counter_held = GaugeVec::new(
             Opts::new(
-                "ecogate_counter_held",
+                "ecogate_register_held",
                 "1 while a counter channel holds a reading (a quarantined jump or a held drop) that the next reading decides.",
             ),
             &["meter", "channel"],
