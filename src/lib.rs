@@ -18,3 +18,4 @@ pub mod report;
 pub mod sinks;
 pub mod sources;
 pub mod units;
+pub mod util;

@@ -14,7 +14,6 @@ use crate::sinks::influx::InfluxOutput;
 use crate::sinks::lock::ExclusiveLock;
 use crate::sinks::outbox::Outbox;
 use crate::sinks::store::{Store, StoreError};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ pub struct Pipeline {
     accountant: Accountant,
     store: Store,
     metrics: Arc<Metrics>,
-    reject_log: RateLimitedLog,
+    reject_log: crate::util::RateLimitedLog<RejectReason>,
     influx: Option<InfluxOutput>,
     /// Set when the daemon stops: a commit held back by a full outbox gives up instead of waiting.
     shutdown: Arc<AtomicBool>,
@@ -86,7 +85,7 @@ impl Pipeline {
             accountant,
             store,
             metrics,
-            reject_log: RateLimitedLog::new(Duration::from_secs(10)),
+            reject_log: crate::util::RateLimitedLog::new(Duration::from_secs(10)),
             influx,
             shutdown,
             _locks: locks,
@@ -207,43 +206,6 @@ impl Pipeline {
             }
         }
         Ok(batch)
-    }
-}
-
-/// Logs at most once per interval per reason, saying how many were not logged in between.
-#[derive(Debug)]
-struct RateLimitedLog {
-    interval: Duration,
-    last: HashMap<RejectReason, (Instant, u64)>,
-}
-
-impl RateLimitedLog {
-    fn new(interval: Duration) -> Self {
-        RateLimitedLog {
-            interval,
-            last: HashMap::new(),
-        }
-    }
-
-    /// `Some(suppressed_since_last_log)` if this one may be logged.
-    fn allow(&mut self, reason: RejectReason) -> Option<u64> {
-        let now = Instant::now();
-        match self.last.get_mut(&reason) {
-            Some((at, suppressed)) if now.duration_since(*at) < self.interval => {
-                *suppressed += 1;
-                None
-            }
-            Some((at, suppressed)) => {
-                let n = *suppressed;
-                *at = now;
-                *suppressed = 0;
-                Some(n)
-            }
-            None => {
-                self.last.insert(reason, (now, 0));
-                Some(0)
-            }
-        }
     }
 }
 

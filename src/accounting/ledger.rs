@@ -16,10 +16,7 @@ use crate::units::{self, Unit};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The maps touched for every reading (two dozen aggregate entries each) hash with foldhash:
-/// several times faster than the standard SipHash on these small keys, and still seeded per
-/// process, so timestamps chosen by a hostile publisher cannot be made to collide.
-pub type FastHash = foldhash::fast::RandomState;
+pub use crate::util::FastHash;
 
 /// Where a staged part of a delta goes: a whole local minute (added to every window holding it),
 /// or one window of one kind (a part of a delta split across window boundaries).

@@ -127,7 +127,7 @@ fn mqtt_publisher(
                     if failures <= 3 {
                         tracing::warn!("alert publisher: {e}");
                     }
-                    tokio::time::sleep(Duration::from_millis(crate::sources::backoff_ms(
+                    tokio::time::sleep(Duration::from_millis(crate::util::backoff_ms(
                         250.0, failures, 30_000.0,
                     )))
                     .await;

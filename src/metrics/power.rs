@@ -23,7 +23,7 @@ pub struct PowerGauges {
 struct Inner {
     desc: Desc,
     /// `(meter, channel)` configuration indices -> slot.
-    slots: HashMap<(u32, u32), usize, crate::accounting::ledger::FastHash>,
+    slots: HashMap<(u32, u32), usize, crate::util::FastHash>,
     labels: Vec<(u32, u32)>,
     values: Vec<AtomicU64>,
     config: Arc<Config>,

@@ -7,7 +7,7 @@
 
 pub mod csv;
 pub mod line_protocol;
-pub mod timestamp;
+pub use crate::util::timestamp;
 
 use crate::accounting::counter::Point;
 use crate::accounting::ledger::{ChannelRef, Entity, EventKind};

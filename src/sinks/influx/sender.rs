@@ -246,7 +246,7 @@ impl Sender {
 
     fn next_backoff(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        Duration::from_millis(crate::sources::backoff_ms(
+        Duration::from_millis(crate::util::backoff_ms(
             self.cfg.retry_initial_ms as f64,
             self.attempt,
             self.cfg.retry_max_ms as f64,

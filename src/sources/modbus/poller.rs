@@ -99,8 +99,7 @@ struct DeviceState {
     health: Arc<DeviceHealth>,
     next_due_ms: i64,
     backoff_until_ms: i64,
-    last_bad_log: Option<Instant>,
-    bad_suppressed: u64,
+    bad_log: crate::util::Throttle,
 }
 
 impl DeviceState {
@@ -114,8 +113,7 @@ impl DeviceState {
             health,
             next_due_ms: (now / interval + 1) * interval,
             backoff_until_ms: 0,
-            last_bad_log: None,
-            bad_suppressed: 0,
+            bad_log: crate::util::Throttle::default(),
             device,
         }
     }
@@ -253,7 +251,7 @@ impl BusTask {
             }
             Err(e) => {
                 self.connect_failures += 1;
-                let delay_ms = crate::sources::backoff_ms(200.0, self.connect_failures, 30_000.0);
+                let delay_ms = crate::util::backoff_ms(200.0, self.connect_failures, 30_000.0);
                 self.next_connect_ms = now_ms() + delay_ms as i64;
                 if self.connect_failures <= 3 || self.connect_failures.is_multiple_of(20) {
                     tracing::warn!(bus = %self.bus.id, failures = self.connect_failures, "modbus connect failed: {e}");
@@ -408,7 +406,7 @@ impl BusTask {
                     + 1;
                 if n >= 2 {
                     let interval = d.device.poll_interval_ms as f64;
-                    let backoff = crate::sources::backoff_ms(interval, n as u32, 60_000.0);
+                    let backoff = crate::util::backoff_ms(interval, n as u32, 60_000.0);
                     d.backoff_until_ms = now_ms() + backoff as i64;
                 }
                 if n <= 3 || n.is_multiple_of(50) {
@@ -467,20 +465,16 @@ impl BusTask {
                     .with_label_values(&[reason])
                     .inc();
                 let interval = Duration::from_millis(d.device.poll_interval_ms.max(60_000));
-                if d.last_bad_log.is_none_or(|t| t.elapsed() >= interval) {
+                if let Some(suppressed) = d.bad_log.allow(interval) {
                     tracing::warn!(
                         device = %d.device.meter,
                         unit_id = d.device.unit_id,
                         register = p.span.address,
                         function = p.span.function.name(),
                         channel = %p.channel,
-                        suppressed = d.bad_suppressed,
+                        suppressed,
                         "modbus value refused ({reason}): {detail}"
                     );
-                    d.last_bad_log = Some(Instant::now());
-                    d.bad_suppressed = 0;
-                } else {
-                    d.bad_suppressed += 1;
                 }
             }
         }

@@ -17,7 +17,7 @@
 use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
 use super::pace::Pace;
-use crate::accounting::ledger::FastHash;
+use crate::util::FastHash;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckCount, Envelope};
@@ -29,7 +29,7 @@ use rumqttc::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -132,7 +132,7 @@ pub fn spawn(
         client,
         ctx,
         metrics,
-        log: HashMap::new(),
+        log: crate::util::RateLimitedLog::new(Duration::from_secs(10)),
         committed: Arc::new(AckCount::default()),
         accepted_total,
         aliases: Default::default(),
@@ -172,7 +172,7 @@ struct Loop {
     client: AsyncClient,
     ctx: SourceContext,
     metrics: Arc<Metrics>,
-    log: HashMap<Reject, (Instant, u64)>,
+    log: crate::util::RateLimitedLog<Reject>,
     /// How many of this source's envelopes the pipeline has committed.
     committed: Arc<AckCount>,
     /// `ecogate_mqtt_messages_total{result="accepted"}`, resolved once: looking a labelled
@@ -333,7 +333,7 @@ impl Loop {
                     pace.reset();
                     self.metrics.mqtt_connected.set(0);
                     failures += 1;
-                    let delay_ms = crate::sources::backoff_ms(250.0, failures, 30_000.0) as f64;
+                    let delay_ms = crate::util::backoff_ms(250.0, failures, 30_000.0) as f64;
                     if failures <= 3 || failures.is_multiple_of(20) {
                         tracing::warn!(
                             failures,
@@ -496,19 +496,13 @@ impl Loop {
 
     /// At most one line per reason every 10 s; the topic is cut short (it is untrusted).
     fn log_reject(&mut self, reason: Reject, topic: &str) {
-        let now = Instant::now();
-        let entry = self.log.entry(reason).or_insert((now, u64::MAX));
-        if entry.1 == u64::MAX || now.duration_since(entry.0) >= Duration::from_secs(10) {
-            let suppressed = if entry.1 == u64::MAX { 0 } else { entry.1 };
+        if let Some(suppressed) = self.log.allow(reason) {
             let topic: String = topic.chars().take(80).collect();
             tracing::warn!(
                 reason = reason.name(),
                 suppressed,
                 "mqtt message refused on topic {topic:?}"
             );
-            *entry = (now, 0);
-        } else {
-            entry.1 += 1;
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::config::{Decoder, Subscription};
 use crate::reading::{Quality, Reading};
-use crate::replay::timestamp;
+use crate::util::timestamp;
 use crate::units::Unit;
 use chrono_tz::Tz;
 use serde_json::Value;

@@ -1,0 +1,106 @@
+//! Small helpers shared by several components, kept here so that no component reaches into
+//! another for them: back-off with jitter, rate-limited logging, the fast hasher, timestamp
+//! parsing. Nothing here knows a source, a sink or the park.
+
+pub mod timestamp;
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// The maps touched for every reading hash with foldhash: several times faster than the
+/// standard SipHash on small keys, and still seeded per process, so keys chosen by a hostile
+/// publisher cannot be made to collide.
+pub type FastHash = foldhash::fast::RandomState;
+
+/// Exponential back-off with jitter: `base_ms x 2^(attempt-1)`, at most `cap_ms`, times a
+/// factor in [0.8, 1.2) so that many devices or clients that failed together do not retry
+/// together. `attempt` counts from 1.
+pub fn backoff_ms(base_ms: f64, attempt: u32, cap_ms: f64) -> u64 {
+    let exp = attempt.clamp(1, 16) as i32 - 1;
+    ((base_ms * 2f64.powi(exp)).min(cap_ms) * jitter()) as u64
+}
+
+/// A factor in [0.8, 1.2) from the clock's low bits: they differ between devices and attempts,
+/// which is all back-off jitter needs (no random-number dependency).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4
+}
+
+/// One thing logged at most once per interval, counting what it did not log in between.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(suppressed since the last line)` when a line may be written now.
+    pub fn allow(&mut self, interval: Duration) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(at) if now.duration_since(at) < interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// A [`Throttle`] per key (a reason, a device), with one interval.
+#[derive(Debug)]
+pub struct RateLimitedLog<K> {
+    interval: Duration,
+    keys: HashMap<K, Throttle>,
+}
+
+impl<K: Hash + Eq> RateLimitedLog<K> {
+    pub fn new(interval: Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// `Some(suppressed since the last line for this key)` when a line may be written now.
+    /// Keys must come from a fixed set (reasons, configured devices): the map keeps them.
+    pub fn allow(&mut self, key: K) -> Option<u64> {
+        self.keys.entry(key).or_default().allow(self.interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_within_20_percent() {
+        for (attempt, nominal) in [(1, 200.0), (2, 400.0), (5, 3_200.0), (40, 30_000.0)] {
+            let ms = backoff_ms(200.0, attempt, 30_000.0) as f64;
+            assert!(
+                ms >= nominal * 0.8 - 1.0 && ms < nominal * 1.2,
+                "attempt {attempt}: {ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn a_throttle_counts_what_it_suppressed() {
+        let mut log = RateLimitedLog::new(Duration::from_secs(3600));
+        assert_eq!(log.allow("a"), Some(0));
+        assert_eq!(log.allow("a"), None);
+        assert_eq!(log.allow("a"), None);
+        assert_eq!(log.allow("b"), Some(0));
+        let mut t = Throttle::default();
+        assert_eq!(t.allow(Duration::ZERO), Some(0));
+        assert_eq!(t.allow(Duration::from_secs(3600)), None);
+        assert_eq!(t.allow(Duration::ZERO), Some(1));
+    }
+}
