@@ -13,7 +13,7 @@
 use ecogate::accounting::ledger::{Accepted, AggKey, ChannelRef, Entity};
 use ecogate::accounting::metric::{Metric, Sums};
 use ecogate::accounting::window::WindowKind;
-use ecogate::config::Config;
+use ecogate::app::AppConfig as Config;
 use ecogate::metrics::influx::InfluxMetrics;
 use ecogate::metrics::Metrics;
 use ecogate::pipeline::Pipeline;
@@ -53,6 +53,10 @@ fn config_text(influx: Option<(&str, &Path)>) -> String {
 
 fn config(text: &str) -> Arc<Config> {
     Arc::new(Config::parse(Path::new("bench.toml"), text).expect("valid bench config"))
+}
+
+fn core(cfg: &Config) -> Arc<ecogate::config::Config> {
+    cfg.core.clone()
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -135,7 +139,7 @@ fn bodies(enc: &Encoder, points: &[Accepted]) -> Vec<Vec<u8>> {
 }
 
 fn encoder_bench(cfg: &Arc<Config>) {
-    let enc = Encoder::new(cfg.clone(), WindowKind::ALL, true);
+    let enc = Encoder::new(core(cfg), WindowKind::ALL, true);
     let points = accepted(1_000, 1_767_225_600_000);
     let mut out = Vec::with_capacity(BATCH_LINES * 130);
     let mut readings = Vec::new();
@@ -297,9 +301,9 @@ fn whole_pipeline(port: u16, seconds: usize, t0: i64) -> (f64, f64, u64) {
     let text = config_text(Some((&url, &dir.path().join("outbox"))));
     let cfg = config(&text);
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(&dir.path().join("store.db")).unwrap();
-    let mut p = Pipeline::open(cfg.clone(), store, metrics.clone()).unwrap();
-    let outbox = p.outbox().unwrap();
+    let (mut p, outbox) =
+        ecogate::app::daemon::open_pipeline(&cfg, &dir.path().join("store.db"), &metrics).unwrap();
+    let outbox = outbox.unwrap();
     let im = metrics.influx.get().unwrap().clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -329,7 +333,7 @@ fn store_only(seconds: usize, t0: i64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&config_text(None));
     let store = Store::open(&dir.path().join("store.db")).unwrap();
-    let mut p = Pipeline::open(cfg, store, Arc::new(Metrics::new())).unwrap();
+    let mut p = Pipeline::open(core(&cfg), store, Arc::new(Metrics::new())).unwrap();
     let readings = readings(seconds, t0);
     let start = Instant::now();
     for chunk in readings.chunks(10_000) {
@@ -343,7 +347,7 @@ fn main() {
     encoder_bench(&cfg);
 
     let vm = start_vm();
-    let enc = Encoder::new(cfg.clone(), WindowKind::ALL, true);
+    let enc = Encoder::new(core(&cfg), WindowKind::ALL, true);
     let mut direct = Vec::new();
     let mut sink = Vec::new();
     for run in 0..3 {

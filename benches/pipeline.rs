@@ -28,7 +28,9 @@ fn config() -> Arc<Config> {
             "[[meters]]\nid = \"m{m}\"\nsite = \"s\"\nchannels = [{{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100000 }}]\n"
         ));
     }
-    Arc::new(Config::parse(Path::new("bench.toml"), &text).expect("valid bench config"))
+    ecogate::app::AppConfig::parse(Path::new("bench.toml"), &text)
+        .expect("valid bench config")
+        .core
 }
 
 fn readings() -> Vec<Reading> {

@@ -9,6 +9,8 @@
 
 pub mod accounting;
 pub mod alerting;
+pub mod app;
+pub mod component;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;

@@ -10,10 +10,8 @@ use crate::accounting::ledger::{Accountant, Batch, RejectReason};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
-use crate::sinks::influx::InfluxOutput;
 use crate::sinks::lock::ExclusiveLock;
-use crate::sinks::outbox::Outbox;
-use crate::sinks::store::{Store, StoreError};
+use crate::sinks::store::{CommitSink, Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,24 +23,21 @@ pub struct Pipeline {
     store: Store,
     metrics: Arc<Metrics>,
     reject_log: crate::util::RateLimitedLog<RejectReason>,
-    influx: Option<InfluxOutput>,
+    sink: Option<Box<dyn CommitSink>>,
     /// Set when the daemon stops: a commit held back by a full outbox gives up instead of waiting.
     shutdown: Arc<AtomicBool>,
-    /// This pipeline is the only writer of its store and outbox while it lives.
-    _locks: Vec<ExclusiveLock>,
+    /// This pipeline is the only writer of its store while it lives.
+    _lock: ExclusiveLock,
 }
 
 impl Pipeline {
-    /// Opens the store and reloads the counter baselines from it.
+    /// Opens the store (taking its writer's lock) and reloads the counter baselines from it.
     pub fn open(
         config: Arc<Config>,
         store: Store,
         metrics: Arc<Metrics>,
     ) -> Result<Pipeline, StoreError> {
-        let mut locks = vec![ExclusiveLock::acquire(store.path(), "store")?];
-        if let Some(ic) = &config.influx {
-            locks.push(ExclusiveLock::acquire(&ic.outbox.dir, "outbox")?);
-        }
+        let lock = ExclusiveLock::acquire(store.path(), "store")?;
         metrics.accounts.get_or_init(|| {
             crate::metrics::accounts::AccountMetrics::register(&metrics.registry, &config)
         });
@@ -50,51 +45,21 @@ impl Pipeline {
         let states = store.load_states(&accountant)?;
         tracing::info!(channels = states.len(), store = %store.path().display(), "counter baselines loaded");
         accountant.load_states(states);
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let influx = match &config.influx {
-            None => None,
-            Some(ic) => {
-                let (outbox, report) = Outbox::open(ic.outbox.clone(), store.committed_seq()?)?;
-                tracing::info!(
-                    dir = %ic.outbox.dir.display(),
-                    pending_records = report.pending_records,
-                    pending_lines = report.pending_lines,
-                    torn_bytes = report.torn_bytes,
-                    uncommitted_records = report.uncommitted_records,
-                    "outbox opened"
-                );
-                let m = metrics.influx.get_or_init(|| {
-                    crate::metrics::influx::InfluxMetrics::register(&metrics.registry)
-                });
-                let outbox = Arc::new(outbox);
-                m.observe_outbox(&outbox);
-                let encoder = crate::sinks::influx::schema::Encoder::new(
-                    config.clone(),
-                    &ic.windows,
-                    ic.readings,
-                );
-                Some(InfluxOutput::new(
-                    encoder,
-                    outbox,
-                    ic.batch_lines,
-                    shutdown.clone(),
-                ))
-            }
-        };
         Ok(Pipeline {
             accountant,
             store,
             metrics,
             reject_log: crate::util::RateLimitedLog::new(Duration::from_secs(10)),
-            influx,
-            shutdown,
-            _locks: locks,
+            sink: None,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            _lock: lock,
         })
     }
 
-    /// The InfluxDB outbox, when that sink is configured.
-    pub fn outbox(&self) -> Option<Arc<Outbox>> {
-        self.influx.as_ref().map(|i| i.outbox().clone())
+    /// Adds a sink that commits together with the store (the InfluxDB outbox): the application
+    /// builds it, the pipeline only drives its commit protocol.
+    pub fn attach_sink(&mut self, sink: Box<dyn CommitSink>) {
+        self.sink = Some(sink);
     }
 
     /// Set it when stopping, before closing the pipeline's channel.
@@ -159,13 +124,13 @@ impl Pipeline {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let batch = self.accountant.process(readings, now_ms);
         let started = Instant::now();
-        let committed = match self.influx.as_mut() {
+        let committed = match self.sink.as_mut() {
             None => self.store.commit(&self.accountant, &batch),
             Some(out) => {
                 out.begin(now_ms);
                 let r = self
                     .store
-                    .commit_with(&self.accountant, &batch, Some(&mut *out));
+                    .commit_with(&self.accountant, &batch, Some(out.as_hook()));
                 match &r {
                     Ok(()) => out.committed(),
                     Err(_) => {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use ecogate::config::Config;
+use ecogate::app::AppConfig as Config;
 use std::path::Path;
 
 fn errors(text: &str) -> String {
@@ -214,7 +214,7 @@ fn all_problems_are_reported_together() {
 }
 
 mod no_panic {
-    use ecogate::config::Config;
+    use ecogate::app::AppConfig as Config;
     use proptest::prelude::*;
     use std::path::Path;
 
@@ -256,11 +256,11 @@ fn alerting_needs_its_windows_and_a_destination() {
         "{e}"
     );
     let e = errors(&format!(
-        "{HEAD}\n[alerting]\nwebhook_url = \"https://example.invalid/x\"\n"
+        "{HEAD}\n[alerting]\nwebhook_url = \"ftp://example.invalid/x\"\n"
     ));
     assert!(
         e.contains(
-            "alerting.webhook_url: `https://example.invalid/x`: give an http://host:port/path URL"
+            "alerting.webhook_url: `ftp://example.invalid/x`: give an http(s)://host[:port]/path URL"
         ),
         "{e}"
     );

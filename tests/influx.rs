@@ -477,7 +477,7 @@ fn last_window_totals(bodies: &[String]) -> BTreeMap<(String, String, String, i6
 fn store_window_total(c: &Case, window: &str, level: &str, entity: &str, start_ms: i64) -> f64 {
     use ecogate::accounting::{Accountant, Entity};
     let text = std::fs::read_to_string(&c.cfg).unwrap();
-    let cfg = std::sync::Arc::new(ecogate::config::Config::parse(&c.cfg, &text).unwrap());
+    let cfg = ecogate::app::AppConfig::parse(&c.cfg, &text).unwrap().core;
     let acct = Accountant::new(cfg.clone());
     let e = match level {
         "park" => Entity::Park,

@@ -6,7 +6,7 @@ mod common_sim;
 
 use common::*;
 use common_sim::{start_rtu_over_tcp, start_tcp, Bank, Behaviour};
-use ecogate::config::Config;
+use ecogate::app::AppConfig as Config;
 use ecogate::metrics::Metrics;
 use ecogate::pipeline::Envelope;
 use ecogate::reading::Reading;
@@ -330,7 +330,7 @@ async fn modbus_readings_are_accounted_through_the_pipeline() {
     let cfg = parse(&dtsu_config(addr, 200));
     let dir = tempfile::tempdir().unwrap();
     let path = store_path(&dir);
-    let handle = ecogate::pipeline::spawn(pipeline(&cfg, &path), cfg.clone());
+    let handle = ecogate::pipeline::spawn(pipeline(&cfg.core, &path), cfg.core.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let source = ecogate::sources::modbus::spawn(
         &cfg.modbus,
@@ -352,7 +352,7 @@ async fn modbus_readings_are_accounted_through_the_pipeline() {
     tokio::task::spawn_blocking(move || handle.join.join().unwrap())
         .await
         .unwrap();
-    let p = pipeline(&cfg, &path);
+    let p = pipeline(&cfg.core, &path);
     let sums = p
         .store()
         .sums(

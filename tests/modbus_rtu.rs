@@ -7,7 +7,7 @@ mod common;
 mod common_sim;
 
 use common_sim::{Bank, Sim};
-use ecogate::config::Config;
+use ecogate::app::AppConfig as Config;
 use ecogate::metrics::Metrics;
 use ecogate::pipeline::Envelope;
 use ecogate::sources::modbus::decode::{DataType, WordOrder};

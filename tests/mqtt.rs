@@ -7,7 +7,7 @@ mod mosquitto;
 mod mqtt_proxy;
 
 use common::*;
-use ecogate::config::Config;
+use ecogate::app::AppConfig as Config;
 use ecogate::metrics::Metrics;
 use ecogate::pipeline::Envelope;
 use ecogate::reading::Reading;
@@ -83,7 +83,7 @@ async fn collect(
     let metrics = Arc::new(Metrics::new());
     let source = ecogate::sources::mqtt::spawn(
         &cfg.mqtt,
-        cfg.clone(),
+        cfg.core.clone(),
         SourceContext {
             output: tx,
             shutdown: stop_rx,
@@ -270,7 +270,7 @@ async fn after_a_lost_connection_each_message_is_acknowledged_once() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let source = ecogate::sources::mqtt::spawn(
         &cfg.mqtt,
-        cfg.clone(),
+        cfg.core.clone(),
         SourceContext {
             output: tx,
             shutdown: stop_rx,

@@ -106,7 +106,9 @@ fn setup_with(port: u16, meters: usize, payload_time: bool) -> Setup {
     let cfg_path = dir.path().join("ecogate.toml");
     let text = config_text(port, &store, meters, payload_time);
     std::fs::write(&cfg_path, &text).unwrap();
-    let cfg = Arc::new(Config::parse(&cfg_path, &text).unwrap());
+    let cfg = ecogate::app::AppConfig::parse(&cfg_path, &text)
+        .unwrap()
+        .core;
     Setup {
         dir,
         cfg_path,

@@ -5,6 +5,7 @@
 //! `rules` is pure (figures and state in, notifications out) and tested exhaustively; `run`
 //! reads the figures from the store every interval and posts what `rules` decides.
 
+pub mod config;
 pub mod rules;
 pub mod webhook;
 
@@ -15,19 +16,10 @@ use crate::accounting::metric::{Metric, Sums};
 use crate::accounting::window::{year_progress, WindowKind};
 use crate::config::{Config, SiteKind};
 use crate::sinks::store::Store;
+pub use config::AlertingConfig;
 use rules::{Condition, Observation, State};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `[alerting]`: where events go and how often conditions are evaluated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertingConfig {
-    /// `http://host:port/path` of an Alertmanager-compatible receiver.
-    pub webhook_url: Option<String>,
-    /// A topic on the `[mqtt]` broker to publish each event to (QoS 1, one message per alert).
-    pub mqtt_topic: Option<String>,
-    pub interval_s: u64,
-}
 
 /// Reads the figures every condition needs for `now_ms` from the store.
 pub fn observe(
@@ -143,11 +135,12 @@ fn mqtt_publisher(
 pub async fn run(
     config: Arc<Config>,
     alerting: AlertingConfig,
+    broker: Option<crate::sources::mqtt::config::Broker>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut state = State::default();
     let mut undelivered: Vec<rules::Notification> = Vec::new();
-    let mqtt = match (&alerting.mqtt_topic, &config.mqtt.broker) {
+    let mqtt = match (&alerting.mqtt_topic, &broker) {
         (Some(topic), Some(broker)) => match mqtt_publisher(broker) {
             Ok(client) => Some((client, topic.clone())),
             Err(e) => {
@@ -156,6 +149,14 @@ pub async fn run(
             }
         },
         _ => None,
+    };
+    let http = match alerting.webhook_url.as_ref().map(|_| webhook::client()) {
+        Some(Err(e)) => {
+            tracing::error!("alert webhook is off: {e}");
+            None
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
     };
     loop {
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -184,10 +185,10 @@ pub async fn run(
             }
         }
         // The webhook is retried next round when it fails, with everything not yet delivered.
-        if let Some(url) = &alerting.webhook_url {
+        if let (Some(url), Some(http)) = (&alerting.webhook_url, &http) {
             undelivered.extend(fresh);
             if !undelivered.is_empty() {
-                match webhook::post(url, &webhook::payload(&undelivered)).await {
+                match webhook::post(http, url, &webhook::payload(&undelivered)).await {
                     Ok(()) => undelivered.clear(),
                     Err(e) => tracing::warn!(
                         pending = undelivered.len(),

@@ -1,9 +1,9 @@
-//! Alertmanager-compatible webhook payloads, posted over plain HTTP (the receiver is expected
-//! on the gateway's network; put a TLS-terminating relay in front for anything further).
+//! Alertmanager-compatible webhook payloads, posted with reqwest over HTTP or HTTPS (rustls with
+//! the web's root certificates; proxies from `HTTPS_PROXY`/`HTTP_PROXY`, as chat-bot webhooks of
+//! DingTalk, WeCom or Feishu need from most gateways).
 
 use super::rules::Notification;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -50,39 +50,40 @@ pub fn payload(notifications: &[Notification]) -> String {
     .to_string()
 }
 
-/// Posts `body` as JSON to an `http://host:port/path` URL; any 2xx is success.
-pub async fn post(url: &str, body: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// webhook URLs are supported")?;
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(authority)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut head = vec![0u8; 64];
-        let n = s.read(&mut head).await.map_err(|e| e.to_string())?;
-        let line = String::from_utf8_lossy(&head[..n]).to_string();
-        let code = line.split_whitespace().nth(1).unwrap_or("");
-        if code.starts_with('2') {
-            Ok(())
-        } else {
-            Err(format!(
-                "receiver answered `{}`",
-                line.lines().next().unwrap_or("")
-            ))
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
+/// The client a run of the alerting loop keeps: it reuses connections and TLS sessions to the
+/// receiver (it belongs to the runtime it is used on, so each run makes its own).
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("ecogate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Posts `body` as JSON to an `http(s)://` URL; any 2xx is success. The error names the
+/// status (and the start of the answer) or the transport failure, never the URL's userinfo.
+pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
         .await
-        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                format!("cannot connect: {}", e.without_url())
+            } else {
+                e.without_url().to_string()
+            }
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    let start: String = text.chars().take(200).collect();
+    Err(format!("receiver answered {status}: {start}"))
 }

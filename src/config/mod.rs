@@ -1,8 +1,11 @@
-//! Configuration: loading, validation and the checked model every other part reads.
+//! The park model (firms, sites, meters, channels, factors, the store and the accounting
+//! windows) and the validation machinery every section of the configuration uses.
 //!
-//! One path serves `check`, `run` and `replay`: TOML text -> [`raw::RawConfig`] (syntax, types,
-//! unknown keys) -> [`Config`] (references, units, factors, ranges). Every error names the file,
-//! line:column and key path. Nothing here panics on any input.
+//! This is core: it imports no source, sink, metrics or alerting. Each component validates its
+//! own section with the [`Validator`] from here; `crate::app::config` assembles the file. One
+//! path serves `check`, `run` and `replay`: TOML text -> raw sections (syntax, types, unknown
+//! keys) -> [`Config`] and each component's config (references, units, factors, ranges). Every
+//! error names the file, line:column and key path. Nothing here panics on any input.
 
 pub mod error;
 pub mod factors;
@@ -12,9 +15,9 @@ use crate::accounting::carrier::Carrier;
 use crate::accounting::window::WindowKind;
 use crate::units::{Dimension, Unit};
 use chrono_tz::Tz;
-use error::{ConfigError, ConfigErrors, Locator};
+pub use error::{ConfigError, ConfigErrors, Locator};
 use factors::{Factor, FactorKind};
-use raw::{RawConfig, RawFactor, S};
+use raw::{RawCore, RawFactor, S};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -31,14 +34,6 @@ pub struct Config {
     pub factors: Factors,
     pub store: StoreConfig,
     pub accounting: AccountingConfig,
-    pub modbus: crate::sources::modbus::config::ModbusConfig,
-    pub mqtt: crate::sources::mqtt::config::MqttConfig,
-    /// Where `/metrics` is served; `None` when switched off.
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    /// In-daemon alerting, when configured.
-    pub alerting: Option<crate::alerting::AlertingConfig>,
-    /// The InfluxDB sink, when configured.
-    pub influx: Option<crate::sinks::influx::config::InfluxConfig>,
     /// Settings that work but are probably not what was meant, located like errors.
     pub warnings: Vec<String>,
 }
@@ -227,50 +222,16 @@ pub struct AccountingConfig {
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single(
-                path,
-                ConfigError {
-                    line_col: None,
-                    key: String::new(),
-                    message: format!("cannot read the configuration file: {e}"),
-                },
-            )
-        })?;
-        Config::parse(path, &text)
-    }
-
-    /// Validates configuration text; `file` is used in messages.
-    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let locator = Locator::new(text);
-        let raw = parse_raw(text, &locator).map_err(|e| ConfigErrors::single(file, e))?;
-        let mut v = Validator {
-            locator: &locator,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            file: file.to_path_buf(),
-            config_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
-        };
-        let mut config = v.validate(file, raw);
-        config.warnings = std::mem::take(&mut v.warnings);
-        if v.errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors {
-                file: file.to_path_buf(),
-                errors: v.errors,
-            })
-        }
-    }
-
     pub fn firm_index(&self, id: &str) -> Option<usize> {
         self.firms.iter().position(|f| f.id == id)
     }
 }
 
-fn parse_raw(text: &str, locator: &Locator<'_>) -> Result<RawConfig, ConfigError> {
+/// Parses TOML into `T`, locating any syntax, type or unknown-key error (file, line, key).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    locator: &Locator<'_>,
+) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError {
         line_col: e.span().map(|s| locator.line_col(&s)),
         key: String::new(),
@@ -291,7 +252,9 @@ fn parse_raw(text: &str, locator: &Locator<'_>) -> Result<RawConfig, ConfigError
     })
 }
 
-pub(crate) struct Validator<'a> {
+/// Collects located errors and warnings while the park model and every component validate
+/// their sections, so that one run reports every problem of a file.
+pub struct Validator<'a> {
     locator: &'a Locator<'a>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
@@ -308,9 +271,40 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    pub fn new(file: &Path, locator: &'a Locator<'a>) -> Validator<'a> {
+        Validator {
+            locator,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            file: file.to_path_buf(),
+            config_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        }
+    }
+
+    /// A problem that is not at one place in the file.
+    pub fn err_unlocated(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            line_col: None,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Ends validation: the warnings, or every error found.
+    pub fn finish(self) -> Result<Vec<String>, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(self.warnings)
+        } else {
+            Err(ConfigErrors {
+                file: self.file,
+                errors: self.errors,
+            })
+        }
+    }
+
     /// A path from the configuration, taken relative to the configuration file's folder.
-    pub(crate) fn relative_to_config(&self, path: &str) -> PathBuf {
+    pub fn relative_to_config(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
         if p.is_absolute() {
             p.to_path_buf()
@@ -319,17 +313,12 @@ impl Validator<'_> {
         }
     }
 
-    pub(crate) fn error_count(&self) -> usize {
+    pub fn error_count(&self) -> usize {
         self.errors.len()
     }
 
     /// A setting that works but is probably not what was meant: `check` prints it, `run` logs it.
-    pub(crate) fn warn<T>(
-        &mut self,
-        at: &S<T>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) {
+    pub fn warn<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
         let line_col = self.locator.line_col(&at.span());
         self.warnings.push(format!(
             "{}:{}:{}: {}: {}",
@@ -341,7 +330,7 @@ impl Validator<'_> {
         ));
     }
 
-    pub(crate) fn err<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
+    pub fn err<T>(&mut self, at: &S<T>, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             line_col: Some(self.locator.line_col(&at.span())),
             key: key.into(),
@@ -368,7 +357,7 @@ impl Validator<'_> {
         }
     }
 
-    fn non_negative(&mut self, v: &Option<S<f64>>, key: &str) -> Option<f64> {
+    pub fn non_negative(&mut self, v: &Option<S<f64>>, key: &str) -> Option<f64> {
         let s = v.as_ref()?;
         let x = *s.get_ref();
         if !x.is_finite() || x < 0.0 {
@@ -378,7 +367,7 @@ impl Validator<'_> {
         Some(x)
     }
 
-    pub(crate) fn positive(&mut self, s: &S<f64>, key: &str) -> Option<f64> {
+    pub fn positive(&mut self, s: &S<f64>, key: &str) -> Option<f64> {
         let x = *s.get_ref();
         if !x.is_finite() || x <= 0.0 {
             self.err(s, key, format!("must be a finite number > 0, got {x}"));
@@ -387,117 +376,18 @@ impl Validator<'_> {
         Some(x)
     }
 
-    fn validate(&mut self, file: &Path, raw: RawConfig) -> Config {
-        let park = self.park(&raw);
-        let firms = self.firms(&raw);
-        let sites = self.sites(&raw, &firms);
-        let meters = self.meters(&raw, &sites);
-        let factors = self.factors(&raw, &park, &meters);
-        let store = self.store(&raw);
-        let accounting = self.accounting(&raw);
-        let modbus = crate::sources::modbus::config::validate(self, &raw.modbus, &meters);
-        let mqtt = crate::sources::mqtt::config::validate(self, &raw.mqtt, &meters);
-        let alerting = raw.alerting.as_ref().and_then(|a| {
-            let webhook_url = match &a.webhook_url {
-                None => None,
-                Some(u) => {
-                    let url = u.get_ref();
-                    let ok = url
-                        .strip_prefix("http://")
-                        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-                    if !ok {
-                        self.err(
-                            u,
-                            "alerting.webhook_url",
-                            format!("`{url}`: give an http://host:port/path URL"),
-                        );
-                        return None;
-                    }
-                    Some(url.clone())
-                }
-            };
-            let mqtt_topic = match &a.mqtt_topic {
-                None => None,
-                Some(t) => {
-                    let topic = t.get_ref();
-                    if topic.is_empty() || topic.contains('+') || topic.contains('#') {
-                        self.err(
-                            t,
-                            "alerting.mqtt_topic",
-                            "a topic to publish to: not empty, no wildcards",
-                        );
-                        return None;
-                    }
-                    if mqtt.broker.is_none() {
-                        self.err(
-                            t,
-                            "alerting.mqtt_topic",
-                            "alert events over MQTT need the [mqtt] broker settings",
-                        );
-                        return None;
-                    }
-                    Some(topic.clone())
-                }
-            };
-            if webhook_url.is_none() && mqtt_topic.is_none() {
-                self.errors.push(ConfigError {
-                    line_col: None,
-                    key: "alerting".into(),
-                    message: "give webhook_url, mqtt_topic or both: where alert events go".into(),
-                });
-                return None;
-            }
-            let interval_s = a.interval_s.as_ref().map_or(60, |i| *i.get_ref());
-            if interval_s == 0 {
-                self.err(
-                    a.interval_s.as_ref().unwrap(),
-                    "alerting.interval_s",
-                    "must be at least 1",
-                );
-            }
-            let windows = &accounting.windows;
-            if !windows.contains(&WindowKind::Hour) || !windows.contains(&WindowKind::Year) {
-                self.errors.push(ConfigError {
-                    line_col: None,
-                    key: "alerting".into(),
-                    message:
-                        "alerting reads the 1h and year windows: keep both in accounting.windows"
-                            .into(),
-                });
-                return None;
-            }
-            Some(crate::alerting::AlertingConfig {
-                webhook_url,
-                mqtt_topic,
-                interval_s: interval_s.max(1),
-            })
-        });
-        let metrics_listen = match (&raw.metrics.enabled, &raw.metrics.listen) {
-            (Some(e), _) if !*e.get_ref() => None,
-            (_, None) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9108))),
-            (_, Some(l)) => match l.get_ref().parse::<std::net::SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    self.err(
-                        l,
-                        "metrics.listen",
-                        format!("`{}` is not an address such as 127.0.0.1:9108", l.get_ref()),
-                    );
-                    None
-                }
-            },
-        };
-        let influx = crate::sinks::influx::config::validate(
-            self,
-            raw.influx.as_ref(),
-            &raw.park.name,
-            &store.path,
-            &accounting.windows,
-        );
+    /// Validates the park model's sections.
+    pub fn core(&mut self, raw: &RawCore) -> Config {
+        let park = self.park(raw);
+        let firms = self.firms(raw);
+        let sites = self.sites(raw, &firms);
+        let meters = self.meters(raw, &sites);
+        let factors = self.factors(raw, &park, &meters);
+        let store = self.store(raw);
+        let accounting = self.accounting(raw);
         Config {
             warnings: Vec::new(),
-            influx,
-            file: file.to_path_buf(),
+            file: self.file.clone(),
             park,
             firms,
             sites,
@@ -505,14 +395,10 @@ impl Validator<'_> {
             factors,
             store,
             accounting,
-            modbus,
-            mqtt,
-            metrics_listen,
-            alerting,
         }
     }
 
-    fn park(&mut self, raw: &RawConfig) -> Park {
+    fn park(&mut self, raw: &RawCore) -> Park {
         let p = &raw.park;
         if p.name.get_ref().trim().is_empty() {
             self.err(&p.name, "park.name", "must not be empty");
@@ -560,7 +446,7 @@ impl Validator<'_> {
         }
     }
 
-    fn firms(&mut self, raw: &RawConfig) -> Vec<Firm> {
+    fn firms(&mut self, raw: &RawCore) -> Vec<Firm> {
         let mut seen = HashMap::new();
         let mut firms = Vec::new();
         for (i, f) in raw.firms.iter().enumerate() {
@@ -623,7 +509,7 @@ impl Validator<'_> {
         firms
     }
 
-    fn sites(&mut self, raw: &RawConfig, firms: &[Firm]) -> Vec<Site> {
+    fn sites(&mut self, raw: &RawCore, firms: &[Firm]) -> Vec<Site> {
         let mut seen = HashMap::new();
         let mut sites = Vec::new();
         for (i, s) in raw.sites.iter().enumerate() {
@@ -666,7 +552,7 @@ impl Validator<'_> {
         sites
     }
 
-    fn meters(&mut self, raw: &RawConfig, sites: &[Site]) -> Vec<Meter> {
+    fn meters(&mut self, raw: &RawCore, sites: &[Site]) -> Vec<Meter> {
         let mut seen = HashMap::new();
         let mut meters = Vec::new();
         for (i, m) in raw.meters.iter().enumerate() {
@@ -984,7 +870,7 @@ impl Validator<'_> {
         })
     }
 
-    fn factors(&mut self, raw: &RawConfig, park: &Park, meters: &[Meter]) -> Factors {
+    fn factors(&mut self, raw: &RawCore, park: &Park, meters: &[Meter]) -> Factors {
         let mut overrides: HashMap<(FactorKind, &'static str), Factor> = HashMap::new();
         for (kind, table) in [
             (FactorKind::Co2, &raw.factors.co2),
@@ -1116,7 +1002,7 @@ impl Validator<'_> {
         }
     }
 
-    fn store(&mut self, raw: &RawConfig) -> StoreConfig {
+    fn store(&mut self, raw: &RawCore) -> StoreConfig {
         let s = &raw.store;
         let r = &s.retention;
         let days = |v: &Option<S<u32>>, default: u32| v.as_ref().map_or(default, |d| *d.get_ref());
@@ -1157,7 +1043,7 @@ impl Validator<'_> {
         }
     }
 
-    fn accounting(&mut self, raw: &RawConfig) -> AccountingConfig {
+    fn accounting(&mut self, raw: &RawCore) -> AccountingConfig {
         let a = &raw.accounting;
         let windows = match &a.windows {
             None => WindowKind::ALL.to_vec(),
@@ -1247,7 +1133,7 @@ pub fn required_factors(carrier: Carrier) -> &'static [(FactorKind, &'static str
 }
 
 /// Finds the line of a `meters[i].channels[j].carrier` key in the raw config.
-fn raw_line_col(raw: &RawConfig, key: &str, locator: &Locator<'_>) -> Option<(usize, usize)> {
+fn raw_line_col(raw: &RawCore, key: &str, locator: &Locator<'_>) -> Option<(usize, usize)> {
     let rest = key.strip_prefix("meters[")?;
     let (i, rest) = rest.split_once("].channels[")?;
     let (j, _) = rest.split_once(']')?;

@@ -11,45 +11,17 @@ use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
+/// The park model's sections of the file. The file's top level, which also names every
+/// component's section, is assembled by `crate::app::config`.
+#[derive(Debug)]
+pub struct RawCore {
     pub park: RawPark,
-    #[serde(default)]
     pub firms: Vec<RawFirm>,
-    #[serde(default)]
     pub sites: Vec<RawSite>,
-    #[serde(default)]
     pub meters: Vec<RawMeter>,
-    #[serde(default)]
     pub factors: RawFactors,
-    #[serde(default)]
     pub store: RawStore,
-    #[serde(default)]
     pub accounting: RawAccounting,
-    #[serde(default)]
-    pub modbus: crate::sources::modbus::config::RawModbus,
-    #[serde(default)]
-    pub mqtt: crate::sources::mqtt::config::RawMqtt,
-    #[serde(default)]
-    pub metrics: RawMetrics,
-    pub alerting: Option<RawAlerting>,
-    pub influx: Option<crate::sinks::influx::config::RawInflux>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAlerting {
-    pub webhook_url: Option<S<String>>,
-    pub mqtt_topic: Option<S<String>>,
-    pub interval_s: Option<S<u64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMetrics {
-    pub listen: Option<S<String>>,
-    pub enabled: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

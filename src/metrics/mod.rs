@@ -5,6 +5,7 @@
 
 use crate::accounting::ledger::{Batch, EventKind, RejectReason};
 pub mod accounts;
+pub mod config;
 pub mod http;
 pub mod influx;
 pub mod power;

@@ -128,7 +128,9 @@ mod tests {
     fn only_power_channels_that_were_read_are_exported() {
         let text = "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n\
                     [[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{ id = \"e\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 10 }, { id = \"p\", kind = \"gauge\", unit = \"kW\" }, { id = \"q\", kind = \"gauge\", unit = \"W\" }]\n";
-        let cfg = Arc::new(Config::parse(std::path::Path::new("t.toml"), text).unwrap());
+        let cfg = crate::app::AppConfig::parse(std::path::Path::new("t.toml"), text)
+            .unwrap()
+            .core;
         let g = PowerGauges::new(cfg);
         assert!(g.collect().is_empty(), "nothing read yet");
         g.set(0, 0, 5.0); // energy channel: ignored

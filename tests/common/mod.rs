@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub fn config(text: &str) -> Arc<Config> {
-    Arc::new(
-        Config::parse(Path::new("test.toml"), text)
-            .unwrap_or_else(|e| panic!("config should be valid:\n{e}")),
-    )
+    ecogate::app::AppConfig::parse(Path::new("test.toml"), text)
+        .unwrap_or_else(|e| panic!("config should be valid:\n{e}"))
+        .core
 }
 
 pub fn store_path(dir: &tempfile::TempDir) -> PathBuf {

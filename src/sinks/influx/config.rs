@@ -101,7 +101,7 @@ fn positive_u64(
     }
 }
 
-pub(crate) fn validate(
+pub fn validate(
     v: &mut Validator<'_>,
     raw: Option<&RawInflux>,
     park_name: &S<String>,

@@ -85,6 +85,53 @@ impl InfluxOutput {
     }
 }
 
+impl crate::sinks::store::CommitSink for InfluxOutput {
+    fn begin(&mut self, now_ms: i64) {
+        InfluxOutput::begin(self, now_ms);
+    }
+
+    fn committed(&mut self) {
+        InfluxOutput::committed(self);
+    }
+
+    fn rolled_back(&mut self) -> Result<(), String> {
+        InfluxOutput::rolled_back(self).map_err(|e| e.to_string())
+    }
+
+    fn as_hook(&mut self) -> &mut dyn CommitHook {
+        self
+    }
+}
+
+/// Builds the InfluxDB sink: opens its outbox (cutting records the store never committed,
+/// `store_seq`), registers its metrics, and returns the pipeline's end and the outbox the
+/// sender delivers from.
+pub fn build(
+    ic: &config::InfluxConfig,
+    core: Arc<crate::config::Config>,
+    store_seq: Option<u64>,
+    metrics: &crate::metrics::Metrics,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(InfluxOutput, Arc<Outbox>), OutboxError> {
+    let (outbox, report) = Outbox::open(ic.outbox.clone(), store_seq)?;
+    tracing::info!(
+        dir = %ic.outbox.dir.display(),
+        pending_records = report.pending_records,
+        pending_lines = report.pending_lines,
+        torn_bytes = report.torn_bytes,
+        uncommitted_records = report.uncommitted_records,
+        "outbox opened"
+    );
+    let m = metrics
+        .influx
+        .get_or_init(|| crate::metrics::influx::InfluxMetrics::register(&metrics.registry));
+    let outbox = Arc::new(outbox);
+    m.observe_outbox(&outbox);
+    let encoder = schema::Encoder::new(core, &ic.windows, ic.readings);
+    let output = InfluxOutput::new(encoder, outbox.clone(), ic.batch_lines, shutdown);
+    Ok((output, outbox))
+}
+
 impl CommitHook for InfluxOutput {
     fn total(&mut self, key: &AggKey, total: &Sums, delta: &Sums) {
         if self
@@ -113,7 +160,8 @@ impl CommitHook for InfluxOutput {
                 .is_some_and(|&next| next - start > self.max_record_bytes);
             if last || lines >= self.batch_lines || next_too_big {
                 self.outbox
-                    .append(seq, lines as u32, &self.buf[start..end], &self.shutdown)?;
+                    .append(seq, lines as u32, &self.buf[start..end], &self.shutdown)
+                    .map_err(|e| StoreError::Sink(e.to_string()))?;
                 start = end;
                 first_line = i + 1;
             }

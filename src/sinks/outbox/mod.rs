@@ -87,6 +87,9 @@ pub enum OutboxError {
     },
     #[error("outbox record of {bytes} bytes is larger than the {max} byte limit")]
     TooLarge { bytes: u64, max: u64 },
+    /// Another process writes to this outbox.
+    #[error(transparent)]
+    Locked(#[from] crate::sinks::lock::LockError),
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> OutboxError + 'a {
@@ -177,6 +180,8 @@ pub struct Outbox {
     space: Condvar,
     /// Woken when records become readable.
     pub readable: tokio::sync::Notify,
+    /// One process owns an outbox while it lives.
+    _lock: crate::sinks::lock::ExclusiveLock,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -242,6 +247,7 @@ impl Outbox {
         committed_seq: Option<u64>,
     ) -> Result<(Outbox, OpenReport), OutboxError> {
         let dir = config.dir.clone();
+        let lock = crate::sinks::lock::ExclusiveLock::acquire(&dir, "outbox")?;
         fs::create_dir_all(&dir).map_err(io_err(&dir, "create the folder"))?;
         let mut ids: Vec<u64> = fs::read_dir(&dir)
             .map_err(io_err(&dir, "list the folder"))?
@@ -402,6 +408,7 @@ impl Outbox {
                 inner: Mutex::new(inner),
                 space: Condvar::new(),
                 readable: tokio::sync::Notify::new(),
+                _lock: lock,
             },
             report,
         ))

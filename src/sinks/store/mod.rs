@@ -36,9 +36,9 @@ pub enum StoreError {
     /// Another process writes to this store (or its outbox).
     #[error(transparent)]
     Locked(#[from] crate::sinks::lock::LockError),
-    /// The hook run inside the commit (the InfluxDB outbox append) failed; nothing was committed.
-    #[error(transparent)]
-    Outbox(#[from] crate::sinks::outbox::OutboxError),
+    /// The sink that commits with the store (the InfluxDB outbox) failed; nothing was committed.
+    #[error("{0}")]
+    Sink(String),
     #[error("store {path}: schema version {found} is newer than this ecogate understands ({supported}); upgrade ecogate")]
     SchemaTooNew {
         path: PathBuf,
@@ -123,6 +123,18 @@ fn reading_row(series: &[Vec<i64>], a: &crate::accounting::ledger::Accepted) -> 
 
 fn row_params(r: &ReadingRow) -> impl Iterator<Item = &dyn rusqlite::ToSql> {
     [&r.0 as &dyn rusqlite::ToSql, &r.1, &r.2, &r.3].into_iter()
+}
+
+/// A sink that moves together with the store: the pipeline calls `begin`, runs the store's
+/// commit with it as the hook, then `committed` or `rolled_back`.
+pub trait CommitSink: CommitHook + Send + std::fmt::Debug {
+    /// Before a commit: `now_ms` is the accounting's clock.
+    fn begin(&mut self, now_ms: i64);
+    /// The store committed: what the hook wrote becomes deliverable.
+    fn committed(&mut self);
+    /// The store commit failed: take back what the hook wrote for it.
+    fn rolled_back(&mut self) -> Result<(), String>;
+    fn as_hook(&mut self) -> &mut dyn CommitHook;
 }
 
 /// Runs inside a store commit, for a sink that must move together with the store (the outbox):

@@ -387,7 +387,7 @@ fn parse_addr(v: &mut Validator<'_>, text: &S<String>, key: &str) -> Option<Sock
 }
 
 /// Validates the `[modbus]` section against the configured meters.
-pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter]) -> ModbusConfig {
+pub fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter]) -> ModbusConfig {
     let mut buses: Vec<Bus> = Vec::new();
     let mut bus_index: HashMap<String, usize> = HashMap::new();
     for (i, b) in raw.buses.iter().enumerate() {

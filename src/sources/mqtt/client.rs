@@ -17,12 +17,12 @@
 use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
 use super::pace::Pace;
-use crate::util::FastHash;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckCount, Envelope};
 use crate::sources::SourceContext;
 use crate::units::Unit;
+use crate::util::FastHash;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS, SubscribeFilter,
     TlsConfiguration, Transport,

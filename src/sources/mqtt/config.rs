@@ -121,7 +121,7 @@ fn pointer_ok(p: &str) -> bool {
     p.is_empty() || p.starts_with('/')
 }
 
-pub(crate) fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttConfig {
+pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttConfig {
     if raw.subscriptions.is_empty() && raw.host.is_none() {
         return MqttConfig::default();
     }

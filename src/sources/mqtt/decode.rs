@@ -2,8 +2,8 @@
 
 use super::config::{Decoder, Subscription};
 use crate::reading::{Quality, Reading};
-use crate::util::timestamp;
 use crate::units::Unit;
+use crate::util::timestamp;
 use chrono_tz::Tz;
 use serde_json::Value;
 

@@ -1,0 +1,16 @@
+//! The application: the one place that knows every component and wires them together.
+//!
+//! - [`config`]: the whole configuration file, assembled from the park model's sections and each
+//!   component's.
+//! - [`daemon`]: `ecogate run`: build every component from its config, start it, wait for a
+//!   signal, drain sources, then the pipeline, then sinks.
+//! - [`replay`]: `ecogate replay`: a file of readings through the same pipeline and sinks.
+//!
+//! A new source or sink is a folder of its own under `sources/` or `sinks/`, plus its section
+//! in [`config`] and its start in [`daemon`]: see docs/architecture.md.
+
+pub mod config;
+pub mod daemon;
+pub mod replay;
+
+pub use config::AppConfig;
