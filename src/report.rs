@@ -1,7 +1,7 @@
 //! Human-readable reports of accounted figures: per firm, with sites that have their own
 //! figures (hydrogen, charging), and the park total.
 
-use crate::accounting::indicators::{self, Indicators, Owner, Period};
+use crate::accounting::indicators::{Indicators, Period};
 use crate::accounting::ledger::Entity;
 use crate::accounting::metric::{Metric, Sums};
 use crate::config::{Config, SiteKind};
@@ -37,26 +37,9 @@ fn opt(x: Option<f64>, decimals: usize, suffix: &str) -> String {
     })
 }
 
-fn residual(config: &Config) -> f64 {
-    config
-        .factors
-        .co2_per_base("grid_market_residual")
-        .unwrap_or(0.0)
-}
-
 /// Indicators of one firm from its sums.
 pub fn firm_indicators(config: &Config, firm: usize, sums: &Sums, period: Period) -> Indicators {
-    let f = &config.firms[firm];
-    indicators::derive(
-        sums,
-        period,
-        Some(Owner {
-            land_mu: f.land_mu,
-            stats: &f.stats,
-            has_production_counters: config.firm_has_production_counters(firm),
-        }),
-        residual(config),
-    )
+    crate::figures::derive(config, Entity::Firm(firm as u32), sums, period)
 }
 
 fn carrier_lines(out: &mut String, sums: &Sums) {
@@ -162,7 +145,8 @@ pub fn render(config: &Config, totals: &HashMap<Entity, Sums>, period: Period) -
             .filter(|(_, s)| s.firm == fi)
         {
             let site_sums = get(Entity::Site(si as u32));
-            let si_ind = indicators::derive(&site_sums, period, None, residual(config));
+            let si_ind =
+                crate::figures::derive(config, Entity::Site(si as u32), &site_sums, period);
             match site.kind {
                 SiteKind::HydrogenSite => {
                     if let Some(h) = &si_ind.hydrogen {
@@ -195,7 +179,7 @@ pub fn render(config: &Config, totals: &HashMap<Entity, Sums>, period: Period) -
         }
     }
     let park = get(Entity::Park);
-    let i = indicators::derive(&park, period, None, residual(config));
+    let i = crate::figures::derive(config, Entity::Park, &park, period);
     let _ = writeln!(out, "park {}", config.park.name);
     indicator_lines(&mut out, &i, &park);
     out

@@ -536,3 +536,92 @@ async fn tls_with_a_private_ca() {
     );
     assert_eq!(readings[0].amount, 3.25);
 }
+
+/// What `sources/mqtt/puback.rs` relies on in rumqttc's insides, checked against a real broker:
+/// an upgrade that changes any of it fails here instead of silently mis-pacing reads or
+/// mis-ordering acknowledgements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttc_behaves_as_the_acknowledgement_batching_expects() {
+    use ecogate::sources::mqtt::puback::{READ_BATCH, RUMQTTC_VERSION};
+    // The locked version is the one the batching was written against.
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap();
+    let locked = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"rumqttc\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_string());
+    assert_eq!(locked.as_deref(), Some(RUMQTTC_VERSION));
+
+    let broker = Mosquitto::start();
+    let mut o = MqttOptions::new("puback-probe", "127.0.0.1", broker.port);
+    o.set_manual_acks(true);
+    let (sub, mut ev) = AsyncClient::new(o, 100);
+    sub.subscribe("probe/#", QoS::AtLeastOnce).await.unwrap();
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = ev.poll().await.unwrap() {
+            break;
+        }
+    }
+    // 30 small QoS 0 messages wait in the socket while the subscriber does not poll.
+    let (publisher, mut pev) = AsyncClient::new(
+        MqttOptions::new("puback-pub", "127.0.0.1", broker.port),
+        100,
+    );
+    for i in 0..30 {
+        publisher
+            .publish("probe/a", QoS::AtMostOnce, false, format!("{i}"))
+            .await
+            .unwrap();
+    }
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            match pev.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(_))) => {
+                    let _ = sent_tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    for _ in 0..30 {
+        sent_rx.recv().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One socket read decodes READ_BATCH packets: the first is handed out, the rest wait in
+    // `state.events`; a read that gave fewer left nothing in the socket.
+    match ev.poll().await.unwrap() {
+        Event::Incoming(Packet::Publish(_)) => {}
+        other => panic!("expected a publish, got {other:?}"),
+    }
+    assert_eq!(ev.state.events.len(), READ_BATCH - 1);
+    while !ev.state.events.is_empty() {
+        ev.poll().await.unwrap();
+    }
+    // An acknowledgement sent through the client is reported as written (`Outgoing::PubAck`
+    // with its packet id) while `network` is there to write the rest of a run behind it.
+    publisher
+        .publish("probe/b", QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    let p = loop {
+        if let Event::Incoming(Packet::Publish(p)) = ev.poll().await.unwrap() {
+            if p.qos == QoS::AtLeastOnce {
+                break p;
+            }
+        }
+    };
+    sub.ack(&p).await.unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Event::Outgoing(rumqttc::Outgoing::PubAck(pkid)) = ev.poll().await.unwrap() {
+                return pkid;
+            }
+        }
+    })
+    .await
+    .expect("rumqttc reports the PUBACK it wrote");
+    assert_eq!(written, p.pkid);
+    assert!(ev.network.is_some());
+}

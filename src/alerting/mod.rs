@@ -11,88 +11,63 @@ pub mod webhook;
 
 use crate::accounting::indicators::HydrogenClass;
 use crate::accounting::ledger::Entity;
-use crate::accounting::ledger::EntityIds;
-use crate::accounting::metric::{Metric, Sums};
-use crate::accounting::window::{year_progress, WindowKind};
 use crate::config::{Config, SiteKind};
+use crate::figures::Figures;
 use crate::sinks::store::Store;
 pub use config::AlertingConfig;
 use rules::{Condition, Observation, State};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Reads the figures every condition needs for `now_ms` from the store.
-pub fn observe(
-    store: &Store,
-    acct: &impl EntityIds,
-    config: &Config,
-    now_ms: i64,
-) -> Vec<Observation> {
+/// Reads the figures every condition needs for `now_ms` from the store, through the same
+/// reader as `/metrics` and the reports ([`crate::figures`]): the last 24 hours for intensities
+/// and hydrogen, the year to date for budgets.
+pub fn observe(store: &Store, config: &Config, now_ms: i64) -> Vec<Observation> {
+    let figures = Figures { store, config };
     let mut out = Vec::new();
-    let day_ago = now_ms - 86_400_000;
-    let hour_ms = 3_600_000;
-    // Sums over the last 24 hours, from hour windows (whole hours; the current one included).
-    let last_day = |e: Entity| -> Sums {
-        store
-            .sums(
-                acct,
-                WindowKind::Hour,
-                e,
-                day_ago - hour_ms,
-                now_ms + hour_ms,
-            )
-            .unwrap_or_default()
-    };
-    let tz = config.park.timezone;
-    let (year_days, elapsed_days) = year_progress(now_ms, tz).unwrap_or((365.0, 1.0));
-    let year_start = now_ms - (elapsed_days * 86_400_000.0) as i64;
     for (i, firm) in config.firms.iter().enumerate() {
         let e = Entity::Firm(i as u32);
-        let day = last_day(e);
-        let co2_t = (day.get(Metric::Co2Scope1Kg) + day.get(Metric::Co2Scope2LocationKg)) / 1000.0;
-        let output = day.get(Metric::OutputCny);
         if let Some(threshold) = firm.stats.intensity_threshold_tco2_per_10k_cny {
-            if output > 0.0 {
+            let value = figures.last_24h(e, now_ms).ok().and_then(|span| {
+                figures
+                    .indicators(e, &span)
+                    .carbon_intensity_tco2_per_10k_cny
+            });
+            if let Some(value) = value {
                 out.push(Observation {
                     condition: Condition::CarbonIntensity,
                     entity: firm.id.clone(),
-                    value: co2_t / (output / 10_000.0),
+                    value,
                     threshold,
                 });
             }
         }
         if let Some(budget) = firm.stats.carbon_budget_tco2 {
-            let ytd = store
-                .sums(
-                    acct,
-                    WindowKind::Year,
-                    e,
-                    year_start - 86_400_000,
-                    now_ms + 1,
-                )
-                .unwrap_or_default();
-            let ytd_t =
-                (ytd.get(Metric::Co2Scope1Kg) + ytd.get(Metric::Co2Scope2LocationKg)) / 1000.0;
-            out.push(Observation {
-                condition: Condition::BudgetAtRisk,
-                entity: firm.id.clone(),
-                value: ytd_t,
-                threshold: budget * elapsed_days / year_days,
-            });
+            if let Ok(span) = figures.year_to_date(e, now_ms) {
+                out.push(Observation {
+                    condition: Condition::BudgetAtRisk,
+                    entity: firm.id.clone(),
+                    value: figures.indicators(e, &span).co2_total_t,
+                    threshold: budget * span.period.days / span.period.year_days,
+                });
+            }
         }
     }
     for (i, site) in config.sites.iter().enumerate() {
         if site.kind != SiteKind::HydrogenSite {
             continue;
         }
-        let day = last_day(Entity::Site(i as u32));
-        let kg = day.get(Metric::HydrogenProducedKg);
-        if kg > 0.0 {
-            let co2_kg = day.get(Metric::Co2Scope1Kg) + day.get(Metric::Co2Scope2LocationKg);
+        let e = Entity::Site(i as u32);
+        let kgco2_per_kg = figures
+            .last_24h(e, now_ms)
+            .ok()
+            .and_then(|span| figures.indicators(e, &span).hydrogen)
+            .and_then(|h| h.kgco2_per_kg);
+        if let Some(value) = kgco2_per_kg {
             out.push(Observation {
                 condition: Condition::HydrogenAboveLowCarbon,
                 entity: site.id.clone(),
-                value: co2_kg / kg,
+                value,
                 threshold: HydrogenClass::LOW_CARBON_MAX_KGCO2_PER_KG,
             });
         }
@@ -163,7 +138,7 @@ pub async fn run(
         let path = config.store.path.clone();
         let cfg = config.clone();
         let observations = tokio::task::spawn_blocking(move || match Store::open(&path) {
-            Ok(store) => observe(&store, &*cfg, &cfg, now_ms),
+            Ok(store) => observe(&store, &cfg, now_ms),
             Err(e) => {
                 tracing::error!("alerting cannot read the store: {e}");
                 Vec::new()

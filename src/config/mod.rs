@@ -2,7 +2,7 @@
 //! windows) and the validation machinery every section of the configuration uses.
 //!
 //! This is core: it imports no source, sink, metrics or alerting. Each component validates its
-//! own section with the [`Validator`] from here; `crate::app::config` assembles the file. One
+//! own section with the [`Validator`] from here; the application module assembles the file. One
 //! path serves `check`, `run` and `replay`: TOML text -> raw sections (syntax, types, unknown
 //! keys) -> [`Config`] and each component's config (references, units, factors, ranges). Every
 //! error names the file, line:column and key path. Nothing here panics on any input.

@@ -12,7 +12,7 @@ use toml::Spanned;
 pub type S<T> = Spanned<T>;
 
 /// The park model's sections of the file. The file's top level, which also names every
-/// component's section, is assembled by `crate::app::config`.
+/// component's section, is assembled by the application module (`app/config.rs`).
 #[derive(Debug)]
 pub struct RawCore {
     pub park: RawPark,

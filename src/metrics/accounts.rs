@@ -382,8 +382,7 @@ fn add_positive(
 /// figures of the last 24 hours (carbon and energy intensity, green share, output per mu so far
 /// this year, hydrogen kgCO2e/kg and class). Ratios are derived from sums, as in the reports.
 pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> super::http::Refresh {
-    use crate::accounting::indicators::{self, HydrogenClass, Owner, Period};
-    use crate::accounting::window::{year_progress, LocalTime, WindowKind};
+    use crate::accounting::indicators::HydrogenClass;
     let gauge = |name: &str, help: &str, label: &str| {
         let g = GaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
         registry
@@ -427,57 +426,29 @@ pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> supe
         "site",
     );
     let store: std::sync::Mutex<Option<crate::sinks::store::Store>> = std::sync::Mutex::new(None);
-    let residual = config
-        .factors
-        .co2_per_base("grid_market_residual")
-        .unwrap_or(0.0);
     std::sync::Arc::new(move || {
         let Ok(mut guard) = store.lock() else { return };
         if guard.is_none() {
             *guard = crate::sinks::store::Store::open(&config.store.path).ok();
         }
         let Some(s) = guard.as_ref() else { return };
-        let tz = config.park.timezone;
+        let figures = crate::figures::Figures {
+            store: s,
+            config: &config,
+        };
         let now = chrono::Utc::now().timestamp_millis();
-        let Some(local) = LocalTime::new(now, tz) else {
-            return;
-        };
-        let year_start = local.window_start_ms(WindowKind::Year, tz);
-        let (year_days, elapsed_days) = year_progress(now, tz).unwrap_or((365.0, 1.0));
-        let hour = 3_600_000;
-        let day = Period {
-            days: 1.0,
-            year_days,
-            whole_year_holdings: false,
-        };
-        let so_far = Period {
-            days: elapsed_days.max(1.0 / 24.0),
-            year_days,
-            whole_year_holdings: true,
-        };
-        let last_day = |e: Entity| {
-            s.sums(&*config, WindowKind::Hour, e, now - 24 * hour, now + hour)
-                .ok()
-        };
         for (i, firm) in config.firms.iter().enumerate() {
             let e = Entity::Firm(i as u32);
-            let owner = Some(Owner {
-                land_mu: firm.land_mu,
-                stats: &firm.stats,
-                has_production_counters: config.firm_has_production_counters(i),
-            });
             let labels = [firm.id.as_str()];
-            if let Ok(sums) = s.sums(&*config, WindowKind::Year, e, year_start, year_start + 1) {
-                ytd.with_label_values(&labels)
-                    .set(sums.get(Metric::Co2Scope1Kg) + sums.get(Metric::Co2Scope2LocationKg));
-                if let Some(v) =
-                    indicators::derive(&sums, so_far, owner, residual).output_per_mu_cny
-                {
+            if let Ok(span) = figures.year_to_date(e, now) {
+                let d = figures.indicators(e, &span);
+                ytd.with_label_values(&labels).set(d.co2_total_t * 1000.0);
+                if let Some(v) = d.output_per_mu_cny {
                     per_mu.with_label_values(&labels).set(v);
                 }
             }
-            if let Some(sums) = last_day(e) {
-                let d = indicators::derive(&sums, day, owner, residual);
+            if let Ok(span) = figures.last_24h(e, now) {
+                let d = figures.indicators(e, &span);
                 for (g, v) in [
                     (&intensity, d.carbon_intensity_tco2_per_10k_cny),
                     (&energy_intensity, d.energy_intensity_tce_per_10k_cny),
@@ -493,10 +464,11 @@ pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> supe
             if site.kind != crate::config::SiteKind::HydrogenSite {
                 continue;
             }
-            let Some(sums) = last_day(Entity::Site(i as u32)) else {
+            let e = Entity::Site(i as u32);
+            let Ok(span) = figures.last_24h(e, now) else {
                 continue;
             };
-            if let Some(h) = indicators::derive(&sums, day, None, residual).hydrogen {
+            if let Some(h) = figures.indicators(e, &span).hydrogen {
                 if let (Some(v), Some(c)) = (h.kgco2_per_kg, h.class) {
                     h2.with_label_values(&[&site.id]).set(v);
                     let class = match c {

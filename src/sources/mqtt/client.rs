@@ -3,7 +3,7 @@
 //! - The event loop runs on a thread of its own and only polls, decodes and paces its reads
 //!   (`pace`); it never awaits the broker for anything it publishes (rumqttc deadlocks when the
 //!   polling task publishes). A separate acker task decides which acknowledgements are due and
-//!   hands them over a run at a time (see [`AckRun`]).
+//!   hands them over a run at a time (`puback`, the one file that reaches into rumqttc).
 //! - QoS 1 messages are acknowledged manually, in order, once the pipeline has committed their
 //!   readings: a kill -9 before that leaves them with the broker, which redelivers them to our
 //!   persistent session (clean session off, stable client id). A redelivered cumulative reading
@@ -17,6 +17,7 @@
 use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
 use super::pace::Pace;
+use super::puback::{self, acker, write_run, AckNote, AckRuns, PendingAck, READ_BATCH};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckCount, Envelope};
@@ -24,7 +25,7 @@ use crate::sources::SourceContext;
 use crate::units::Unit;
 use crate::util::FastHash;
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS, SubscribeFilter,
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
     TlsConfiguration, Transport,
 };
 use std::collections::HashMap;
@@ -187,50 +188,8 @@ struct Loop {
     batch_acks: Vec<PendingAck>,
 }
 
-/// rumqttc decodes at most this many packets from one socket read before it returns
-/// (`Network::readb`); a read that gave fewer left nothing in the socket.
-const READ_BATCH: usize = 9;
-
 /// Above this many readings the current read's envelope goes to the pipeline at once.
 const BATCH_READINGS: usize = 4096;
-
-/// A QoS 1 message to acknowledge. Kept in arrival order, which is the order envelopes commit
-/// in. Only the packet id is kept: a whole `Publish` would hold on to the socket read its payload
-/// was cut from.
-#[derive(Debug, Clone, Copy)]
-struct PendingAck {
-    /// Acknowledged once the pipeline has committed its readings; else at once (refused input,
-    /// or nothing to read).
-    needs_commit: bool,
-    /// `None` once the connection it came on is lost: the broker sends every unacknowledged
-    /// message again on the new connection, with the same packet id, and that copy is the one
-    /// to acknowledge. Acknowledging the old one as well could acknowledge, under a packet id the
-    /// broker has since reused, a message not yet committed.
-    pkid: Option<u16>,
-}
-
-/// What the event loop tells the acker, in order.
-#[derive(Debug)]
-enum AckNote {
-    Messages(Vec<PendingAck>),
-    ConnectionLost,
-}
-
-/// One run of acknowledgements that came due together. The acker sends the first through
-/// rumqttc's request channel (which also wakes the event loop if it is waiting on the socket);
-/// when rumqttc reports it written, the event loop writes the rest behind it with one flush.
-/// rumqttc writes and flushes every request on its own, a system call and a TCP segment per
-/// PUBACK for ecogate and the broker, where its automatic acknowledgements go out ten at a time.
-#[derive(Debug)]
-struct AckRun {
-    leader: u16,
-    rest: Vec<u16>,
-}
-
-/// Runs whose leader is in rumqttc's request channel, in the order the leaders were sent. The
-/// acker and the event loop share one thread, so the acker's "send the leader, queue the run"
-/// happens with no await in between and the two never disagree; the lock is never contended.
-type AckRuns = Arc<std::sync::Mutex<std::collections::VecDeque<AckRun>>>;
 
 impl Loop {
     async fn run(mut self, mut eventloop: EventLoop) {
@@ -254,7 +213,7 @@ impl Loop {
         let mut read = 0usize;
         let mut pace = Pace::default();
         loop {
-            if eventloop.state.events.is_empty() {
+            if puback::read_drained(&eventloop) {
                 // The next poll reads the socket: what this read gave goes to the pipeline first.
                 self.flush(&ack_tx).await;
                 if read < READ_BATCH {
@@ -321,10 +280,8 @@ impl Loop {
                     // not handed out yet.
                     eventloop.clean();
                     runs.lock().expect("ack runs").clear();
-                    while let Some(ev) = eventloop.state.events.pop_front() {
-                        if let Event::Incoming(Packet::Publish(p)) = ev {
-                            self.on_publish(p);
-                        }
+                    for p in puback::take_unread_publishes(&mut eventloop) {
+                        self.on_publish(p);
                     }
                     self.flush_acks(&ack_tx);
                     let _ = ack_tx.send(AckNote::ConnectionLost);
@@ -504,133 +461,5 @@ impl Loop {
                 "mqtt message refused on topic {topic:?}"
             );
         }
-    }
-}
-
-/// Writes the run led by `pkid`, which rumqttc has just written, right behind it.
-async fn write_run(eventloop: &mut EventLoop, runs: &AckRuns, pkid: u16) {
-    let run = runs.lock().expect("ack runs").pop_front();
-    match run {
-        Some(run) if run.leader == pkid => {
-            if run.rest.is_empty() {
-                return;
-            }
-            // No connection: these messages are unacknowledged, so the broker sends them again.
-            let Some(network) = eventloop.network.as_mut() else {
-                return;
-            };
-            for id in run.rest {
-                if network
-                    .write(Packet::PubAck(PubAck::new(id)))
-                    .await
-                    .is_err()
-                {
-                    // The connection is failing; the next poll says so and reconnects.
-                    return;
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), network.flush()).await;
-        }
-        other => {
-            // Not expected to happen. If it did, some acknowledgements would never be sent
-            // and their messages would hold the broker's in-flight slots until a reconnect:
-            // reconnecting now makes the broker send every unacknowledged message again.
-            tracing::error!(
-                pkid,
-                expected = other.map(|r| r.leader),
-                "mqtt acknowledgements out of step; reconnecting"
-            );
-            runs.lock().expect("ack runs").clear();
-            eventloop.clean();
-        }
-    }
-}
-
-/// Acknowledges messages in arrival order: refused ones at once, the others as the pipeline's
-/// commit count passes them, a run at a time (see [`AckRun`]). Once the source stops (`rx`
-/// closed), it acknowledges what is committed within a few seconds and leaves the rest to the
-/// broker's redelivery.
-async fn acker(
-    client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<AckNote>,
-    committed: Arc<AckCount>,
-    runs: AckRuns,
-) {
-    let mut pending: std::collections::VecDeque<PendingAck> = std::collections::VecDeque::new();
-    let mut acked_commits = 0u64;
-    let mut open = true;
-    let mut stop_by: Option<tokio::time::Instant> = None;
-    loop {
-        if open {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(note) => take(&mut pending, note),
-                    None => open = false,
-                },
-                _ = committed.changed.notified() => {}
-            }
-            while let Ok(note) = rx.try_recv() {
-                take(&mut pending, note);
-            }
-        } else {
-            let by = *stop_by
-                .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(4));
-            if pending.is_empty()
-                || tokio::time::timeout_at(by, committed.changed.notified())
-                    .await
-                    .is_err()
-            {
-                return;
-            }
-        }
-        let done = committed.committed();
-        let mut due = Vec::new();
-        while let Some(&PendingAck { needs_commit, pkid }) = pending.front() {
-            if needs_commit {
-                if acked_commits >= done {
-                    break;
-                }
-                acked_commits += 1;
-            }
-            pending.pop_front();
-            due.extend(pkid);
-        }
-        if !due.is_empty() {
-            send_run(&client, &runs, due).await;
-        }
-    }
-}
-
-fn take(pending: &mut std::collections::VecDeque<PendingAck>, note: AckNote) {
-    match note {
-        AckNote::Messages(acks) => pending.extend(acks),
-        AckNote::ConnectionLost => {
-            for ack in pending.iter_mut() {
-                ack.pkid = None;
-            }
-        }
-    }
-}
-
-/// Sends a run's leader and queues the run.
-async fn send_run(client: &AsyncClient, runs: &AckRuns, due: Vec<u16>) {
-    let mut leader = Publish::new("", QoS::AtLeastOnce, Vec::new());
-    leader.pkid = due[0];
-    let mut run = Some(AckRun {
-        leader: due[0],
-        rest: due[1..].to_vec(),
-    });
-    loop {
-        {
-            // Sent and queued under one lock with no await between: see [`AckRuns`].
-            let mut queue = runs.lock().expect("ack runs");
-            if client.try_ack(&leader).is_ok() {
-                queue.push_back(run.take().expect("sent once"));
-                return;
-            }
-        }
-        // The request channel is full (the event loop is reconnecting), or closed because the
-        // event loop has ended, in which case this task ends with the runtime.
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

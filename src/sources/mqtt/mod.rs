@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod pace;
+pub mod puback;
 pub mod sparkplug;
 pub mod topic;
 

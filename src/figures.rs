@@ -1,0 +1,98 @@
+//! The one reader of stored figures: period totals of a firm, site or park over local windows,
+//! and the indicators derived from them. `/metrics`, in-daemon alerting and the reports all
+//! read through here, so they cannot disagree on what "the last 24 hours", "this year" or a
+//! firm's carbon intensity is.
+
+use crate::accounting::indicators::{self, Indicators, Owner, Period};
+use crate::accounting::ledger::Entity;
+use crate::accounting::metric::Sums;
+use crate::accounting::window::{year_progress, LocalTime, WindowKind};
+use crate::config::Config;
+use crate::sinks::store::{Store, StoreError};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The indicators of an entity's sums over `period`: a firm's land and statistics are used
+/// (its annual output stands in only when it has no production counter), a site or the park
+/// has none. The one place where sums become ratios.
+pub fn derive(config: &Config, entity: Entity, sums: &Sums, period: Period) -> Indicators {
+    let owner = match entity {
+        Entity::Firm(i) => config.firms.get(i as usize).map(|f| Owner {
+            land_mu: f.land_mu,
+            stats: &f.stats,
+            has_production_counters: config.firm_has_production_counters(i as usize),
+        }),
+        _ => None,
+    };
+    let residual = config
+        .factors
+        .co2_per_base("grid_market_residual")
+        .unwrap_or(0.0);
+    indicators::derive(sums, period, owner, residual)
+}
+
+/// Sums and the period they cover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub sums: Sums,
+    pub period: Period,
+}
+
+/// Reads an entity's figures from a store.
+pub struct Figures<'a> {
+    pub store: &'a Store,
+    pub config: &'a Config,
+}
+
+impl Figures<'_> {
+    /// The last 24 hours: the 24 local hour windows ending with the one holding `now_ms`.
+    pub fn last_24h(&self, entity: Entity, now_ms: i64) -> Result<Span, StoreError> {
+        let tz = self.config.park.timezone;
+        let hour_start =
+            LocalTime::new(now_ms, tz).map_or(now_ms, |l| l.window_start_ms(WindowKind::Hour, tz));
+        let sums = self.store.sums(
+            self.config,
+            WindowKind::Hour,
+            entity,
+            hour_start - 23 * HOUR_MS,
+            hour_start + 1,
+        )?;
+        let year_days = year_progress(now_ms, tz).map_or(365.0, |(len, _)| len);
+        Ok(Span {
+            sums,
+            period: Period {
+                days: 1.0,
+                year_days,
+                whole_year_holdings: false,
+            },
+        })
+    }
+
+    /// Since 1 January (local) up to `now_ms`; year-level holdings (certificates) count.
+    pub fn year_to_date(&self, entity: Entity, now_ms: i64) -> Result<Span, StoreError> {
+        let tz = self.config.park.timezone;
+        let year_start =
+            LocalTime::new(now_ms, tz).map_or(now_ms, |l| l.window_start_ms(WindowKind::Year, tz));
+        let sums = self.store.sums(
+            self.config,
+            WindowKind::Year,
+            entity,
+            year_start,
+            year_start + 1,
+        )?;
+        let (year_days, elapsed_days) = year_progress(now_ms, tz).unwrap_or((365.0, 1.0));
+        Ok(Span {
+            sums,
+            period: Period {
+                days: elapsed_days.max(1.0 / 24.0),
+                year_days,
+                whole_year_holdings: true,
+            },
+        })
+    }
+
+    /// The indicators of a span of an entity.
+    pub fn indicators(&self, entity: Entity, span: &Span) -> Indicators {
+        derive(self.config, entity, &span.sums, span.period)
+    }
+}
