@@ -14,10 +14,10 @@ use ecogate::accounting::ledger::{Accepted, AggKey, ChannelRef, Entity};
 use ecogate::accounting::metric::{Metric, Sums};
 use ecogate::accounting::window::WindowKind;
 use ecogate::app::AppConfig as Config;
-use ecogate::metrics::influx::InfluxMetrics;
 use ecogate::metrics::Metrics;
 use ecogate::pipeline::Pipeline;
 use ecogate::reading::{Quality, Reading};
+use ecogate::sinks::influx::metrics::InfluxMetrics;
 use ecogate::sinks::influx::schema::Encoder;
 use ecogate::sinks::influx::sender::Sender;
 use ecogate::sinks::outbox::{FsyncPolicy, Outbox, OutboxConfig, WhenFull};
@@ -304,7 +304,7 @@ fn whole_pipeline(port: u16, seconds: usize, t0: i64) -> (f64, f64, u64) {
     let (mut p, outbox) =
         ecogate::app::daemon::open_pipeline(&cfg, &dir.path().join("store.db"), &metrics).unwrap();
     let outbox = outbox.unwrap();
-    let im = metrics.influx.get().unwrap().clone();
+    let im = (*metrics.component(InfluxMetrics::register)).clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -257,12 +257,19 @@ async fn faulty_devices_on_one_bus_do_not_disturb_the_healthy_ones() {
         "silent device asked {} times",
         bank.requests(3)
     );
-    let exc = |code: &str| metrics.modbus_exceptions.with_label_values(&[code]).get();
+    let exc = |code: &str| {
+        metrics
+            .component(ecogate::sources::modbus::metrics::ModbusMetrics::register)
+            .exceptions
+            .with_label_values(&[code])
+            .get()
+    };
     assert!(exc("illegal_data_address") >= 2);
     assert!(exc("server_device_busy") >= 2);
     assert!(
         metrics
-            .modbus_requests
+            .component(ecogate::sources::modbus::metrics::ModbusMetrics::register)
+            .requests
             .with_label_values(&["timeout"])
             .get()
             >= 2
@@ -318,7 +325,13 @@ async fn polling_resumes_after_the_server_restarts() {
     })
     .await;
     assert!(resumed.is_ok(), "no readings after the server came back");
-    assert!(metrics.modbus_connects.get() >= 2);
+    assert!(
+        metrics
+            .component(ecogate::sources::modbus::metrics::ModbusMetrics::register)
+            .connects
+            .get()
+            >= 2
+    );
     stop_tx.send(true).unwrap();
 }
 

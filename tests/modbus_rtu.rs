@@ -152,11 +152,13 @@ async fn rtu_over_a_serial_line_with_noise_and_crc_errors() {
         values.extend(env.readings.into_iter().map(|r| r.amount));
     }
     let failed = metrics
-        .modbus_requests
+        .component(ecogate::sources::modbus::metrics::ModbusMetrics::register)
+        .requests
         .with_label_values(&["timeout"])
         .get()
         + metrics
-            .modbus_requests
+            .component(ecogate::sources::modbus::metrics::ModbusMetrics::register)
+            .requests
             .with_label_values(&["transport_error"])
             .get();
     eprintln!(

@@ -176,7 +176,11 @@ async fn every_decoder_round_trips() {
         (42.5, "kW")
     );
     assert_eq!(
-        metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
+        metrics
+            .component(ecogate::sources::mqtt::metrics::MqttMetrics::register)
+            .messages
+            .with_label_values(&["accepted"])
+            .get(),
         5
     );
 }
@@ -214,7 +218,11 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
     let (again, metrics) = collect(&cfg, |r| !r.is_empty(), Duration::from_secs(3)).await;
     assert_eq!(again.len(), 0, "redelivered after a clean stop: {again:?}");
     assert_eq!(
-        metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
+        metrics
+            .component(ecogate::sources::mqtt::metrics::MqttMetrics::register)
+            .messages
+            .with_label_values(&["accepted"])
+            .get(),
         0
     );
 }
@@ -407,7 +415,13 @@ async fn sparkplug_b_birth_then_data_by_alias() {
             ("c0", "delivered", 1_500.0, "Wh", t0 + 60_000),
         ]
     );
-    let rejected = |r: &str| metrics.mqtt_rejected.with_label_values(&[r]).get();
+    let rejected = |r: &str| {
+        metrics
+            .component(ecogate::sources::mqtt::metrics::MqttMetrics::register)
+            .rejected
+            .with_label_values(&[r])
+            .get()
+    };
     assert_eq!(
         (
             rejected("malformed"),
@@ -418,7 +432,11 @@ async fn sparkplug_b_birth_then_data_by_alias() {
     );
     // Birth, death and data.
     assert_eq!(
-        metrics.mqtt_messages.with_label_values(&["accepted"]).get(),
+        metrics
+            .component(ecogate::sources::mqtt::metrics::MqttMetrics::register)
+            .messages
+            .with_label_values(&["accepted"])
+            .get(),
         3
     );
 }
@@ -459,7 +477,13 @@ async fn hostile_input_is_counted_acknowledged_and_forgotten() {
     .await;
     publisher.await.unwrap();
     let after = rss_kb();
-    let rej = |r: &str| metrics.mqtt_rejected.with_label_values(&[r]).get();
+    let rej = |r: &str| {
+        metrics
+            .component(ecogate::sources::mqtt::metrics::MqttMetrics::register)
+            .rejected
+            .with_label_values(&[r])
+            .get()
+    };
     assert_eq!(rej("wrong_type"), 1);
     assert_eq!(rej("missing_field"), 1);
     // `{not json` is malformed; serde_json also refuses 1e999 (out of range) as malformed.
@@ -532,7 +556,10 @@ async fn tls_with_a_private_ca() {
         readings.len(),
         1,
         "nothing arrived over TLS (connection failures: {})",
-        metrics.mqtt_reconnects.get()
+        metrics
+            .component(ecogate::sources::mqtt::metrics::MqttMetrics::register)
+            .reconnects
+            .get()
     );
     assert_eq!(readings[0].amount, 3.25);
 }

@@ -63,7 +63,7 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
         // Sinks after the pipeline: drained last.
         let mut sinks: Vec<Running> = Vec::new();
         if let (Some(ic), Some(outbox)) = (&app.influx, outbox.clone()) {
-            let m = metrics.influx.get().expect("registered with the outbox").clone();
+            let m = (*metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register)).clone();
             let sender = crate::sinks::influx::sender::Sender::new(ic.clone(), outbox, m)?;
             tracing::info!(url = %ic.url, bucket = %ic.bucket, outbox = %ic.outbox.dir.display(), "writing to InfluxDB");
             sinks.push(Running::new(
@@ -80,7 +80,10 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
         let mut refresh: Vec<crate::metrics::http::Refresh> = Vec::new();
         if app.modbus.device_count() > 0 {
             let m = crate::sources::modbus::spawn(&app.modbus, ctx.clone(), metrics.clone());
-            refresh.push(crate::metrics::modbus_health(&metrics.registry, m.health.clone()));
+            refresh.push(crate::sources::modbus::metrics::health(
+                &metrics.registry,
+                m.health.clone(),
+            ));
             sources.push(Running::new("modbus", m.tasks));
         }
         if app.mqtt.broker.is_some() {
@@ -94,7 +97,8 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
         }
         drop(ctx);
         (hooks.after_start)();
-        if let (Some(m), Some(o)) = (metrics.influx.get().cloned(), outbox.clone()) {
+        if let Some(o) = outbox.clone() {
+            let m = metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register);
             refresh.push(Arc::new(move || m.observe_outbox(&o)));
         }
         if config

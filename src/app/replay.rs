@@ -210,11 +210,8 @@ impl ReplaySender {
         outbox: Arc<crate::sinks::outbox::Outbox>,
         metrics: &Metrics,
     ) -> anyhow::Result<ReplaySender> {
-        let m = metrics
-            .influx
-            .get()
-            .expect("registered with the outbox")
-            .clone();
+        let m =
+            (*metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register)).clone();
         let sender = crate::sinks::influx::sender::Sender::new(ic.clone(), outbox.clone(), m)?;
         let (stop, rx) = tokio::sync::watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod line_protocol;
+pub mod metrics;
 pub mod schema;
 pub mod sender;
 
@@ -122,9 +123,7 @@ pub fn build(
         uncommitted_records = report.uncommitted_records,
         "outbox opened"
     );
-    let m = metrics
-        .influx
-        .get_or_init(|| crate::metrics::influx::InfluxMetrics::register(&metrics.registry));
+    let m = metrics.component(self::metrics::InfluxMetrics::register);
     let outbox = Arc::new(outbox);
     m.observe_outbox(&outbox);
     let encoder = schema::Encoder::new(core, &ic.windows, ic.readings);

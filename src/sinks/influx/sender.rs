@@ -15,7 +15,7 @@
 //! timestamp, so a repeat is an identical point, never a second one.
 
 use super::config::InfluxConfig;
-use crate::metrics::influx::InfluxMetrics;
+use super::metrics::InfluxMetrics;
 use crate::sinks::outbox::{Outbox, ReadBatch};
 use std::io::Write;
 use std::sync::Arc;

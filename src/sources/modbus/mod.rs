@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod metrics;
 pub mod plan;
 pub mod poller;
 pub mod transport;

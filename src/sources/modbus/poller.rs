@@ -10,6 +10,7 @@
 
 use super::config::{Device, Transport};
 use super::decode;
+use super::metrics::ModbusMetrics;
 use super::plan::{self, Function, Request};
 use super::transport;
 use crate::metrics::Metrics;
@@ -58,6 +59,7 @@ pub fn spawn(
     ctx: SourceContext,
     metrics: Arc<Metrics>,
 ) -> ModbusSource {
+    let metrics = metrics.component(ModbusMetrics::register);
     let mut health = Health::default();
     let mut buses = Vec::new();
     for bus in &config.buses {
@@ -65,9 +67,7 @@ pub fn spawn(
             .devices
             .iter()
             .map(|d| {
-                metrics
-                    .modbus_request_seconds
-                    .with_label_values(&[&d.meter]);
+                metrics.request_seconds.with_label_values(&[&d.meter]);
                 let h = Arc::new(DeviceHealth::default());
                 health.devices.insert(d.meter.clone(), h.clone());
                 DeviceState::new(Arc::clone(d), h)
@@ -165,7 +165,7 @@ struct BusTask {
     bus: Link,
     devices: Vec<DeviceState>,
     ctx: SourceContext,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ModbusMetrics>,
     conn: Option<Context>,
     connect_failures: u32,
     next_connect_ms: i64,
@@ -176,7 +176,7 @@ impl BusTask {
         bus: Link,
         devices: Vec<DeviceState>,
         ctx: SourceContext,
-        metrics: Arc<Metrics>,
+        metrics: Arc<ModbusMetrics>,
     ) -> Self {
         BusTask {
             bus,
@@ -220,7 +220,7 @@ impl BusTask {
                 // than firing a burst of late polls.
                 let missed = ((now - next) / interval + 1) as u64;
                 d.health.polls_missed.fetch_add(missed, Ordering::Relaxed);
-                self.metrics.modbus_polls_missed.inc_by(missed);
+                self.metrics.polls_missed.inc_by(missed);
                 next += missed as i64 * interval;
             }
             d.next_due_ms = next;
@@ -244,7 +244,7 @@ impl BusTask {
                 if self.connect_failures > 0 {
                     tracing::info!(bus = %self.bus.id, "modbus reconnected");
                 }
-                self.metrics.modbus_connects.inc();
+                self.metrics.connects.inc();
                 self.conn = Some(c);
                 self.connect_failures = 0;
                 true
@@ -324,7 +324,7 @@ impl BusTask {
                 if !self.ensure_connected(timeout).await {
                     failure = Some(Failure::Connect);
                     self.metrics
-                        .modbus_requests
+                        .requests
                         .with_label_values(&[Failure::Connect.name()])
                         .inc();
                     break 'requests;
@@ -332,13 +332,10 @@ impl BusTask {
                 let started = Instant::now();
                 match self.read(device.unit_id, req, timeout).await {
                     Ok(words) => {
-                        self.metrics
-                            .modbus_requests
-                            .with_label_values(&["ok"])
-                            .inc();
+                        self.metrics.requests.with_label_values(&["ok"]).inc();
                         latency_us = started.elapsed().as_micros() as u64;
                         self.metrics
-                            .modbus_request_seconds
+                            .request_seconds
                             .with_label_values(&[&device.meter])
                             .observe(latency_us as f64 / 1e6);
                         let ts_ms = now_ms();
@@ -346,19 +343,16 @@ impl BusTask {
                         break;
                     }
                     Err(f) => {
-                        self.metrics
-                            .modbus_requests
-                            .with_label_values(&[f.name()])
-                            .inc();
+                        self.metrics.requests.with_label_values(&[f.name()]).inc();
                         if let Failure::Exception(code) = f {
                             self.metrics
-                                .modbus_exceptions
+                                .exceptions
                                 .with_label_values(&[exception_label(code)])
                                 .inc();
                         }
                         if f.poisons_connection() {
                             self.conn = None;
-                            self.metrics.modbus_disconnects.inc();
+                            self.metrics.disconnects.inc();
                         }
                         failure = Some(f);
                         attempt += 1;
@@ -460,10 +454,7 @@ impl BusTask {
                 }
             };
             if let Some((reason, detail)) = bad {
-                self.metrics
-                    .modbus_bad_values
-                    .with_label_values(&[reason])
-                    .inc();
+                self.metrics.bad_values.with_label_values(&[reason]).inc();
                 let interval = Duration::from_millis(d.device.poll_interval_ms.max(60_000));
                 if let Some(suppressed) = d.bad_log.allow(interval) {
                     tracing::warn!(

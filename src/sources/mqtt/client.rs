@@ -16,6 +16,7 @@
 
 use super::config::{Broker, MqttConfig};
 use super::decode::{self, Meters, Reject};
+use super::metrics::MqttMetrics;
 use super::pace::Pace;
 use super::puback::{self, acker, write_run, AckNote, AckRuns, PendingAck, READ_BATCH};
 use crate::config::Config;
@@ -124,7 +125,8 @@ pub fn spawn(
             m.channels.iter().map(|c| (c.id.clone(), c.unit)).collect(),
         );
     }
-    let accepted_total = metrics.mqtt_messages.with_label_values(&["accepted"]);
+    let metrics = metrics.component(MqttMetrics::register);
+    let accepted_total = metrics.messages.with_label_values(&["accepted"]);
     let state = Loop {
         mqtt: mqtt.clone(),
         broker,
@@ -172,7 +174,7 @@ struct Loop {
     meters: ConfiguredMeters,
     client: AsyncClient,
     ctx: SourceContext,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MqttMetrics>,
     log: crate::util::RateLimitedLog<Reject>,
     /// How many of this source's envelopes the pipeline has committed.
     committed: Arc<AckCount>,
@@ -231,7 +233,7 @@ impl Loop {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     failures = 0;
-                    self.metrics.mqtt_connected.set(1);
+                    self.metrics.connected.set(1);
                     tracing::info!(session_present = ack.session_present, "mqtt connected");
                     if !ack.session_present {
                         let filters: Vec<SubscribeFilter> = self
@@ -288,7 +290,7 @@ impl Loop {
                     self.flush(&ack_tx).await;
                     read = 0;
                     pace.reset();
-                    self.metrics.mqtt_connected.set(0);
+                    self.metrics.connected.set(0);
                     failures += 1;
                     let delay_ms = crate::util::backoff_ms(250.0, failures, 30_000.0) as f64;
                     if failures <= 3 || failures.is_multiple_of(20) {
@@ -298,7 +300,7 @@ impl Loop {
                             delay_ms / 1000.0
                         );
                     }
-                    self.metrics.mqtt_reconnects.inc();
+                    self.metrics.reconnects.inc();
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(Duration::from_millis(delay_ms as u64)) => {}
@@ -335,7 +337,7 @@ impl Loop {
                 disconnecting = self.client.try_disconnect().is_ok();
             }
         }
-        self.metrics.mqtt_connected.set(0);
+        self.metrics.connected.set(0);
         tracing::info!("mqtt source stopped");
     }
 
@@ -440,12 +442,9 @@ impl Loop {
 
     /// Counts a refused message by reason and logs it.
     fn reject(&mut self, reason: Reject, topic: &str) {
+        self.metrics.messages.with_label_values(&["rejected"]).inc();
         self.metrics
-            .mqtt_messages
-            .with_label_values(&["rejected"])
-            .inc();
-        self.metrics
-            .mqtt_rejected
+            .rejected
             .with_label_values(&[reason.name()])
             .inc();
         self.log_reject(reason, topic);

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod metrics;
 pub mod pace;
 pub mod puback;
 pub mod sparkplug;

@@ -1,0 +1,150 @@
+//! The Modbus source's metric families: registered by the source itself, labelled only with
+//! fixed values and configured meter ids.
+
+use super::Health;
+use prometheus::{HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct ModbusMetrics {
+    pub requests: IntCounterVec,
+    pub exceptions: IntCounterVec,
+    pub bad_values: IntCounterVec,
+    pub connects: IntCounter,
+    pub disconnects: IntCounter,
+    pub polls_missed: IntCounter,
+    /// Request latency per meter (labels: configured meter ids).
+    pub request_seconds: prometheus::HistogramVec,
+}
+
+impl ModbusMetrics {
+    pub fn register(registry: &Registry) -> ModbusMetrics {
+        let modbus_requests = IntCounterVec::new(
+            Opts::new(
+                "ecogate_modbus_requests_total",
+                "Modbus read requests, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let modbus_exceptions = IntCounterVec::new(
+            Opts::new(
+                "ecogate_modbus_exceptions_total",
+                "Modbus exception responses, by exception code.",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        let modbus_bad_values = IntCounterVec::new(
+            Opts::new(
+                "ecogate_modbus_bad_values_total",
+                "Decoded Modbus values refused (NaN, out of the plausible range, undecodable), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let modbus_connects = IntCounter::new(
+            "ecogate_modbus_connects_total",
+            "Modbus connections opened.",
+        )
+        .expect("valid metric");
+        let modbus_disconnects = IntCounter::new(
+            "ecogate_modbus_disconnects_total",
+            "Modbus connections dropped after a timeout or a broken response.",
+        )
+        .expect("valid metric");
+        let modbus_polls_missed = IntCounter::new(
+            "ecogate_modbus_polls_missed_total",
+            "Scheduled Modbus polls skipped because the bus fell behind.",
+        )
+        .expect("valid metric");
+        for r in [
+            "ok",
+            "timeout",
+            "exception",
+            "transport_error",
+            "bad_response",
+            "connect_error",
+        ] {
+            modbus_requests.with_label_values(&[r]);
+        }
+        for c in super::poller::EXCEPTION_LABELS {
+            modbus_exceptions.with_label_values(&[c]);
+        }
+        let modbus_request_seconds = prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "ecogate_modbus_request_seconds",
+                "Latency of successful Modbus requests, per meter.",
+            )
+            .buckets(vec![
+                0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["meter"],
+        )
+        .expect("valid metric");
+        for r in ["decode", "not_finite", "out_of_range"] {
+            modbus_bad_values.with_label_values(&[r]);
+        }
+        for c in [
+            Box::new(modbus_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(modbus_exceptions.clone()),
+            Box::new(modbus_bad_values.clone()),
+            Box::new(modbus_connects.clone()),
+            Box::new(modbus_disconnects.clone()),
+            Box::new(modbus_polls_missed.clone()),
+            Box::new(modbus_request_seconds.clone()),
+        ] {
+            registry.register(c).expect("each metric registered once");
+        }
+        ModbusMetrics {
+            requests: modbus_requests,
+            exceptions: modbus_exceptions,
+            bad_values: modbus_bad_values,
+            connects: modbus_connects,
+            disconnects: modbus_disconnects,
+            polls_missed: modbus_polls_missed,
+            request_seconds: modbus_request_seconds,
+        }
+    }
+}
+
+pub fn health(
+    registry: &Registry,
+    health: std::sync::Arc<Health>,
+) -> crate::metrics::http::Refresh {
+    use std::sync::atomic::Ordering;
+    let gauge = |name: &str, help: &str| {
+        let g = prometheus::GaugeVec::new(Opts::new(name, help), &["meter"]).expect("valid metric");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("registered once");
+        g
+    };
+    let up = gauge("ecogate_meter_up", "1 if the meter's last poll succeeded.");
+    let last = gauge(
+        "ecogate_meter_last_success_timestamp_seconds",
+        "Unix time of the meter's last successful poll (0: never).",
+    );
+    let failures = gauge(
+        "ecogate_meter_consecutive_failures",
+        "Polls failed in a row.",
+    );
+    let latency = gauge(
+        "ecogate_meter_last_latency_seconds",
+        "Latency of the last successful request.",
+    );
+    std::sync::Arc::new(move || {
+        for (meter, h) in &health.devices {
+            let labels = [meter.as_str()];
+            up.with_label_values(&labels)
+                .set(h.up.load(Ordering::Relaxed) as u8 as f64);
+            last.with_label_values(&labels)
+                .set(h.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+            failures
+                .with_label_values(&labels)
+                .set(h.consecutive_failures.load(Ordering::Relaxed) as f64);
+            latency
+                .with_label_values(&labels)
+                .set(h.last_latency_us.load(Ordering::Relaxed) as f64 / 1e6);
+        }
+    })
+}

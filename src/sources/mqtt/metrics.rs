@@ -1,0 +1,63 @@
+//! The MQTT source's metric families: registered by the source itself, labelled only with
+//! fixed values.
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct MqttMetrics {
+    pub messages: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub connected: prometheus::IntGauge,
+    pub reconnects: IntCounter,
+}
+
+impl MqttMetrics {
+    pub fn register(registry: &Registry) -> MqttMetrics {
+        let mqtt_messages = IntCounterVec::new(
+            Opts::new(
+                "ecogate_mqtt_messages_total",
+                "MQTT messages received, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let mqtt_rejected = IntCounterVec::new(
+            Opts::new(
+                "ecogate_mqtt_rejected_total",
+                "MQTT messages refused, by reason (acknowledged, nothing kept).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let mqtt_connected = prometheus::IntGauge::new(
+            "ecogate_mqtt_connected",
+            "1 while connected to the MQTT broker.",
+        )
+        .expect("valid metric");
+        let mqtt_reconnects = IntCounter::new(
+            "ecogate_mqtt_connection_failures_total",
+            "MQTT connection failures (each followed by a back-off).",
+        )
+        .expect("valid metric");
+        for r in ["accepted", "rejected"] {
+            mqtt_messages.with_label_values(&[r]);
+        }
+        for r in super::decode::Reject::ALL {
+            mqtt_rejected.with_label_values(&[r.name()]);
+        }
+        for c in [
+            Box::new(mqtt_messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(mqtt_rejected.clone()),
+            Box::new(mqtt_connected.clone()),
+            Box::new(mqtt_reconnects.clone()),
+        ] {
+            registry.register(c).expect("each metric registered once");
+        }
+        MqttMetrics {
+            messages: mqtt_messages,
+            rejected: mqtt_rejected,
+            connected: mqtt_connected,
+            reconnects: mqtt_reconnects,
+        }
+    }
+}
