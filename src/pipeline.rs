@@ -283,8 +283,8 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 let deadline = started + interval;
                 // With acknowledgements waiting, wait at most 200 ms for more: at high rates a
                 // commit then covers thousands of messages, so each window row is written once for
-                // many readings (20 ms gave 63-75 % of a bare subscriber's QoS 1 rate, 200 ms
-                // 79-81 %), and the broker's in-flight window keeps moving.
+                // many readings, and the broker's in-flight window keeps moving (20 ms was
+                // measured slower: docs/benchmarks.md).
                 let ack_deadline = started + interval.min(Duration::from_millis(200));
                 let mut last_arrival = started;
                 let mut readings = first.readings;
@@ -364,9 +364,8 @@ const PAUSE_COMMIT_READINGS: usize = 1024;
 /// With this many messages waiting for their acknowledgement, commit without waiting for a
 /// pause: the broker refills its in-flight window as these are acknowledged while the next batch
 /// arrives, instead of the two taking turns. Not much lower: a commit rewrites the window rows of
-/// every meter it touches, whatever its size, so at 60,000 msg/s from 1,000 meters commits of
-/// 4,096 messages took ecogate from 26 % to 45 % of a core and lowered the rate (mqtt_ingest,
-/// 2026-12-01, two runs each: medians 71-75 % of the bare subscriber against 81-83 % with 16,384).
+/// every meter it touches, whatever its size, so smaller early commits cost more CPU per message
+/// and lowered the rate (the measurement is in docs/benchmarks.md).
 const ACK_EARLY: u64 = 16_384;
 
 /// A commit that fails (disk full, store locked) is retried with backoff rather than dropped:

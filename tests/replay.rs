@@ -2,19 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn ecogate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::ecogate;
 
 #[test]
 fn shipped_sample_replays_cleanly_with_the_expected_totals() {

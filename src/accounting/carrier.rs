@@ -4,6 +4,7 @@
 //! standard-coal factors apply. Keeping this table in one place is what lets config validation,
 //! the accounting and the report agree on every carrier.
 
+use crate::config::factors::FactorKind;
 use crate::units::Dimension;
 use std::fmt;
 
@@ -135,5 +136,40 @@ impl Carrier {
 impl fmt::Display for Carrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl Carrier {
+    /// The factors a carrier's deltas are multiplied by.
+    pub fn required_factors(self) -> &'static [(FactorKind, &'static str)] {
+        use FactorKind::{Co2, Tce};
+        match self {
+            Carrier::GridImport => &[
+                (Co2, "grid_location"),
+                (Co2, "grid_market_residual"),
+                (Tce, "electricity_equivalent"),
+                (Tce, "electricity_coal_consumption"),
+            ],
+            Carrier::PvGeneration | Carrier::GridExport => &[
+                (Tce, "electricity_equivalent"),
+                (Tce, "electricity_coal_consumption"),
+            ],
+            Carrier::GreenPower => &[(Co2, "grid_market_residual")],
+            Carrier::NaturalGas => &[(Co2, "natural_gas"), (Tce, "natural_gas")],
+            Carrier::Diesel => &[(Co2, "diesel"), (Tce, "diesel")],
+            Carrier::Gasoline => &[(Co2, "gasoline"), (Tce, "gasoline")],
+            Carrier::Lpg => &[(Co2, "lpg"), (Tce, "lpg")],
+            Carrier::Lng => &[(Co2, "lng"), (Tce, "lng")],
+            Carrier::Coal => &[(Co2, "coal"), (Tce, "coal")],
+            Carrier::Heat => &[(Co2, "heat"), (Tce, "heat")],
+            Carrier::Steam => &[(Co2, "steam"), (Tce, "steam")],
+            Carrier::StorageCharge
+            | Carrier::StorageDischarge
+            | Carrier::ChargingDelivered
+            | Carrier::ChargingSessions
+            | Carrier::HydrogenProduced
+            | Carrier::HydrogenDispensed
+            | Carrier::Production => &[],
+        }
     }
 }

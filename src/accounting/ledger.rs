@@ -16,6 +16,10 @@ use crate::units::{self, Unit};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use super::batch::{
+    Accepted, AggKey, Batch, ChannelRef, CounterEvent, Entity, EntityIds, EventKind, RejectReason,
+    Rejection,
+};
 pub use crate::util::FastHash;
 
 /// Where a staged part of a delta goes: a whole local minute (added to every window holding it),
@@ -30,248 +34,9 @@ enum Slot {
 /// windows and entities.
 type Staged = HashMap<(u32, u32, u32, Slot), Sums, FastHash>;
 
-/// Gives the stored id of an entity: the configuration does, so readers of the store (metrics,
-/// alerting) need no accountant of their own.
-pub trait EntityIds {
-    fn entity_id(&self, e: Entity) -> &str;
-}
-
-impl EntityIds for Config {
-    fn entity_id(&self, e: Entity) -> &str {
-        match e {
-            Entity::Meter(i) => &self.meters[i as usize].id,
-            Entity::Site(i) => &self.sites[i as usize].id,
-            Entity::Firm(i) => &self.firms[i as usize].id,
-            Entity::Park => "park",
-        }
-    }
-}
-
 impl EntityIds for Accountant {
     fn entity_id(&self, e: Entity) -> &str {
         self.config.entity_id(e)
-    }
-}
-
-/// Who an aggregate belongs to. Indices point into the configuration's lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Entity {
-    Meter(u32),
-    Site(u32),
-    Firm(u32),
-    Park,
-}
-
-impl Entity {
-    pub fn level(self) -> &'static str {
-        match self {
-            Entity::Meter(_) => "meter",
-            Entity::Site(_) => "site",
-            Entity::Firm(_) => "firm",
-            Entity::Park => "park",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AggKey {
-    pub window: WindowKind,
-    pub start_ms: i64,
-    pub entity: Entity,
-}
-
-/// Why a reading was not accepted at all. Fixed set: these become metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    UnknownMeter,
-    UnknownChannel,
-    UnitMismatch,
-    NotFinite,
-    OutOfRange,
-    BadQuality,
-    BadTimestamp,
-    /// Later than the wall clock allows: one reading from a device with a wrong clock would
-    /// otherwise become a baseline in the future and stall its channel.
-    FutureTimestamp,
-    /// A cumulative register below zero: no meter counts that way.
-    NegativeCounter,
-    /// A negative sample of an integrated gauge whose channel declares no `negative_carrier`:
-    /// it would make negative energy and emissions.
-    NegativeValue,
-}
-
-impl RejectReason {
-    pub const ALL: &'static [RejectReason] = &[
-        RejectReason::UnknownMeter,
-        RejectReason::UnknownChannel,
-        RejectReason::UnitMismatch,
-        RejectReason::NotFinite,
-        RejectReason::OutOfRange,
-        RejectReason::BadQuality,
-        RejectReason::BadTimestamp,
-        RejectReason::FutureTimestamp,
-        RejectReason::NegativeCounter,
-        RejectReason::NegativeValue,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RejectReason::UnknownMeter => "unknown_meter",
-            RejectReason::UnknownChannel => "unknown_channel",
-            RejectReason::UnitMismatch => "unit_mismatch",
-            RejectReason::NotFinite => "not_finite",
-            RejectReason::OutOfRange => "out_of_range",
-            RejectReason::BadQuality => "bad_quality",
-            RejectReason::BadTimestamp => "bad_timestamp",
-            RejectReason::FutureTimestamp => "future_timestamp",
-            RejectReason::NegativeCounter => "negative_counter",
-            RejectReason::NegativeValue => "negative_value",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    /// Position of the reading in the batch it came in, so callers can name the input line.
-    pub index: usize,
-    pub reason: RejectReason,
-    pub meter: String,
-    pub channel: String,
-    pub ts_ms: i64,
-    pub detail: String,
-}
-
-/// What happened to an accepted reading, beyond plain accounting. Recorded in the store's event
-/// table (the audit trail) and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Baseline,
-    Rollover,
-    Reset,
-    /// A jump above the limit, held until the next reading decides.
-    Quarantined,
-    /// A quarantined jump continued by the next reading at a rate above the configured limit:
-    /// counted in full; `delta_micro` is the confirmed rate in micro units per hour.
-    OverLimit,
-    /// A large jump persisted: counting resumed from it; the jump stays unaccounted, visible here.
-    Rebased,
-    /// A quarantined value was followed by readings continuing from the old baseline.
-    GlitchDiscarded,
-    /// A drop that is neither a rollover nor a reset: held, nothing counted until the register
-    /// passes its high-water mark again.
-    Held,
-    /// A held drop that the register climbed back from: counting resumed at the mark.
-    HeldResolved,
-    /// A declared meter replacement was applied.
-    Replaced,
-    /// A reading at or below the high-water mark while a drop is held: adds nothing.
-    BelowHighWater,
-    Duplicate,
-    OutOfOrder,
-    GaugeGap,
-}
-
-impl EventKind {
-    pub const ALL: &'static [EventKind] = &[
-        EventKind::Baseline,
-        EventKind::Rollover,
-        EventKind::Reset,
-        EventKind::Quarantined,
-        EventKind::OverLimit,
-        EventKind::Rebased,
-        EventKind::GlitchDiscarded,
-        EventKind::Held,
-        EventKind::HeldResolved,
-        EventKind::Replaced,
-        EventKind::BelowHighWater,
-        EventKind::Duplicate,
-        EventKind::OutOfOrder,
-        EventKind::GaugeGap,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::Baseline => "baseline",
-            EventKind::Rollover => "rollover",
-            EventKind::Reset => "reset",
-            EventKind::Quarantined => "quarantined",
-            EventKind::Rebased => "rebased",
-            EventKind::OverLimit => "over_limit",
-            EventKind::GlitchDiscarded => "glitch_discarded",
-            EventKind::Held => "held",
-            EventKind::HeldResolved => "held_resolved",
-            EventKind::Replaced => "replaced",
-            EventKind::BelowHighWater => "below_high_water",
-            EventKind::Duplicate => "duplicate",
-            EventKind::OutOfOrder => "out_of_order",
-            EventKind::GaugeGap => "gauge_gap",
-        }
-    }
-
-    /// Events worth a row in the audit trail; duplicates and out-of-order readings are only
-    /// counted (a redelivering broker can produce millions).
-    pub fn is_recorded(self) -> bool {
-        !matches!(
-            self,
-            EventKind::Duplicate | EventKind::OutOfOrder | EventKind::BelowHighWater
-        )
-    }
-
-    /// Events that hold or discard a reading's value: a person must be able to see each.
-    pub fn is_held(self) -> bool {
-        matches!(
-            self,
-            EventKind::Quarantined
-                | EventKind::Held
-                | EventKind::GlitchDiscarded
-                | EventKind::Rebased
-        )
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CounterEvent {
-    pub channel: ChannelRef,
-    pub kind: EventKind,
-    pub ts_ms: i64,
-    /// The value the event is measured from (last accepted point, or the quarantined one).
-    pub from: Option<Point>,
-    pub to: Point,
-    /// Signed size of the jump, gap or delta, in micro units of the channel's base unit.
-    pub delta_micro: i64,
-}
-
-/// A channel by configuration indices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChannelRef {
-    pub meter: u32,
-    pub channel: u32,
-}
-
-/// A reading that passed validation, normalised to the base unit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Accepted {
-    pub channel: ChannelRef,
-    pub ts_ms: i64,
-    pub base_amount: f64,
-    pub quality: Quality,
-    /// The counter held this value (quarantined jump or held drop) instead of counting it.
-    pub held: bool,
-}
-
-/// Everything one batch of readings changes.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub accepted: Vec<Accepted>,
-    pub rejections: Vec<Rejection>,
-    pub events: Vec<CounterEvent>,
-    pub aggregates: HashMap<AggKey, Sums, FastHash>,
-    pub states: HashMap<ChannelRef, CounterState, FastHash>,
-}
-
-impl Batch {
-    pub fn event_count(&self, kind: EventKind) -> usize {
-        self.events.iter().filter(|e| e.kind == kind).count()
     }
 }
 
@@ -694,7 +459,7 @@ impl Accountant {
             });
         };
         // (delta, interval start, how it accrued, carrier and its factors)
-        let mut parts: Vec<(i64, i64, Profile, Carrier, f64, f64)> = Vec::new();
+        let mut parts = Parts::default();
         match (&info.kind, &info.counter_spec) {
             (ChannelKind::Counter { .. }, Some(spec)) => {
                 let before = state.last;
@@ -821,7 +586,7 @@ impl Accountant {
         carrier: Carrier,
         from: Point,
         to: Point,
-        parts: &mut Vec<(i64, i64, Profile, Carrier, f64, f64)>,
+        parts: &mut Parts,
     ) {
         let (p0, p1) = (from.micro as f64, to.micro as f64);
         let energy =
@@ -932,18 +697,15 @@ impl Accountant {
             interval.t0_ms = t1 - 1;
             interval.profile = Profile::Linear;
         }
-        let minute_of =
-            |ts: i64| LocalTime::new(ts, tz).map(|l| l.window_start_ms(WindowKind::Minute, tz));
-        let last_minute = if t1 % 60_000 == 0 {
-            minute_of(t1 - 1)
+        // The local minute the reading closes: its own, or the one before when it sits on a
+        // minute boundary. No time-zone lookup beyond the reading's own (this is the hot path).
+        let own_minute = local.window_start_ms(WindowKind::Minute, tz);
+        let last_minute = if own_minute == t1 {
+            t1 - 60_000
         } else {
-            Some(local.window_start_ms(WindowKind::Minute, tz))
+            own_minute
         };
-        let (Some(last_minute), Some(first_minute)) = (last_minute, minute_of(interval.t0_ms))
-        else {
-            return;
-        };
-        if first_minute == last_minute {
+        if interval.t0_ms >= last_minute {
             Self::stage(staged, r, info, Slot::Minute(last_minute), sums);
             return;
         }
@@ -1000,6 +762,32 @@ impl Accountant {
     }
 }
 
+/// What one reading adds: a delta with the start of its interval, how it accrued, and the carrier
+/// with its CO2 and tce factors per base unit.
+type Part = (i64, i64, Profile, Carrier, f64, f64);
+
+/// At most two parts (a gauge segment crossing zero), kept inline: no allocation per reading.
+#[derive(Default)]
+struct Parts {
+    items: [Option<Part>; 2],
+}
+
+impl Parts {
+    fn push(&mut self, part: Part) {
+        if let Some(slot) = self.items.iter_mut().find(|p| p.is_none()) {
+            *slot = Some(part);
+        }
+    }
+}
+
+impl IntoIterator for Parts {
+    type Item = Part;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<Part>, 2>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().flatten()
+    }
+}
+
 /// At most this many windows of one kind receive parts of one delta (about 69 days of minutes).
 const MAX_SPLIT_WINDOWS: i64 = 100_000;
 
@@ -1017,4 +805,128 @@ fn window_nominal_ms(kind: WindowKind) -> i64 {
 /// Ids from untrusted input are cut short before they are kept in a rejection record.
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounting::metric::Metric;
+
+    const PARK: &str = r#"
+[park]
+name = "P"
+grid_factor_year = 2022
+[[firms]]
+id = "f"
+name = "F"
+land_mu = 1
+[[sites]]
+id = "s"
+firm = "f"
+kind = "factory"
+[[meters]]
+id = "m"
+site = "s"
+channels = [{ id = "e", carrier = "grid_import", kind = "counter", unit = "kWh", max_rate_per_hour = 1000 }]
+"#;
+
+    fn accountant() -> Accountant {
+        let cfg = Config::parse_core(std::path::Path::new("t.toml"), PARK).unwrap();
+        Accountant::new(Arc::new(cfg))
+    }
+
+    fn reading(kwh: f64, ts_ms: i64) -> Reading {
+        Reading {
+            meter: "m".into(),
+            channel: "e".into(),
+            amount: kwh,
+            unit: Unit::parse("kWh").unwrap(),
+            ts_ms,
+            quality: Quality::Good,
+        }
+    }
+
+    fn window_kwh(batch: &Batch, window: WindowKind, entity: Entity) -> Vec<(i64, f64)> {
+        let mut out: Vec<(i64, f64)> = batch
+            .aggregates
+            .iter()
+            .filter(|(k, _)| k.window == window && k.entity == entity)
+            .map(|(k, s)| (k.start_ms, s.get(Metric::GridImportKwh)))
+            .collect();
+        out.sort_by_key(|(t, _)| *t);
+        out
+    }
+
+    #[test]
+    fn a_delta_across_a_minute_boundary_is_split_in_exact_parts() {
+        // 00:00:30 -> 00:01:20 (UTC, Shanghai minutes are UTC minutes), 1 kWh over 50 s: 30 s
+        // (0.6 kWh) in the first minute, 20 s (0.4 kWh) in the second; the hour holds 1 kWh.
+        let a = accountant();
+        let t = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+        let b = a.process(
+            &[reading(10.0, t + 30_000), reading(11.0, t + 80_000)],
+            t + 90_000,
+        );
+        assert_eq!(
+            window_kwh(&b, WindowKind::Minute, Entity::Meter(0)),
+            vec![(t, 0.6), (t + 60_000, 0.4)]
+        );
+        assert_eq!(
+            window_kwh(&b, WindowKind::Hour, Entity::Park),
+            vec![(t, 1.0)]
+        );
+    }
+
+    #[test]
+    fn a_reading_on_a_minute_boundary_closes_the_minute_before() {
+        let a = accountant();
+        let t = 1_704_067_200_000;
+        let b = a.process(
+            &[reading(10.0, t + 10_000), reading(12.0, t + 60_000)],
+            t + 90_000,
+        );
+        assert_eq!(
+            window_kwh(&b, WindowKind::Minute, Entity::Meter(0)),
+            vec![(t, 2.0)]
+        );
+    }
+
+    #[test]
+    fn negative_registers_are_refused_and_nothing_else_is_lost() {
+        let a = accountant();
+        let t = 1_704_067_200_000;
+        let b = a.process(
+            &[
+                reading(10.0, t),
+                reading(-5.0, t + 10_000),
+                reading(11.0, t + 20_000),
+            ],
+            t + 90_000,
+        );
+        assert_eq!(b.rejections.len(), 1);
+        assert_eq!(b.rejections[0].reason, RejectReason::NegativeCounter);
+        assert_eq!(b.rejections[0].index, 1);
+        assert_eq!(window_kwh(&b, WindowKind::Year, Entity::Firm(0))[0].1, 1.0);
+    }
+
+    #[test]
+    fn process_changes_nothing_until_apply() {
+        let a = accountant();
+        let t = 1_704_067_200_000;
+        let b = a.process(&[reading(10.0, t)], t + 1_000);
+        assert!(a
+            .state(ChannelRef {
+                meter: 0,
+                channel: 0
+            })
+            .is_none());
+        let mut a = a;
+        a.apply(&b);
+        assert!(a
+            .state(ChannelRef {
+                meter: 0,
+                channel: 0
+            })
+            .is_some());
+    }
 }

@@ -2,6 +2,7 @@
 //! indicators. Pure code with no I/O, so that it can be tested exhaustively; the pipeline feeds
 //! it readings and commits what it returns.
 
+pub mod batch;
 pub mod carrier;
 pub mod counter;
 pub mod indicators;

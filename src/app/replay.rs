@@ -87,31 +87,13 @@ pub fn run(
     let summary = summary?;
 
     for h in &summary.held {
-        eprintln!(
-            "{}: {} {}/{} at {}: {} {} (mark {})",
-            input.display(),
-            h.kind,
-            h.meter,
-            h.channel,
-            fmt_ts(h.ts_ms, tz),
-            h.to_base,
-            h.base_unit,
-            h.from_base
-                .map_or("none".to_string(), |f| format!("{f} {}", h.base_unit)),
-        );
+        eprintln!("{}: {}", input.display(), describe(h, tz, ""));
     }
     for h in &summary.pending_at_end {
         eprintln!(
-            "{}: still {} at the end: {}/{} at {}: {} {} against the mark {}: not counted until the next reading decides (see docs/accounting.md)",
+            "{}: {}: not counted until the next reading decides (see docs/accounting.md)",
             input.display(),
-            h.kind,
-            h.meter,
-            h.channel,
-            fmt_ts(h.ts_ms, tz),
-            h.to_base,
-            h.base_unit,
-            h.from_base
-                .map_or("none".to_string(), |f| format!("{f} {}", h.base_unit)),
+            describe(h, tz, "still ")
         );
     }
     for e in summary.rejections.iter().take(50) {
@@ -249,6 +231,21 @@ impl ReplaySender {
             );
         }
     }
+}
+
+/// `held grid/import at 2024-05-01 09:00:00 CST: 1015 kWh (mark 1020 kWh)`.
+fn describe(h: &replay::HeldReading, tz: chrono_tz::Tz, prefix: &str) -> String {
+    format!(
+        "{prefix}{} {}/{} at {}: {} {} (mark {})",
+        h.kind,
+        h.meter,
+        h.channel,
+        fmt_ts(h.ts_ms, tz),
+        h.to_base,
+        h.base_unit,
+        h.from_base
+            .map_or("none".to_string(), |f| format!("{f} {}", h.base_unit)),
+    )
 }
 
 pub fn fmt_ts(ts_ms: i64, tz: chrono_tz::Tz) -> String {

@@ -222,6 +222,17 @@ pub struct AccountingConfig {
 }
 
 impl Config {
+    /// Validates a file that holds only the park model's sections (no component's): for the
+    /// core's own tests and tools. The daemon reads whole files through the application module.
+    pub fn parse_core(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let locator = Locator::new(text);
+        let raw: RawCore = parse_toml(text, &locator).map_err(|e| ConfigErrors::single(file, e))?;
+        let mut v = Validator::new(file, &locator);
+        let mut config = v.core(&raw);
+        config.warnings = v.finish()?;
+        Ok(config)
+    }
+
     pub fn firm_index(&self, id: &str) -> Option<usize> {
         self.firms.iter().position(|f| f.id == id)
     }
@@ -908,7 +919,7 @@ impl<'a> Validator<'a> {
         for (i, m) in meters.iter().enumerate() {
             for (j, c) in m.channels.iter().enumerate() {
                 let Some(carrier) = c.carrier else { continue };
-                for (kind, name) in required_factors(carrier) {
+                for (kind, name) in carrier.required_factors() {
                     if seen.insert((*kind, *name)) {
                         needed.push((
                             *kind,
@@ -1096,39 +1107,6 @@ impl<'a> Validator<'a> {
             gauge_max_gap_s,
             max_future_s,
         }
-    }
-}
-
-/// The factors a carrier's deltas are multiplied by.
-pub fn required_factors(carrier: Carrier) -> &'static [(FactorKind, &'static str)] {
-    use FactorKind::{Co2, Tce};
-    match carrier {
-        Carrier::GridImport => &[
-            (Co2, "grid_location"),
-            (Co2, "grid_market_residual"),
-            (Tce, "electricity_equivalent"),
-            (Tce, "electricity_coal_consumption"),
-        ],
-        Carrier::PvGeneration | Carrier::GridExport => &[
-            (Tce, "electricity_equivalent"),
-            (Tce, "electricity_coal_consumption"),
-        ],
-        Carrier::GreenPower => &[(Co2, "grid_market_residual")],
-        Carrier::NaturalGas => &[(Co2, "natural_gas"), (Tce, "natural_gas")],
-        Carrier::Diesel => &[(Co2, "diesel"), (Tce, "diesel")],
-        Carrier::Gasoline => &[(Co2, "gasoline"), (Tce, "gasoline")],
-        Carrier::Lpg => &[(Co2, "lpg"), (Tce, "lpg")],
-        Carrier::Lng => &[(Co2, "lng"), (Tce, "lng")],
-        Carrier::Coal => &[(Co2, "coal"), (Tce, "coal")],
-        Carrier::Heat => &[(Co2, "heat"), (Tce, "heat")],
-        Carrier::Steam => &[(Co2, "steam"), (Tce, "steam")],
-        Carrier::StorageCharge
-        | Carrier::StorageDischarge
-        | Carrier::ChargingDelivered
-        | Carrier::ChargingSessions
-        | Carrier::HydrogenProduced
-        | Carrier::HydrogenDispensed
-        | Carrier::Production => &[],
     }
 }
 

@@ -13,14 +13,21 @@ pub type S<T> = Spanned<T>;
 
 /// The park model's sections of the file. The file's top level, which also names every
 /// component's section, is assembled by the application module (`app/config.rs`).
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawCore {
     pub park: RawPark,
+    #[serde(default)]
     pub firms: Vec<RawFirm>,
+    #[serde(default)]
     pub sites: Vec<RawSite>,
+    #[serde(default)]
     pub meters: Vec<RawMeter>,
+    #[serde(default)]
     pub factors: RawFactors,
+    #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
     pub accounting: RawAccounting,
 }
 

@@ -100,3 +100,16 @@ impl Drop for Kill {
         let _ = self.0.wait();
     }
 }
+
+/// Runs the `ecogate` binary to completion: (exit code, stdout, stderr).
+pub fn ecogate(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

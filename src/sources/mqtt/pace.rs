@@ -1,12 +1,12 @@
 //! Receive pacing: how long the MQTT thread lets the broker's socket fill before reading again.
 //!
 //! Reading each message as it arrives costs a wake-up, a `recv` and a TCP acknowledgement per
-//! message or two, for ecogate and for the broker alike: at 150,000 messages/s on a 2-core
-//! gateway that was a third of ecogate's CPU and took the broker's share. After a read that
-//! emptied the socket, pausing lets one read take what came meanwhile.
+//! message or two, for ecogate and for the broker alike (a third of ecogate's CPU at high rates:
+//! docs/benchmarks.md). After a read that emptied the socket, pausing lets one read take what
+//! came meanwhile.
 //!
 //! The pause adapts so that a wake-up finds about [`TARGET`] messages. Longer was not better in
-//! the benchmark (48 messages, or a 1 ms cap, gave no higher rate), and it risks worse: every
+//! the benchmark, and it risks worse: every
 //! small message is a socket buffer of its own in the kernel (about 1 KiB of accounting for 50
 //! bytes of payload), so a receive queue of a few hundred of them fills the default receive
 //! buffer, the kernel advertises a zero window and the broker stalls. A stream that keeps the
