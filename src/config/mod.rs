@@ -238,6 +238,64 @@ impl Config {
     }
 }
 
+/// Why the store could not be opened for writing at `path`, if it could not: a folder where
+/// the file should be, a file where a folder should be, or a folder that cannot be made or
+/// written. Probes by creating (and removing) a small file, as the store would.
+fn store_path_problem(path: &Path) -> Option<String> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Some(format!(
+            "`{shown}` is a folder: give the store's file, such as {shown}/ecogate.db"
+        ));
+    }
+    if path.is_file() {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .err()
+            .map(|e| {
+                format!("`{shown}` cannot be written ({e}): check its owner and permissions")
+            });
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut existing = parent;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(up) if !up.as_os_str().is_empty() => existing = up,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        return Some(format!(
+            "`{}` is a file, so the store's folder `{}` cannot be made: give another store path",
+            existing.display(),
+            parent.display()
+        ));
+    }
+    let probe = existing.join(format!(".ecogate-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => Some(format!(
+            "the store's folder `{}` cannot be {} ({e}): check the owner and permissions of `{}`, or give another store path",
+            parent.display(),
+            if existing == parent { "written" } else { "made" },
+            existing.display()
+        )),
+    }
+}
+
+/// Keys whose values are secrets: an error about one never repeats its value.
+const SECRET_KEYS: &[&str] = &["password", "token"];
+
 /// Parses TOML into `T`, locating any syntax, type or unknown-key error (file, line, key).
 pub fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -255,10 +313,20 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
             .replace(".$__serde_spanned_private_value", "");
         let key = if key == "." { String::new() } else { key };
         let inner = e.into_inner();
+        // serde repeats a wrongly typed value in its message: not for a secret.
+        let secret = SECRET_KEYS
+            .iter()
+            .any(|k| key == *k || key.ends_with(&format!(".{k}")));
+        let message = if secret {
+            "must be a string in quotes (the value is not repeated here: it is a secret)"
+                .to_string()
+        } else {
+            inner.message().to_string()
+        };
         ConfigError {
             line_col: inner.span().map(|s| locator.line_col(&s)),
             key,
-            message: inner.message().to_string(),
+            message,
         }
     })
 }
@@ -1036,12 +1104,20 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        let path = PathBuf::from(
+            s.path
+                .as_ref()
+                .map_or("data/ecogate.db".to_string(), |p| p.get_ref().clone()),
+        );
+        // What `run` would fail on at once, said by `check` with what to do.
+        if let Some(problem) = store_path_problem(&path) {
+            match &s.path {
+                Some(at) => self.err(at, "store.path", problem),
+                None => self.err_unlocated("store.path", problem),
+            }
+        }
         StoreConfig {
-            path: PathBuf::from(
-                s.path
-                    .as_ref()
-                    .map_or("data/ecogate.db".to_string(), |p| p.get_ref().clone()),
-            ),
+            path,
             commit_interval_ms,
             max_batch_readings: max_batch as usize,
             retention: Retention {

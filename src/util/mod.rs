@@ -30,6 +30,48 @@ fn jitter() -> f64 {
     0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4
 }
 
+/// A URL as it may be shown: any `user:password@` replaced by `***@`. Works on text that does
+/// not parse as a URL too, so that an error about a malformed URL cannot leak what it holds.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// A secret from the configuration (a token, a password): shown as `***` by `Debug` and
+/// `Display`, so that no log line, error or summary can print it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// One thing logged at most once per interval, counting what it did not log in between.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Throttle {
@@ -89,6 +131,19 @@ mod tests {
                 "attempt {attempt}: {ms} ms"
             );
         }
+    }
+
+    #[test]
+    fn urls_and_secrets_are_shown_without_credentials() {
+        assert_eq!(
+            redact_url("http://user:pw@host:8086/x?y=1"),
+            "http://***@host:8086/x?y=1"
+        );
+        assert_eq!(redact_url("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact_url("u:p@host"), "***@host");
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
     }
 
     #[test]

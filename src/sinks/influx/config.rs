@@ -63,7 +63,7 @@ pub struct InfluxConfig {
     pub url: reqwest::Url,
     pub org: String,
     pub bucket: String,
-    pub token: Option<String>,
+    pub token: Option<crate::util::Secret>,
     pub ca_file: Option<PathBuf>,
     pub batch_lines: u32,
     pub flush_interval_ms: u64,
@@ -130,6 +130,19 @@ pub fn validate(
         return None;
     };
     let url = match reqwest::Url::parse(url_text.get_ref()) {
+        // Credentials in the URL would be printed wherever the URL is (the startup line,
+        // `check`, errors), and reqwest would send them as Basic auth in place of the token.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            v.err(
+                url_text,
+                "influx.url",
+                format!(
+                    "`{}` carries credentials: give the URL without them and the token in token, token_file or token_env",
+                    crate::util::redact_url(url_text.get_ref())
+                ),
+            );
+            None
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
         _ => {
             v.err(
@@ -137,7 +150,7 @@ pub fn validate(
                 "influx.url",
                 format!(
                     "`{}` is not an http(s) URL such as http://127.0.0.1:8086",
-                    url_text.get_ref()
+                    crate::util::redact_url(url_text.get_ref())
                 ),
             );
             None
@@ -329,7 +342,7 @@ pub fn validate(
         url: url?,
         org: org?,
         bucket: bucket?,
-        token,
+        token: token.map(crate::util::Secret::new),
         ca_file,
         batch_lines,
         flush_interval_ms,

@@ -260,7 +260,7 @@ impl Sender {
             .header("Content-Type", "text/plain; charset=utf-8")
             .header("Accept", "application/json");
         if let Some(t) = &self.cfg.token {
-            req = req.header("Authorization", format!("Token {t}"));
+            req = req.header("Authorization", format!("Token {}", t.expose()));
         }
         let body = if self.cfg.gzip {
             req = req.header("Content-Encoding", "gzip");

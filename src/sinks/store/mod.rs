@@ -23,15 +23,17 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {path}: cannot create its directory: {source}")]
+    // The underlying error is part of the message and is not also a `source`: printed with its
+    // chain (`{:#}`), it would say the same thing twice.
+    #[error("store {path}: cannot create its directory: {cause}")]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// Another process writes to this store (or its outbox).
     #[error(transparent)]
@@ -179,14 +181,14 @@ impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|cause| StoreError::CreateDir {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+        let conn = Connection::open(path).map_err(|cause| StoreError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let (upsert_sql, upsert_returning_sql, sums_sql) = aggregate_sql();
         let store = Store {
@@ -210,10 +212,10 @@ impl Store {
         &self.path
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    fn err(&self, cause: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause,
         }
     }
 
@@ -364,9 +366,9 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
+        let err = |cause| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            cause,
         };
         let mut series: Vec<Vec<i64>> = Vec::new();
         let tx = self.conn.transaction().map_err(err)?;
@@ -465,9 +467,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.resolve_series(acct)?;
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
+        let err = |cause| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(err)?;
         {

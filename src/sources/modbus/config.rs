@@ -928,6 +928,32 @@ fn device(
             );
         }
     }
+    // Two values sharing a register (a float32 at input 72 and another at 73) decode garbage
+    // from one of them: a typo in an address, never a layout a meter has.
+    let mut by_start: Vec<&Point> = points.iter().collect();
+    by_start.sort_by_key(|p| (p.span.function.name(), p.span.address));
+    for pair in by_start.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.span.function == b.span.function
+            && (a.span.address as u32 + a.span.width as u32) > b.span.address as u32
+        {
+            v.err(
+                &d.meter,
+                key.to_string(),
+                format!(
+                    "channels `{}` ({} registers {}-{}) and `{}` ({} registers {}-{}) overlap: check their addresses against the meter's register map",
+                    a.channel,
+                    a.span.function.name(),
+                    a.span.address,
+                    a.span.address as u32 + a.span.width as u32 - 1,
+                    b.channel,
+                    b.span.function.name(),
+                    b.span.address,
+                    b.span.address as u32 + b.span.width as u32 - 1,
+                ),
+            );
+        }
+    }
     if points.is_empty() && v.error_count() == before {
         v.err(
             &d.meter,

@@ -53,7 +53,7 @@ impl Meters for ConfiguredMeters {
     }
 }
 
-fn tls_config(tls: &super::config::Tls) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(super) fn tls_config(tls: &super::config::Tls) -> Result<Arc<rustls::ClientConfig>, String> {
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut read(&tls.ca_file)?.as_slice()) {
@@ -91,6 +91,24 @@ fn options(b: &Broker) -> Result<MqttOptions, String> {
     Ok(o)
 }
 
+/// A connection that lives this long after its CONNACK was a real one: its end starts the
+/// back-off afresh.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// The largest message ecogate reads only to refuse it (the MQTT maximum, 256 MiB): a message
+/// above `max_packet_kib` costs at most this much memory, once, while it is read and dropped.
+const OVERSIZED_READ_MAX: usize = 268_435_455;
+
+/// The size of the packet that made rumqttc drop the connection, when that was the reason.
+fn oversized_packet(e: &rumqttc::ConnectionError) -> Option<usize> {
+    match e {
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
+}
+
 /// Connection options shared by the subscriber and the alert publisher.
 pub(crate) fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, String> {
     let mut o = MqttOptions::new(client_id.to_string(), b.host.clone(), b.port);
@@ -98,7 +116,12 @@ pub(crate) fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, S
         .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
         .set_request_channel_capacity(10_000);
     if let Some(user) = &b.username {
-        o.set_credentials(user.clone(), b.password.clone().unwrap_or_default());
+        o.set_credentials(
+            user.clone(),
+            b.password
+                .as_ref()
+                .map_or(String::new(), |p| p.expose().to_string()),
+        );
     }
     if let Some(tls) = &b.tls {
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
@@ -209,6 +232,13 @@ impl Loop {
             runs.clone(),
         ));
         let mut failures: u32 = 0;
+        // When the connection came up: one that dies within `STABLE` of its CONNACK (a broker
+        // that accepts and then drops us, a poison message at the head of the session) is a
+        // failure and backs off, not a fresh start.
+        let mut connected_at: Option<std::time::Instant> = None;
+        let mut failure_log = crate::util::Throttle::default();
+        let mut last_failure = String::new();
+        let normal_limit = eventloop.mqtt_options.max_packet_size();
         let mut shutdown = self.ctx.shutdown.clone();
         tracing::info!(host = %self.broker.host, port = self.broker.port, client_id = %self.broker.client_id, "mqtt source started");
         // Publishes handled since the last time the loop went to the socket.
@@ -232,7 +262,12 @@ impl Loop {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    failures = 0;
+                    connected_at = Some(std::time::Instant::now());
+                    // Back to the normal limit from the next connection on, once this one has
+                    // taken the message that needed a larger one.
+                    eventloop
+                        .mqtt_options
+                        .set_max_packet_size(normal_limit, normal_limit);
                     self.metrics.connected.set(1);
                     tracing::info!(session_present = ack.session_present, "mqtt connected");
                     if !ack.session_present {
@@ -285,17 +320,49 @@ impl Loop {
                     for p in puback::take_unread_publishes(&mut eventloop) {
                         self.on_publish(p);
                     }
+                    // Counted before the acks go: the batch's commit must still count its
+                    // messages, or the acker would wait one message behind from here on (and a
+                    // clean stop would leave the last message unacknowledged).
+                    let messages = self.commit_pending();
                     self.flush_acks(&ack_tx);
                     let _ = ack_tx.send(AckNote::ConnectionLost);
-                    self.flush(&ack_tx).await;
+                    self.send_batch(messages).await;
                     read = 0;
                     pace.reset();
                     self.metrics.connected.set(0);
+                    if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE) {
+                        failures = 0;
+                    }
                     failures += 1;
+                    if let Some(size) = oversized_packet(&e) {
+                        // rumqttc drops the connection on a packet above its limit, and the
+                        // broker sends the same message first again on every reconnect: read it
+                        // once with a limit that fits it, refuse it as `oversized` and
+                        // acknowledge it, so that the messages behind it flow.
+                        if size <= OVERSIZED_READ_MAX {
+                            eventloop
+                                .mqtt_options
+                                .set_max_packet_size(size, normal_limit);
+                        }
+                        if failure_log.allow(Duration::from_secs(60)).is_some() {
+                            if size <= OVERSIZED_READ_MAX {
+                                tracing::warn!(size, limit = normal_limit, "mqtt: a {size}-byte message is above max_packet_kib; reading it once to refuse and acknowledge it");
+                            } else {
+                                tracing::error!(size, "mqtt: a {size}-byte message is above the {OVERSIZED_READ_MAX}-byte bound ecogate reads to discard; delete it at the broker (or its session) to let the messages behind it through");
+                            }
+                        }
+                    }
                     let delay_ms = crate::util::backoff_ms(250.0, failures, 30_000.0) as f64;
-                    if failures <= 3 || failures.is_multiple_of(20) {
+                    let text = e.to_string();
+                    if text != last_failure {
+                        failure_log = crate::util::Throttle::default();
+                        last_failure = text;
+                    }
+                    // The same failure again and again is one line a minute with its count.
+                    if let Some(suppressed) = failure_log.allow(Duration::from_secs(60)) {
                         tracing::warn!(
                             failures,
+                            suppressed,
                             "mqtt connection failed, retrying in {:.1} s: {e}",
                             delay_ms / 1000.0
                         );
@@ -388,9 +455,18 @@ impl Loop {
     /// because only the second can wait, and the acker must hear of a lost connection (see
     /// `run`) before it can act on anything that came on it.
     async fn flush(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
-        // The QoS 1 messages whose readings are in `batch`: acknowledged once it is committed.
-        let messages = self.batch_acks.iter().filter(|a| a.needs_commit).count() as u64;
+        let messages = self.commit_pending();
         self.flush_acks(ack_tx);
+        self.send_batch(messages).await;
+    }
+
+    /// The QoS 1 messages whose readings are in `batch`: acknowledged once it is committed.
+    fn commit_pending(&self) -> u64 {
+        self.batch_acks.iter().filter(|a| a.needs_commit).count() as u64
+    }
+
+    /// Sends the batch's readings; their commit counts `messages` for the acker.
+    async fn send_batch(&mut self, messages: u64) {
         if !self.batch.is_empty() {
             let ack = (messages > 0).then(|| Ack::Count(self.committed.clone(), messages));
             let readings = std::mem::take(&mut self.batch);

@@ -73,7 +73,7 @@ pub struct Broker {
     pub port: u16,
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<crate::util::Secret>,
     pub keep_alive_s: u64,
     pub max_packet_bytes: usize,
     pub max_payload_bytes: usize,
@@ -168,12 +168,19 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
             .as_ref()
             .map(|c| v.relative_to_config(c.get_ref())),
     });
-    if let Some(t) = &raw.tls {
+    if let (Some(t), Some(files)) = (&raw.tls, &tls) {
         if t.client_cert.is_some() != t.client_key.is_some() {
             v.err(
                 &t.ca_file,
                 "mqtt.tls",
                 "give client_cert and client_key together",
+            );
+        } else if let Err(e) = super::client::tls_config(files) {
+            // What `run` would fail on at its first connection, said by `check`.
+            v.err(
+                &t.ca_file,
+                "mqtt.tls",
+                format!("{e}: give PEM files that exist (paths are relative to the configuration file's folder)"),
             );
         }
     }
@@ -185,7 +192,10 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
             .map_or(if tls.is_some() { 8883 } else { 1883 }, |p| *p.get_ref()),
         client_id,
         username: raw.username.as_ref().map(|u| u.get_ref().clone()),
-        password: raw.password.as_ref().map(|p| p.get_ref().clone()),
+        password: raw
+            .password
+            .as_ref()
+            .map(|p| crate::util::Secret::new(p.get_ref().clone())),
         keep_alive_s: raw
             .keep_alive_s
             .as_ref()
