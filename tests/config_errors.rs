@@ -328,3 +328,72 @@ fn sparkplug_subscriptions_are_checked() {
         "{e}"
     );
 }
+
+/// `check` says what `run` would fail on, and never repeats a secret.
+#[test]
+fn check_catches_what_run_would_fail_on_and_never_shows_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store path that is a folder, and one under a file.
+    let e = errors(&format!(
+        "{HEAD}\n[store]\npath = \"{}\"\n",
+        dir.path().display()
+    ));
+    assert!(
+        e.contains("store.path: `") && e.contains("` is a folder: give the store's file"),
+        "{e}"
+    );
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let e = errors(&format!(
+        "{HEAD}\n[store]\npath = \"{}/sub/s.db\"\n",
+        file.display()
+    ));
+    assert!(e.contains("is a file, so the store's folder"), "{e}");
+    // Missing TLS files: reported with the file's path and what to do.
+    let e = errors(&format!(
+        "{HEAD}\n[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"g\"\n[mqtt.tls]\nca_file = \"{}/no-such-ca.pem\"\n",
+        dir.path().display()
+    ));
+    assert!(
+        e.contains("mqtt.tls: ")
+            && e.contains("no-such-ca.pem")
+            && e.contains("give PEM files that exist"),
+        "{e}"
+    );
+    // Credentials in the InfluxDB URL: refused, and the password is not shown.
+    let e = errors(&format!(
+        "[park]\nname = \"P\"\n[accounting]\nwindows = [\"1h\", \"year\"]\n[influx]\nurl = \"http://admin:S3cr3t-pw@127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"tok-PLANTED-1\"\n[influx.outbox]\ndir = \"{}/outbox\"\n",
+        dir.path().display()
+    ));
+    assert!(
+        e.contains("influx.url: `http://***@127.0.0.1:8086` carries credentials"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("S3cr3t-pw") && !e.contains("tok-PLANTED-1"),
+        "{e}"
+    );
+    // A mistyped MQTT password is not echoed.
+    let e = errors(&format!(
+        "{HEAD}\n[mqtt]\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword = 918273645\n"
+    ));
+    assert!(
+        e.contains("mqtt.password: must be a string in quotes"),
+        "{e}"
+    );
+    assert!(!e.contains("918273645"), "{e}");
+}
+
+#[test]
+fn secrets_never_appear_in_a_summary_or_a_debug_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[park]\nname = \"P\"\n[accounting]\nwindows = [\"1h\", \"year\"]\n[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"g\"\nusername = \"u\"\npassword = \"mq-PLANTED-2\"\n[influx]\nurl = \"http://127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"tok-PLANTED-1\"\n[influx.outbox]\ndir = \"{}/outbox\"\n",
+        dir.path().display()
+    );
+    let app = Config::parse(Path::new("park.toml"), &text).unwrap();
+    let shown = format!("{}\n{:?}", app.summary(), app);
+    for secret in ["tok-PLANTED-1", "mq-PLANTED-2"] {
+        assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+    }
+}

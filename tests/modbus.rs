@@ -459,3 +459,19 @@ fn users_own_profiles_load_from_profiles_dir() {
         "{e}"
     );
 }
+
+#[test]
+fn overlapping_registers_of_one_device_are_refused() {
+    // Two float32 values at input registers 72-73 and 73-74 share register 73.
+    let text = format!("{PARK}[[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{{ id = \"a\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100 }}, {{ id = \"b\", kind = \"gauge\", unit = \"kW\" }}]\n\
+        [[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\n\
+        [[modbus.devices.registers]]\nchannel = \"a\"\nfunction = \"input\"\naddress = 72\naddress_base = 0\ntype = \"f32\"\nunit = \"kWh\"\n\
+        [[modbus.devices.registers]]\nchannel = \"b\"\nfunction = \"input\"\naddress = 73\naddress_base = 0\ntype = \"f32\"\nunit = \"kW\"\n");
+    let e = Config::parse(Path::new("mb.toml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("channels `a` (input registers 72-73) and `b` (input registers 73-74) overlap"),
+        "{e}"
+    );
+}
