@@ -18,7 +18,8 @@
 //! peak RSS, and the broker's and the publisher's CPU in both halves of a round (the broker is
 //! single-threaded and shares the two cores with everything else: its share sets the rate).
 //! ECOGATE_BENCH_MESSAGES sets N per round (default 200,000), ECOGATE_BENCH_ROUNDS the rounds
-//! (default 5), ECOGATE_BENCH_QOS one QoS level alone (0 or 1), ECOGATE_BENCH_LOG ecogate's log
+//! (default 5), ECOGATE_BENCH_QOS one QoS level alone (0 or 1), ECOGATE_BENCH_INFLIGHT the
+//! broker's in-flight window (mosquitto's default is 20), ECOGATE_BENCH_LOG ecogate's log
 //! filter (default `error`).
 
 #[path = "../tests/common/mosquitto.rs"]
@@ -185,7 +186,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let broker = mosquitto::Mosquitto::start();
+    // ECOGATE_BENCH_INFLIGHT: the broker's max_inflight_messages (mosquitto's default is 20).
+    let broker = match std::env::var("ECOGATE_BENCH_INFLIGHT") {
+        Ok(n) if n == "stock" => mosquitto::Mosquitto::start_with("stock\n"),
+        Ok(n) => mosquitto::Mosquitto::start_with(&format!(
+            "max_inflight_messages {n}\nmax_queued_messages 0\n"
+        )),
+        Err(_) => mosquitto::Mosquitto::start(),
+    };
     let port = broker.port;
     let broker_pid = broker.pid().expect("mosquitto is running");
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -49,10 +49,17 @@ impl Mosquitto {
             &conf,
             format!(
                 "user root\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 20000\nlog_dest none\n{}",
+                 autosave_interval 1\n{}log_dest none\n{}",
                 self.port,
                 self.dir.path().display(),
-                self.extra
+                // No limits unless the test sets one, or asks for the broker's own defaults
+                // (`stock`: 20 in flight, 1,000 queued): the tests count every message.
+                [("max_queued_messages", "0"), ("max_inflight_messages", "20000")]
+                    .iter()
+                    .filter(|(k, _)| !self.extra.contains(k) && !self.extra.contains("stock"))
+                    .map(|(k, v)| format!("{k} {v}\n"))
+                    .collect::<String>(),
+                self.extra.replace("stock\n", "")
             ),
         )
         .unwrap();
