@@ -132,8 +132,51 @@ pub fn health(
         "ecogate_meter_last_latency_seconds",
         "Latency of the last successful request.",
     );
+    let reason = prometheus::GaugeVec::new(
+        Opts::new(
+            "ecogate_meter_last_failure",
+            "1 for the reason the meter's last poll failed (timeout, exception, transport_error, bad_response, connect_error); all 0 after a success.",
+        ),
+        &["meter", "reason"],
+    )
+    .expect("valid metric");
+    let polls = IntCounterVec::new(
+        Opts::new(
+            "ecogate_meter_polls_total",
+            "Polls per meter by outcome: ok, failed, and missed (a healthy meter's slot that could not be polled).",
+        ),
+        &["meter", "result"],
+    )
+    .expect("valid metric");
+    for c in [
+        Box::new(reason.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(polls.clone()),
+    ] {
+        registry.register(c).expect("registered once");
+    }
+    // What the counters were last raised to, per meter: the poller counts in atomics.
+    let seen: std::sync::Mutex<std::collections::HashMap<String, [u64; 3]>> = Default::default();
     std::sync::Arc::new(move || {
+        let mut seen = seen.lock().expect("poll counts");
         for (meter, h) in &health.devices {
+            let now = [
+                h.polls_ok.load(Ordering::Relaxed),
+                h.polls_failed.load(Ordering::Relaxed),
+                h.polls_missed.load(Ordering::Relaxed),
+            ];
+            let before = seen.entry(meter.clone()).or_insert([0; 3]);
+            for (i, result) in ["ok", "failed", "missed"].iter().enumerate() {
+                polls
+                    .with_label_values(&[meter.as_str(), result])
+                    .inc_by(now[i].saturating_sub(before[i]));
+            }
+            *before = now;
+            let failed_by = h.last_failure.load(Ordering::Relaxed) as usize;
+            for (i, r) in super::poller::FAILURE_REASONS.iter().enumerate() {
+                reason
+                    .with_label_values(&[meter.as_str(), r])
+                    .set(if failed_by == i + 1 { 1.0 } else { 0.0 });
+            }
             let labels = [meter.as_str()];
             up.with_label_values(&labels)
                 .set(h.up.load(Ordering::Relaxed) as u8 as f64);

@@ -36,9 +36,23 @@ pub struct DeviceHealth {
     pub last_latency_us: AtomicU64,
     pub polls_ok: AtomicU64,
     pub polls_failed: AtomicU64,
-    /// Polls that could not start on time because the bus was busy or the task fell behind.
+    /// Polls of a healthy device that could not start in their slot (the bus was busy or the
+    /// task fell behind). The skipped slots of a failing device, which is probed only in the
+    /// line's slack, are not misses.
     pub polls_missed: AtomicU64,
+    /// Why the last poll failed: 0 none (it succeeded), else the index in
+    /// [`FAILURE_REASONS`] plus one.
+    pub last_failure: std::sync::atomic::AtomicU8,
 }
+
+/// The reasons a poll fails, as metric label values.
+pub const FAILURE_REASONS: &[&str] = &[
+    "timeout",
+    "exception",
+    "transport_error",
+    "bad_response",
+    "connect_error",
+];
 
 /// Health of every polled device, by meter id.
 #[derive(Debug, Default)]
@@ -121,6 +135,12 @@ impl DeviceState {
     fn due_ms(&self) -> i64 {
         self.next_due_ms.max(self.backoff_until_ms)
     }
+
+    /// Its last poll failed: probed (once per back-off from the second failure on, without
+    /// retries) only in the line's slack.
+    fn failing(&self) -> bool {
+        self.health.consecutive_failures.load(Ordering::Relaxed) >= 1
+    }
 }
 
 fn now_ms() -> i64 {
@@ -192,11 +212,31 @@ impl BusTask {
     async fn run(mut self) {
         tracing::info!(bus = %self.bus.id, devices = self.devices.len(), "modbus bus started");
         loop {
+            if self.devices.is_empty() {
+                return;
+            }
+            // A failing device's probe may hold the line for its whole timeout: it goes only
+            // where it ends before the next healthy poll is due (the line's slack), never ahead
+            // of one. With every device failing, probes go as their back-off allows.
+            let now = now_ms();
+            let healthy_next = self
+                .devices
+                .iter()
+                .filter(|d| !d.failing())
+                .map(|d| d.next_due_ms)
+                .min();
             let Some((idx, due)) = self
                 .devices
                 .iter()
                 .enumerate()
-                .map(|(i, d)| (i, d.due_ms()))
+                .filter_map(|(i, d)| {
+                    if !d.failing() {
+                        return Some((i, d.next_due_ms));
+                    }
+                    let at = d.due_ms().max(now);
+                    let ends = at + d.device.timeout_ms as i64;
+                    healthy_next.is_none_or(|h| ends <= h).then_some((i, at))
+                })
                 .min_by_key(|(_, due)| *due)
             else {
                 return;
@@ -217,11 +257,14 @@ impl BusTask {
             let mut next = d.next_due_ms + interval;
             if next <= now {
                 // Fell behind (a slow bus or a stalled pipeline): skip to the next slot rather
-                // than firing a burst of late polls.
-                let missed = ((now - next) / interval + 1) as u64;
-                d.health.polls_missed.fetch_add(missed, Ordering::Relaxed);
-                self.metrics.polls_missed.inc_by(missed);
-                next += missed as i64 * interval;
+                // than firing a burst of late polls. Only a healthy device's skipped slots are
+                // misses: a failing one is probed when its back-off and the slack allow.
+                let skipped = ((now - next) / interval + 1) as u64;
+                if !d.failing() {
+                    d.health.polls_missed.fetch_add(skipped, Ordering::Relaxed);
+                    self.metrics.polls_missed.inc_by(skipped);
+                }
+                next += skipped as i64 * interval;
             }
             d.next_due_ms = next;
         }
@@ -229,6 +272,17 @@ impl BusTask {
             let _ = tokio_modbus::client::Client::disconnect(&mut conn).await;
         }
         tracing::info!(bus = %self.bus.id, "modbus bus stopped");
+    }
+
+    /// Whether a request of `timeout` started now ends before any other device's healthy poll
+    /// is due.
+    fn fits_in_slack(&self, idx: usize, timeout: Duration) -> bool {
+        let ends = now_ms() + timeout.as_millis() as i64;
+        self.devices
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| *i != idx && !d.failing())
+            .all(|(_, d)| ends <= d.next_due_ms)
     }
 
     async fn ensure_connected(&mut self, timeout: Duration) -> bool {
@@ -357,7 +411,12 @@ impl BusTask {
                         failure = Some(f);
                         attempt += 1;
                         // An exception is the device's answer: asking again will not change it.
-                        if matches!(f, Failure::Exception(_)) || attempt > retries {
+                        // A retry, like a failing device's probe, goes only where it ends
+                        // before another device's healthy poll is due.
+                        if matches!(f, Failure::Exception(_))
+                            || attempt > retries
+                            || !self.fits_in_slack(idx, timeout)
+                        {
                             // A silent device: stop here rather than time out on every request.
                             if matches!(f, Failure::Timeout | Failure::Connect) {
                                 break 'requests;
@@ -388,11 +447,17 @@ impl BusTask {
                     .last_latency_us
                     .store(latency_us, Ordering::Relaxed);
                 d.health.polls_ok.fetch_add(1, Ordering::Relaxed);
+                d.health.last_failure.store(0, Ordering::Relaxed);
                 d.backoff_until_ms = 0;
             }
             Some(f) => {
                 d.health.up.store(false, Ordering::Relaxed);
                 d.health.polls_failed.fetch_add(1, Ordering::Relaxed);
+                let reason = FAILURE_REASONS
+                    .iter()
+                    .position(|r| *r == f.name())
+                    .map_or(0, |i| i as u8 + 1);
+                d.health.last_failure.store(reason, Ordering::Relaxed);
                 let n = d
                     .health
                     .consecutive_failures
