@@ -147,6 +147,8 @@ async fn no_secret_in_check_logs_metrics_or_outbox() {
         assert_clean("/metrics", &metrics);
         let logged = std::fs::read_to_string(&log).unwrap();
         assert!(logged.contains("write refused"), "{logged}");
+        // A log file gets no terminal colour codes.
+        assert!(!logged.contains('\u{1b}'), "colour codes in the log file");
         assert_clean("the log", &logged);
         for entry in std::fs::read_dir(sub.join("outbox")).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
