@@ -4,6 +4,8 @@
 mod common;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
+#[path = "common/mqtt_proxy.rs"]
+mod mqtt_proxy;
 
 use ecogate::accounting::metric::Metric;
 use ecogate::accounting::window::WindowKind;
@@ -335,4 +337,139 @@ async fn broker_restarts_without_payload_timestamps_count_each_meter_exactly() {
     report("two broker restarts, stamped on arrival", &got);
     let truth: Vec<f64> = (0..NT_METERS).map(meter_truth_kwh).collect();
     assert_eq!(got, truth);
+}
+
+/// A loss the totals cannot hide: every message ecogate acknowledged must be in the store.
+/// Through a proxy that sees ecogate's PUBACKs, ecogate is killed -9 once 3,000 have gone out;
+/// then, without restarting it, every reading of the first N messages (N = the PUBACKs the proxy
+/// saw, messages delivered in publish order) must be in the store, counter and gauge alike. A
+/// source that acknowledged on arrival would fail here. After a restart the stream completes
+/// and each meter's counter total and reading count equal the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_is_in_the_store_after_kill_9() {
+    const ACK_METERS: usize = 20;
+    const ACK_PER_METER: usize = 1_000;
+    let broker = Mosquitto::start();
+    let proxy = mqtt_proxy::MqttProxy::start(broker.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let cfg_path = dir.path().join("ecogate.toml");
+    let mut text = String::from(
+        "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
+    );
+    for i in 0..ACK_METERS {
+        text.push_str(&format!(
+            "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 1000000 }}, {{ id = \"power\", kind = \"gauge\", unit = \"kW\" }}]\n"
+        ));
+    }
+    text.push_str(&format!(
+        "[store]\npath = \"{}\"\n[metrics]\nenabled = false\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"ecogate-acked\"\n\
+         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/energy\"\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\", power = \"/kw\" }}\ntimestamp = \"/ts\"\n",
+        store.display(),
+        proxy.port
+    ));
+    std::fs::write(&cfg_path, &text).unwrap();
+    let t0 = chrono::Utc::now().timestamp_millis() - (ACK_PER_METER as i64 + 1) * 60_000;
+    let mut msgs = Vec::new();
+    let mut keys = Vec::new();
+    for k in 0..ACK_PER_METER {
+        for i in 0..ACK_METERS {
+            let ts = t0 + k as i64 * 60_000;
+            let wh = 1_000 + k * (10 + i);
+            msgs.push((
+                format!("park/c{i}/energy"),
+                format!("{{\"wh\":{wh},\"kw\":{},\"ts\":{ts}}}", 5 + k % 7).into_bytes(),
+            ));
+            keys.push((format!("c{i}"), ts));
+        }
+    }
+    let victim = Arc::new(std::sync::Mutex::new(Guard(Some(start_ecogate(&cfg_path)))));
+    // Subscribed through the proxy before anything is published.
+    let ready = Instant::now() + Duration::from_secs(20);
+    while !proxy.seen().iter().any(|p| p.kind == mqtt_proxy::SUBSCRIBE) {
+        assert!(Instant::now() < ready, "ecogate never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let publisher = tokio::spawn(publish(broker.port, msgs, || {}));
+    let pubacks = |seen: &[mqtt_proxy::ClientPacket]| {
+        seen.iter()
+            .filter(|p| p.connection == 0 && p.kind == mqtt_proxy::PUBACK)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pubacks(&proxy.seen()) < 3_000 {
+        assert!(Instant::now() < deadline, "ecogate acknowledged too little");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    {
+        let mut child = victim.lock().unwrap().0.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let acked = pubacks(&proxy.seen());
+    // Every reading of the acknowledged messages, counter and gauge, is in the store.
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let mut stored: std::collections::HashSet<(String, String, i64)> = Default::default();
+    {
+        let mut q = conn
+            .prepare("SELECT meter, channel, ts_ms FROM readings_by_name")
+            .unwrap();
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        for row in rows {
+            stored.insert(row.unwrap());
+        }
+    }
+    drop(conn);
+    let mut missing = 0;
+    for (meter, ts) in &keys[..acked] {
+        for channel in ["delivered", "power"] {
+            if !stored.contains(&(meter.clone(), channel.to_string(), *ts)) {
+                missing += 1;
+            }
+        }
+    }
+    eprintln!("kill -9 after {acked} PUBACKs: {} readings stored, {missing} acknowledged readings missing", stored.len());
+    assert_eq!(missing, 0, "acknowledged messages missing from the store");
+    // Restart: the rest arrives; totals and reading counts equal the truth.
+    let _child = Guard(Some(start_ecogate(&cfg_path)));
+    publisher.await.unwrap();
+    let cfg = Arc::new(
+        ecogate::app::AppConfig::parse(&cfg_path, &text)
+            .unwrap()
+            .core
+            .as_ref()
+            .clone(),
+    );
+    let truth_kwh: f64 = (0..ACK_METERS)
+        .map(|i| ((ACK_PER_METER - 1) * (10 + i)) as f64 / 1000.0)
+        .sum();
+    let (c2, s2) = (cfg.clone(), store.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let got = delivered_kwh(&c2, &s2);
+            if (got - truth_kwh).abs() < 1e-9 || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        (got - truth_kwh).abs() < 1e-9,
+        "{got} kWh, truth {truth_kwh}"
+    );
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let gauges: i64 = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT meter || ts_ms) FROM readings_by_name WHERE channel = 'power'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(gauges as usize, ACK_METERS * ACK_PER_METER);
 }
