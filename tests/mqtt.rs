@@ -695,3 +695,85 @@ async fn an_oversized_message_never_blocks_the_ones_behind_it() {
     let again: Vec<f64> = again.iter().map(|r| r.amount).collect();
     assert!(again.is_empty(), "{again:?}");
 }
+
+/// Sparkplug B bytes ecogate did not make (Eclipse Tahu's encoder as packaged in PyPI's
+/// mqtt-spb-wrapper 2.1.2; tests/data/sparkplug/README.md) decode to the values they were
+/// written with, by name in the BIRTH and by alias in the DATA.
+#[test]
+fn sparkplug_payloads_from_an_independent_encoder_decode() {
+    use ecogate::sources::mqtt::sparkplug::{decode, Aliases, Kind};
+    use ecogate::units::Unit;
+    let fields: Vec<(String, String, Option<Unit>)> =
+        [("e", "Energy/Import"), ("p", "Power"), ("n", "Sessions")]
+            .iter()
+            .map(|(c, m)| (c.to_string(), m.to_string(), None))
+            .collect();
+    let unit_of = |c: &str| match c {
+        "e" => Unit::parse("kWh"),
+        "p" => Unit::parse("kW"),
+        _ => Unit::parse("session"),
+    };
+    let read = |file: &str| std::fs::read(format!("tests/data/sparkplug/{file}")).unwrap();
+    let mut aliases = Aliases::default();
+    let values = |readings: Vec<Reading>| -> Vec<(String, f64, i64)> {
+        let mut v: Vec<_> = readings
+            .into_iter()
+            .map(|r| (r.channel, r.amount, r.ts_ms))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let birth = decode(
+        &fields,
+        "c0",
+        Kind::Birth,
+        &read("dbirth.bin"),
+        0,
+        &mut aliases,
+        unit_of,
+    )
+    .unwrap();
+    assert_eq!(
+        values(birth),
+        vec![
+            ("e".into(), 1234.5, 1_714_522_500_000),
+            ("n".into(), 3120.0, 1_714_522_500_000),
+            ("p".into(), 1500.0, 1_714_522_500_000),
+        ]
+    );
+    let data = decode(
+        &fields,
+        "c0",
+        Kind::Data,
+        &read("ddata.bin"),
+        0,
+        &mut aliases,
+        unit_of,
+    )
+    .unwrap();
+    assert_eq!(
+        values(data),
+        vec![
+            ("e".into(), 1236.25, 1_714_522_560_000),
+            ("n".into(), 3121.0, 1_714_522_560_000),
+            ("p".into(), 1750.5, 1_714_522_560_000),
+        ]
+    );
+    let neg = decode(
+        &fields,
+        "c0",
+        Kind::Data,
+        &read("ddata_neg_u32.bin"),
+        0,
+        &mut aliases,
+        unit_of,
+    )
+    .unwrap();
+    assert_eq!(
+        values(neg),
+        vec![
+            ("n".into(), 4_000_000_000.0, 1_714_522_620_000),
+            ("p".into(), -20.0, 1_714_522_620_000),
+        ]
+    );
+}
