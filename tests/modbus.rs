@@ -548,3 +548,116 @@ async fn a_dead_unit_never_delays_its_healthy_neighbours() {
     assert_eq!(reasons[reason("m4") as usize - 1], "exception");
     assert_eq!(reason("m1"), 0);
 }
+
+/// Register dumps written by hand from each shipped profile's register map (not by ecogate's
+/// own encoder), decoded through the profile as a configured device reads them: address, type,
+/// word order, scale and the CT/PT ratio.
+#[test]
+fn each_shipped_profile_decodes_a_documented_register_dump() {
+    use ecogate::sources::modbus::decode::decode;
+    // (profile, import register words as the meter sends them, ct_ratio, kWh they mean)
+    let dumps: &[(&str, [u16; 2], f64, f64)] = &[
+        // u32 x 0.1 at 0x084C: 0x0001E240 = 123,456 -> 12,345.6 kWh.
+        ("acrel-adl400", [0x0001, 0xE240], 1.0, 12_345.6),
+        // f32 ABCD at 0x4000: 0x4640E6AE = 12,345.669921875 kWh.
+        ("chint-ddsu666", [0x4640, 0xE6AE], 1.0, 12_345.669_921_875),
+        // f32 ABCD at 0x101E, a secondary value (with apply_ratios) x CT x PT: 0x45000800 =
+        // 2,048.5 x 40 x 1 = 81,940 kWh.
+        ("chint-dtsu666", [0x4500, 0x0800], 40.0, 81_940.0),
+        ("chint-dtsu666-4000", [0x4500, 0x0800], 40.0, 81_940.0),
+        // f32 ABCD input registers at 0x0048: 0x49712065 = 987,654.3125 kWh.
+        ("eastron-sdm120", [0x4971, 0x2065], 1.0, 987_654.312_5),
+        ("eastron-sdm630", [0x4971, 0x2065], 1.0, 987_654.312_5),
+    ];
+    for &(profile, words, ct, kwh) in dumps {
+        let text = format!(
+            "{PARK}[[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{{ id = \"import_kwh\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1e6 }}]\n\
+             [[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\nprofile = \"{profile}\"\napply_ratios = true\nct_ratio = {ct}\n"
+        );
+        let cfg = parse(&text);
+        let p = &cfg.modbus.buses[0].devices[0].points[0];
+        assert_eq!(p.channel, "import_kwh", "{profile}");
+        let raw = decode(&words, p.data_type, p.word_order).unwrap();
+        let value = (raw * p.scale + p.offset) * p.multiplier;
+        assert!(
+            (value - kwh).abs() < 1e-9,
+            "{profile}: {value} kWh, expected {kwh}"
+        );
+    }
+}
+
+/// 64-bit and BCD values in every word order, from words written by hand.
+#[test]
+fn sixty_four_bit_and_bcd_word_orders_from_hand_written_words() {
+    use ecogate::sources::modbus::decode::decode;
+    // 1,234,567,890,123 = 0x0000_011F_71FB_04CB.
+    let cases: &[(DataType, WordOrder, &[u16], f64)] = &[
+        (
+            DataType::U64,
+            WordOrder::Abcd,
+            &[0x0000, 0x011F, 0x71FB, 0x04CB],
+            1_234_567_890_123.0,
+        ),
+        (
+            DataType::U64,
+            WordOrder::Cdab,
+            &[0x04CB, 0x71FB, 0x011F, 0x0000],
+            1_234_567_890_123.0,
+        ),
+        (
+            DataType::U64,
+            WordOrder::Badc,
+            &[0x0000, 0x1F01, 0xFB71, 0xCB04],
+            1_234_567_890_123.0,
+        ),
+        (
+            DataType::U64,
+            WordOrder::Dcba,
+            &[0xCB04, 0xFB71, 0x1F01, 0x0000],
+            1_234_567_890_123.0,
+        ),
+        // -1,234,567,890,123 = 0xFFFF_FEE0_8E04_FB35 in two's complement.
+        (
+            DataType::I64,
+            WordOrder::Abcd,
+            &[0xFFFF, 0xFEE0, 0x8E04, 0xFB35],
+            -1_234_567_890_123.0,
+        ),
+        (
+            DataType::I64,
+            WordOrder::Cdab,
+            &[0xFB35, 0x8E04, 0xFEE0, 0xFFFF],
+            -1_234_567_890_123.0,
+        ),
+        // 12,345,678 in BCD is 0x1234_5678.
+        (
+            DataType::Bcd32,
+            WordOrder::Abcd,
+            &[0x1234, 0x5678],
+            12_345_678.0,
+        ),
+        (
+            DataType::Bcd32,
+            WordOrder::Cdab,
+            &[0x5678, 0x1234],
+            12_345_678.0,
+        ),
+        (
+            DataType::Bcd32,
+            WordOrder::Badc,
+            &[0x3412, 0x7856],
+            12_345_678.0,
+        ),
+        (
+            DataType::Bcd32,
+            WordOrder::Dcba,
+            &[0x7856, 0x3412],
+            12_345_678.0,
+        ),
+        (DataType::Bcd16, WordOrder::Abcd, &[0x9876], 9_876.0),
+        (DataType::Bcd16, WordOrder::Badc, &[0x7698], 9_876.0),
+    ];
+    for &(ty, order, words, expected) in cases {
+        assert_eq!(decode(words, ty, order), Ok(expected), "{ty:?} {order:?}");
+    }
+}
