@@ -41,6 +41,23 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+# Fuzzing, short form: each target a few seconds on its committed corpus (the full form, and
+# how to run it: docs/fuzzing.md). cargo-fuzz needs the nightly toolchain; without one this step
+# says so and is skipped, as it would be on a machine with stable Rust only.
+if cargo +nightly --version >/dev/null 2>&1; then
+  command -v cargo-fuzz >/dev/null 2>&1 || {
+    echo "== installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  }
+  echo "== cargo fuzz (short form)"
+  for target in $(cd fuzz && cargo +nightly fuzz list); do
+    (cd fuzz && cargo +nightly fuzz run -O "$target" -- -max_total_time="${ECOGATE_FUZZ_SECONDS:-5}" -rss_limit_mb=2048 -timeout=10 2>&1 | tail -n 3)
+  done
+else
+  echo "== cargo fuzz: skipped (no nightly toolchain)"
+fi
+
 echo "== cargo test"
 # Library, binary, integration and doc tests (benches are run by `cargo bench`, not here).
 cargo test
+
