@@ -51,7 +51,11 @@ if cargo +nightly --version >/dev/null 2>&1; then
   }
   echo "== cargo fuzz (short form)"
   for target in $(cd fuzz && cargo +nightly fuzz list); do
-    (cd fuzz && cargo +nightly fuzz run -O "$target" -- -max_total_time="${ECOGATE_FUZZ_SECONDS:-5}" -rss_limit_mb=2048 -timeout=10 2>&1 | tail -n 3)
+    # New inputs go to a scratch folder: the committed corpus is only read.
+    scratch=$(mktemp -d)
+    (cd fuzz && cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+      -max_total_time="${ECOGATE_FUZZ_SECONDS:-5}" -rss_limit_mb=2048 -timeout=10 2>&1 | tail -n 3)
+    rm -rf "$scratch"
   done
 else
   echo "== cargo fuzz: skipped (no nightly toolchain)"
