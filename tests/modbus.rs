@@ -500,11 +500,11 @@ async fn a_dead_unit_never_delays_its_healthy_neighbours() {
     let mut text =
         format!("{PARK}[[modbus.buses]]\nid = \"gw\"\ntransport = \"tcp\"\naddress = \"{addr}\"\n");
     for unit in 1..=4 {
-        // A 350 ms timeout in a 500 ms interval: a probe started anywhere in the last 350 ms
+        // A 450 ms timeout in a 500 ms interval: a probe started anywhere in the last 450 ms
         // before a slot would hold the line into it.
         text.push_str(&format!(
             "[[meters]]\nid = \"m{unit}\"\nsite = \"s\"\nchannels = [{{ id = \"p\", kind = \"gauge\", unit = \"kW\" }}]\n\
-             [[modbus.devices]]\nmeter = \"m{unit}\"\nbus = \"gw\"\nunit_id = {unit}\npoll_interval_ms = 500\ntimeout_ms = 350\nretries = 1\n\
+             [[modbus.devices]]\nmeter = \"m{unit}\"\nbus = \"gw\"\nunit_id = {unit}\npoll_interval_ms = 500\ntimeout_ms = 450\nretries = 1\n\
              [[modbus.devices.registers]]\nchannel = \"p\"\nfunction = \"holding\"\naddress = 0\naddress_base = 0\ntype = \"f32\"\nunit = \"kW\"\n"
         ));
     }
@@ -519,10 +519,11 @@ async fn a_dead_unit_never_delays_its_healthy_neighbours() {
         );
         // Lateness past the wall-clock slot (polls are aligned to multiples of 500 ms); the
         // first slot is left out (the source was starting). Two healthy units share the line,
-        // so the second waits for the first's answer: a few ms.
+        // so the second waits for the first's answer: a few ms (150 leaves room for a loaded
+        // machine; a probe in the way would cost up to 450).
         let worst = arrivals[1..].iter().map(|a| a % 500).max().unwrap();
         assert!(
-            worst < 100,
+            worst < 150,
             "unit {unit}: a poll came {worst} ms after its slot"
         );
     }
