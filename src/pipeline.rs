@@ -83,7 +83,15 @@ impl Pipeline {
     /// (once per channel and episode) and each needs a person.
     fn log_held(&self, batch: &Batch) {
         use crate::accounting::ledger::EventKind;
-        for e in &batch.events {
+        // Duplicates and out-of-order readings (a redelivery flood) are most events: skip them
+        // before looking anything up.
+        let worth_a_line = |k: EventKind| {
+            matches!(
+                k,
+                EventKind::OverLimit | EventKind::Held | EventKind::Rebased
+            )
+        };
+        for e in batch.events.iter().filter(|e| worth_a_line(e.kind)) {
             let (meter, channel) = self.accountant.channel_ids(e.channel);
             let unit = self.accountant.channel_base_unit(e.channel);
             let base = |micro: i64| micro as f64 / crate::units::MICRO;

@@ -75,11 +75,7 @@ fn a_second_daemon_or_a_replay_on_a_held_store_is_refused() {
     assert!(err.contains(&format!("pid {pid}")), "{err}");
     // The daemon's store holds nothing from the refused replay.
     drop(first);
-    let conn = rusqlite::Connection::open(&store).unwrap();
-    let rows: i64 = conn
-        .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM readings"), 0);
 }
 
 /// Readings of `grid/import` as CSV rows.
@@ -91,6 +87,24 @@ fn csv(dir: &Path, rows: &[(String, f64)]) -> PathBuf {
     let path = dir.join("in.csv");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+fn replay(cfg: &Path, input: &Path) -> (i32, String, String) {
+    run(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ])
+}
+
+/// A count from the store, as a person would query it.
+fn count(store: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(store)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
 }
 
 #[test]
@@ -108,25 +122,15 @@ fn a_meter_slightly_over_its_limit_is_counted_in_full_and_reported() {
         })
         .collect();
     let input = csv(dir.path(), &rows);
-    let (code, out, err) = run(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let (code, out, err) = replay(&cfg, &input);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("grid 420.000 kWh"), "{out}");
     assert!(out.contains("over_limit: 1"), "{out}");
     // The event records the confirmed rate: 105 kWh in 30 minutes = 210 kWh/h.
-    let conn = rusqlite::Connection::open(&store).unwrap();
-    let rate: i64 = conn
-        .query_row(
-            "SELECT delta_micro FROM counter_events WHERE kind = 'over_limit'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rate = count(
+        &store,
+        "SELECT delta_micro FROM counter_events WHERE kind = 'over_limit'",
+    );
     assert_eq!(rate, 210_000_000);
 }
 
@@ -146,13 +150,7 @@ fn held_readings_are_listed_and_a_replay_ending_on_one_exits_3() {
         ("2024-05-01T01:15:00Z".to_string(), 500_000.0),
     ];
     let input = csv(dir.path(), &rows);
-    let (code, out, err) = run(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let (code, out, err) = replay(&cfg, &input);
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(out.contains("grid 20.000 kWh"), "{out}");
     for expected in [
@@ -164,14 +162,10 @@ fn held_readings_are_listed_and_a_replay_ending_on_one_exits_3() {
         assert!(err.contains(expected), "`{expected}` not in\n{err}");
     }
     // The store marks the three held values as held, not good.
-    let conn = rusqlite::Connection::open(&store).unwrap();
-    let held: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM readings_by_name WHERE quality = 'held'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let held = count(
+        &store,
+        "SELECT COUNT(*) FROM readings_by_name WHERE quality = 'held'",
+    );
     assert_eq!(held, 3);
 }
 

@@ -493,53 +493,18 @@ fn store_window_total(c: &Case, window: &str, level: &str, entity: &str, start_m
         .get(ecogate::accounting::metric::Metric::GridImportKwh)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_window_total_written_equals_the_stores() {
-    let vm = Victoria::start();
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", vm.port), Box::new(|_, _| None)).await;
-    let c = case(&format!("http://127.0.0.1:{}", proxy.port), "");
-    // Minute windows kept forever, so that May's minutes are written too.
-    let text = std::fs::read_to_string(&c.cfg)
-        .unwrap()
-        .replace("[metrics]", "[store.retention]\nminute_days = 0\n[metrics]");
-    std::fs::write(&c.cfg, text).unwrap();
-    tokio::task::spawn_blocking({
-        let (cfg, csv) = (c.cfg.clone(), c.csv.clone());
-        move || run_replay(&cfg, &csv)
-    })
-    .await
-    .unwrap();
-    let bodies: Vec<String> = proxy
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.body.clone())
-        .collect();
-    let last = last_window_totals(&bodies);
-    // 2 hours of minutes from 04:00 local: every window kind of every level is written.
-    for w in ["1m", "15m", "1h", "1d", "month", "year"] {
-        assert!(last.keys().any(|k| k.0 == w), "no {w} window written");
-    }
-    assert!(last.len() > 500, "{}", last.len());
-    for ((window, level, entity, start), kwh) in &last {
-        let stored = store_window_total(&c, window, level, entity, *start);
-        assert_eq!(*kwh, stored, "{window} {level} {entity} {start}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn windows_older_than_the_store_keeps_are_not_rewritten() {
-    // The case's readings are from May 2026; the store keeps hour windows 30 days and minutes
-    // 1 day. Their totals in the store are gone (or about to go) after retention, so a late
-    // reading would rewrite them with a part: none is written; days, months and years are,
-    // each equal to the store's.
+/// Replays the case with `retention` (a `[store.retention]` body) through a pass-through proxy
+/// in front of VictoriaMetrics; returns the case and the last total written per window point,
+/// after checking each against the store's.
+async fn window_totals_with_retention(
+    retention: &str,
+) -> (Case, BTreeMap<(String, String, String, i64), f64>) {
     let vm = Victoria::start();
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", vm.port), Box::new(|_, _| None)).await;
     let c = case(&format!("http://127.0.0.1:{}", proxy.port), "");
     let text = std::fs::read_to_string(&c.cfg).unwrap().replace(
         "[metrics]",
-        "[store.retention]\nminute_days = 1\nquarter_hour_days = 30\nhour_days = 30\n[metrics]",
+        &format!("[store.retention]\n{retention}\n[metrics]"),
     );
     std::fs::write(&c.cfg, text).unwrap();
     tokio::task::spawn_blocking({
@@ -548,22 +513,40 @@ async fn windows_older_than_the_store_keeps_are_not_rewritten() {
     })
     .await
     .unwrap();
-    let bodies: Vec<String> = proxy
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.body.clone())
-        .collect();
+    let bodies: Vec<String> = proxy.seen().into_iter().map(|s| s.body).collect();
     let last = last_window_totals(&bodies);
+    for ((window, level, entity, start), kwh) in &last {
+        let stored = store_window_total(&c, window, level, entity, *start);
+        assert_eq!(*kwh, stored, "{window} {level} {entity} {start}");
+    }
+    (c, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_window_total_written_equals_the_stores() {
+    // Minute windows kept forever, so that May's minutes are written too.
+    let (_c, last) = window_totals_with_retention("minute_days = 0").await;
+    // 2 hours of minutes from 04:00 local: every window kind of every level is written, each
+    // equal to the store's.
+    for w in ["1m", "15m", "1h", "1d", "month", "year"] {
+        assert!(last.keys().any(|k| k.0 == w), "no {w} window written");
+    }
+    assert!(last.len() > 500, "{}", last.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_older_than_the_store_keeps_are_not_rewritten() {
+    // The case's readings are from May 2026; the store keeps hour windows 30 days and minutes
+    // 1 day. Their totals in the store are gone (or about to go) after retention, so a late
+    // reading would rewrite them with a part: none is written; days, months and years are,
+    // each equal to the store's.
+    let (_c, last) =
+        window_totals_with_retention("minute_days = 1\nquarter_hour_days = 30\nhour_days = 30")
+            .await;
     for w in ["1m", "15m", "1h"] {
         assert!(!last.keys().any(|k| k.0 == w), "{w} windows were written");
     }
     for w in ["1d", "month", "year"] {
         assert!(last.keys().any(|k| k.0 == w), "no {w} window written");
-    }
-    for ((window, level, entity, start), kwh) in &last {
-        let stored = store_window_total(&c, window, level, entity, *start);
-        assert_eq!(*kwh, stored, "{window} {level} {entity} {start}");
     }
 }

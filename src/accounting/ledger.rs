@@ -718,7 +718,7 @@ impl Accountant {
                 .store
                 .retention
                 .cutoff_ms(window, t1)
-                .max(t1.saturating_sub(MAX_SPLIT_WINDOWS * window_nominal_ms(window)));
+                .max(t1.saturating_sub(MAX_SPLIT_WINDOWS * window.max_len_ms()));
             let Some(first) = LocalTime::new(interval.t0_ms.max(keep_from), tz) else {
                 continue;
             };
@@ -790,17 +790,6 @@ impl IntoIterator for Parts {
 
 /// At most this many windows of one kind receive parts of one delta (about 69 days of minutes).
 const MAX_SPLIT_WINDOWS: i64 = 100_000;
-
-fn window_nominal_ms(kind: WindowKind) -> i64 {
-    match kind {
-        WindowKind::Minute => 60_000,
-        WindowKind::QuarterHour => 900_000,
-        WindowKind::Hour => 3_600_000,
-        WindowKind::Day => 86_400_000,
-        WindowKind::Month => 31 * 86_400_000,
-        WindowKind::Year => 366 * 86_400_000,
-    }
-}
 
 /// Ids from untrusted input are cut short before they are kept in a rejection record.
 fn truncate(s: &str) -> String {

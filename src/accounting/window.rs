@@ -91,16 +91,29 @@ impl LocalTime {
     }
 }
 
-/// The start of the window of `kind` that follows the one starting at `start_ms`.
+impl WindowKind {
+    /// The window's length when it is fixed (up to an hour), else its longest (a 25-hour day,
+    /// a 31-day month, a 366-day year).
+    pub fn max_len_ms(self) -> i64 {
+        match self {
+            WindowKind::Minute => 60_000,
+            WindowKind::QuarterHour => 900_000,
+            WindowKind::Hour => 3_600_000,
+            WindowKind::Day => 25 * 3_600_000,
+            WindowKind::Month => 31 * 86_400_000,
+            WindowKind::Year => 366 * 86_400_000,
+        }
+    }
+}
+
+/// The start of the window of `kind` that follows the one starting at `start_ms` (the end of
+/// that window), in the park's calendar.
 pub fn next_window_start_ms(kind: WindowKind, start_ms: i64, tz: Tz) -> i64 {
-    let fixed = match kind {
-        WindowKind::Minute => 60_000,
-        WindowKind::QuarterHour => 900_000,
-        WindowKind::Hour => 3_600_000,
-        WindowKind::Day | WindowKind::Month | WindowKind::Year => 0,
-    };
-    if fixed > 0 {
-        return start_ms + fixed;
+    if matches!(
+        kind,
+        WindowKind::Minute | WindowKind::QuarterHour | WindowKind::Hour
+    ) {
+        return start_ms + kind.max_len_ms();
     }
     let Some(local) = LocalTime::new(start_ms, tz) else {
         return i64::MAX;

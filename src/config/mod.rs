@@ -53,6 +53,9 @@ pub struct Firm {
     pub land_mu: f64,
     pub sector: Option<String>,
     pub stats: FirmStats,
+    /// A meter of one of its sites counts production: its output value comes from the counters
+    /// (zero included), never from the annual statistics.
+    pub has_production_counters: bool,
 }
 
 /// Annual statistics fed from outside the meters (tax office, statistics bureau, the firm).
@@ -185,12 +188,9 @@ pub struct Retention {
 impl Config {
     /// Whether any meter of the firm's sites counts production (output value comes from it).
     pub fn firm_has_production_counters(&self, firm: usize) -> bool {
-        self.meters.iter().any(|m| {
-            self.sites.get(m.site).is_some_and(|s| s.firm == firm)
-                && m.channels
-                    .iter()
-                    .any(|c| c.carrier == Some(Carrier::Production))
-        })
+        self.firms
+            .get(firm)
+            .is_some_and(|f| f.has_production_counters)
     }
 }
 
@@ -461,6 +461,16 @@ impl<'a> Validator<'a> {
         let firms = self.firms(raw);
         let sites = self.sites(raw, &firms);
         let meters = self.meters(raw, &sites);
+        let mut firms = firms;
+        for m in &meters {
+            let counts_production = m
+                .channels
+                .iter()
+                .any(|c| c.carrier == Some(Carrier::Production));
+            if let Some(f) = sites.get(m.site).and_then(|s| firms.get_mut(s.firm)) {
+                f.has_production_counters |= counts_production;
+            }
+        }
         let factors = self.factors(raw, &park, &meters);
         let store = self.store(raw);
         let accounting = self.accounting(raw);
@@ -583,6 +593,8 @@ impl<'a> Validator<'a> {
                 land_mu: land_mu.unwrap_or(f64::NAN),
                 sector: f.sector.as_ref().map(|s| s.get_ref().clone()),
                 stats,
+                // Set once the meters are known (`core`).
+                has_production_counters: false,
             });
         }
         firms

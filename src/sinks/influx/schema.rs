@@ -19,7 +19,7 @@ use super::line_protocol::{
 use crate::accounting::indicators::{self, Owner, Period};
 use crate::accounting::ledger::{Accepted, AggKey, Entity};
 use crate::accounting::metric::{Metric, Sums};
-use crate::accounting::window::WindowKind;
+use crate::accounting::window::{next_window_start_ms, WindowKind};
 use crate::config::Config;
 use crate::reading::Quality;
 use crate::units::Dimension;
@@ -254,7 +254,7 @@ impl Encoder {
 
     /// The stretch a window's sums cover so far: from its start to now or its end.
     fn period(&self, key: &AggKey, now_ms: i64) -> Period {
-        let end = window_end_ms(key.window, key.start_ms, self.tz);
+        let end = next_window_start_ms(key.window, key.start_ms, self.tz);
         let day_ms = 86_400_000.0;
         let covered = (now_ms.min(end) - key.start_ms).max(60_000) as f64 / day_ms;
         let year_days = crate::accounting::window::year_progress(key.start_ms, self.tz)
@@ -265,9 +265,4 @@ impl Encoder {
             whole_year_holdings: key.window == WindowKind::Year,
         }
     }
-}
-
-/// Where the window starting at `start_ms` ends (the next window's start), in the park's calendar.
-pub fn window_end_ms(window: WindowKind, start_ms: i64, tz: Tz) -> i64 {
-    crate::accounting::window::next_window_start_ms(window, start_ms, tz)
 }

@@ -334,36 +334,33 @@ impl Loop {
                         failures = 0;
                     }
                     failures += 1;
-                    if let Some(size) = oversized_packet(&e) {
-                        // rumqttc drops the connection on a packet above its limit, and the
-                        // broker sends the same message first again on every reconnect: read it
-                        // once with a limit that fits it, refuse it as `oversized` and
-                        // acknowledge it, so that the messages behind it flow.
-                        if size <= OVERSIZED_READ_MAX {
+                    // rumqttc drops the connection on a packet above its limit, and the broker
+                    // sends the same message first again on every reconnect: read it once with a
+                    // limit that fits it, refuse it as `oversized` and acknowledge it, so that the
+                    // messages behind it flow.
+                    let what = match oversized_packet(&e) {
+                        Some(size) if size <= OVERSIZED_READ_MAX => {
                             eventloop
                                 .mqtt_options
                                 .set_max_packet_size(size, normal_limit);
+                            format!("a {size}-byte message is above max_packet_kib; reading it once to refuse and acknowledge it")
                         }
-                        if failure_log.allow(Duration::from_secs(60)).is_some() {
-                            if size <= OVERSIZED_READ_MAX {
-                                tracing::warn!(size, limit = normal_limit, "mqtt: a {size}-byte message is above max_packet_kib; reading it once to refuse and acknowledge it");
-                            } else {
-                                tracing::error!(size, "mqtt: a {size}-byte message is above the {OVERSIZED_READ_MAX}-byte bound ecogate reads to discard; delete it at the broker (or its session) to let the messages behind it through");
-                            }
-                        }
-                    }
+                        Some(size) => format!(
+                            "a {size}-byte message is above the {OVERSIZED_READ_MAX}-byte bound ecogate reads to discard; delete it at the broker (or its session) to let the messages behind it through"
+                        ),
+                        None => e.to_string(),
+                    };
                     let delay_ms = crate::util::backoff_ms(250.0, failures, 30_000.0) as f64;
-                    let text = e.to_string();
-                    if text != last_failure {
+                    if what != last_failure {
                         failure_log = crate::util::Throttle::default();
-                        last_failure = text;
+                        last_failure = what;
                     }
                     // The same failure again and again is one line a minute with its count.
                     if let Some(suppressed) = failure_log.allow(Duration::from_secs(60)) {
                         tracing::warn!(
                             failures,
                             suppressed,
-                            "mqtt connection failed, retrying in {:.1} s: {e}",
+                            "mqtt connection failed, retrying in {:.1} s: {last_failure}",
                             delay_ms / 1000.0
                         );
                     }
