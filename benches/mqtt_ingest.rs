@@ -20,10 +20,14 @@
 //! ECOGATE_BENCH_MESSAGES sets N per round (default 200,000), ECOGATE_BENCH_ROUNDS the rounds
 //! (default 5), ECOGATE_BENCH_QOS one QoS level alone (0 or 1), ECOGATE_BENCH_INFLIGHT the
 //! broker's in-flight window (mosquitto's default is 20), ECOGATE_BENCH_LOG ecogate's log
-//! filter (default `error`).
+//! filter (default `error`), ECOGATE_BENCH_BIN another ecogate binary to measure,
+//! ECOGATE_BENCH_WINDOW a strict in-flight window held by a proxy in front of the subscribers
+//! (mosquitto 2.0.11 does not hold its own once acknowledgements flow: tests/common/mqtt_proxy.rs).
 
 #[path = "../tests/common/mosquitto.rs"]
 mod mosquitto;
+#[path = "../tests/common/mqtt_proxy.rs"]
+mod mqtt_proxy;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::fmt::Write as _;
@@ -65,9 +69,14 @@ fn hwm_kb(pid: u32) -> u64 {
 
 /// `ecogate_readings_accepted_total` from ecogate's /metrics (0 while it is not answering).
 fn accepted(port: u16) -> i64 {
+    metric(port, "ecogate_readings_accepted_total").map_or(0, |v| v as i64)
+}
+
+/// One sample of ecogate's /metrics, by its full name.
+fn metric(port: u16, name: &str) -> Option<f64> {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
+        return None;
     };
     let _ = write!(
         s,
@@ -76,9 +85,8 @@ fn accepted(port: u16) -> i64 {
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text.lines()
-        .find_map(|l| l.strip_prefix("ecogate_readings_accepted_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as i64)
 }
 
 /// Round `round`'s messages: every meter's counter goes on where the previous round left it,
@@ -150,8 +158,8 @@ async fn publish(port: u16, id: &str, msgs: Vec<(String, Vec<u8>)>, qos: QoS) {
 }
 
 /// Messages/s a do-nothing subscriber receives.
-async fn bare(port: u16, n: usize, qos: QoS) -> (f64, usize) {
-    let mut o = MqttOptions::new(format!("bare-{qos:?}"), "127.0.0.1", port);
+async fn bare(port: u16, sub_port: u16, n: usize, qos: QoS) -> (f64, usize) {
+    let mut o = MqttOptions::new(format!("bare-{qos:?}"), "127.0.0.1", sub_port);
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut ev) = AsyncClient::new(o, 10_000);
     client.subscribe("bare/+", qos).await.unwrap();
@@ -201,6 +209,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let window: Option<usize> = std::env::var("ECOGATE_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let proxy =
+        window.map(|w| rt.block_on(mqtt_proxy::MqttProxy::start_with_window(port, Some(w))));
+    let sub_port = proxy.as_ref().map_or(port, |p| p.port);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = String::from(
         "[park]\nname = \"Bench\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 10\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
@@ -229,13 +243,16 @@ fn main() {
         let store = dir.path().join(format!("q{qos_name}.db"));
         let metrics_port = mosquitto::free_port();
         let text = format!(
-            "{cfg}[store]\npath = \"{}\"\nmax_batch_readings = 20000\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"ecogate-bench-q{qos_name}\"\n\
+            "{cfg}[store]\npath = \"{}\"\nmax_batch_readings = 20000\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {sub_port}\nclient_id = \"ecogate-bench-q{qos_name}\"\n\
              [[mqtt.subscriptions]]\ntopic = \"bench/{{meter}}\"\nqos = {qos_name}\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\ntimestamp = \"/ts\"\n",
             store.display()
         );
         let cfg_path = dir.path().join(format!("q{qos_name}.toml"));
         std::fs::write(&cfg_path, text).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        // ECOGATE_BENCH_BIN: another build to measure (an earlier commit's, for an A/B).
+        let bin = std::env::var("ECOGATE_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ecogate").to_string());
+        let mut child = std::process::Command::new(bin)
             .args(["run", "--config", cfg_path.to_str().unwrap()])
             .env(
                 "ECOGATE_LOG",
@@ -253,7 +270,7 @@ fn main() {
         let mut stored = 0;
         for round in 0..rounds {
             let (b0, s0, t0) = (cpu_ticks(broker_pid), self_ticks(), Instant::now());
-            let (ceiling, bare_got) = rt.block_on(bare(port, n, qos));
+            let (ceiling, bare_got) = rt.block_on(bare(port, sub_port, n, qos));
             let bare_secs = t0.elapsed().as_secs_f64();
             let bare_broker = pct(cpu_ticks(broker_pid) - b0, bare_secs);
             let bare_self = pct(self_ticks() - s0, bare_secs);
@@ -296,6 +313,14 @@ fn main() {
             cpus.push(cpu);
         }
         let hwm = hwm_kb(pid);
+        let commits = metric(metrics_port, "ecogate_store_commits_total").unwrap_or(0.0);
+        let commit_s = metric(metrics_port, "ecogate_store_commit_seconds_sum").unwrap_or(0.0);
+        println!(
+            "QoS {qos_name}: {commits:.0} commits, {:.2} ms each on average, {:.0} of them group commits; broker window learned: {:.0}",
+            commit_s * 1000.0 / commits.max(1.0),
+            metric(metrics_port, "ecogate_store_group_commits_total").unwrap_or(0.0),
+            metric(metrics_port, "ecogate_mqtt_broker_inflight_window").unwrap_or(0.0)
+        );
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();

@@ -187,6 +187,9 @@ impl Pipeline {
 pub struct Envelope {
     pub readings: Vec<Reading>,
     pub ack: Option<Ack>,
+    /// The source can get nothing more until this is committed (an MQTT broker's in-flight
+    /// window is full): commit as soon as what has arrived is taken, without waiting for more.
+    pub commit_now: bool,
 }
 
 /// How a source learns that its readings are committed.
@@ -287,6 +290,10 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 let Some(first) = rx.blocking_recv() else {
                     break;
                 };
+                if first.readings.is_empty() && first.ack.is_none() {
+                    // A nudge with nothing in hand: what it asked for is already committed.
+                    continue;
+                }
                 let started = Instant::now();
                 let deadline = started + interval;
                 // With acknowledgements waiting, wait at most 200 ms for more: at high rates a
@@ -295,12 +302,14 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 // measured slower: docs/benchmarks.md).
                 let ack_deadline = started + interval.min(Duration::from_millis(200));
                 let mut last_arrival = started;
+                let mut commit_now = first.commit_now;
                 let mut readings = first.readings;
                 let mut acks: Vec<Ack> = first.ack.into_iter().collect();
                 let mut ack_messages: u64 = acks.iter().map(Ack::messages).sum();
                 while readings.len() < max_batch {
                     match rx.try_recv() {
                         Ok(env) => {
+                            commit_now |= env.commit_now;
                             readings.extend(env.readings);
                             ack_messages += env.ack.as_ref().map_or(0, Ack::messages);
                             acks.extend(env.ack);
@@ -313,6 +322,8 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                             // these are acknowledged, so waiting longer only stalls the flow.
                             let paused = now.duration_since(last_arrival) >= ACK_IDLE;
                             if now >= deadline
+                                // Group commit: a source waits on this batch alone.
+                                || commit_now
                                 || (!acks.is_empty()
                                     && (now >= ack_deadline || paused || ack_messages >= ACK_EARLY))
                                 // A burst that has ended (a Modbus poll round, an MQTT
@@ -336,6 +347,9 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                     }
                 }
                 streaming = readings.len() >= PAUSE_COMMIT_READINGS;
+                if commit_now {
+                    pipeline.metrics.group_commits.inc();
+                }
                 if commit_with_retry(&mut pipeline, &readings) {
                     acknowledge(acks);
                 } else {

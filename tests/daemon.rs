@@ -54,6 +54,7 @@ fn envelopes_are_acknowledged_after_they_are_durable() {
                 .send(Envelope {
                     readings: vec![r],
                     ack: Some(tx.into()),
+                    commit_now: false,
                 })
                 .await
                 .unwrap();
@@ -104,6 +105,7 @@ fn send_and_time(
     rt.block_on(tx.send(Envelope {
         readings,
         ack: None,
+        commit_now: false,
     }))
     .unwrap();
     let store = Store::open(path).unwrap();

@@ -201,12 +201,18 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         publish_all(port, "pub-window", messages, QoS::AtLeastOnce).await;
     });
-    let (readings, _) = collect(&cfg, |r| r.len() >= 3_000, Duration::from_secs(60)).await;
+    let (readings, metrics) = collect(&cfg, |r| r.len() >= 3_000, Duration::from_secs(60)).await;
     publisher.await.unwrap();
     assert_eq!(
         readings.len(),
         3_000,
         "every message through a 20-message window"
+    );
+    let mqtt = metrics.component(ecogate::sources::mqtt::metrics::MqttMetrics::register);
+    assert_eq!(
+        mqtt.inflight_window.get(),
+        20,
+        "the broker's window, learned from the flow"
     );
     // In order per meter: meter c3's counter reads 0, 10, ..., 2,990 Wh.
     let c3: Vec<f64> = readings

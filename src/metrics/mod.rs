@@ -21,6 +21,8 @@ pub struct Metrics {
     pub readings_rejected: IntCounterVec,
     pub counter_events: IntCounterVec,
     pub store_commits: IntCounter,
+    /// Commits made at once because a source could get nothing more until they were made.
+    pub group_commits: IntCounter,
     pub store_commit_errors: IntCounter,
     pub store_commit_seconds: Histogram,
     /// Per-firm figures, registered once the configuration is known.
@@ -64,6 +66,11 @@ impl Metrics {
             "Batches committed to the embedded store.",
         )
         .expect("valid metric");
+        let group_commits = IntCounter::new(
+            "ecogate_store_group_commits_total",
+            "Commits made at once, without waiting for more readings, because a source could receive nothing more until they were made (an MQTT broker's full in-flight window).",
+        )
+        .expect("valid metric");
         let store_commit_errors = IntCounter::new(
             "ecogate_store_commit_errors_total",
             "Batch commits to the embedded store that failed (the batch is retried).",
@@ -90,6 +97,7 @@ impl Metrics {
             Box::new(readings_rejected.clone()),
             Box::new(counter_events.clone()),
             Box::new(store_commits.clone()),
+            Box::new(group_commits.clone()),
             Box::new(store_commit_errors.clone()),
             Box::new(store_commit_seconds.clone()),
         ] {
@@ -101,6 +109,7 @@ impl Metrics {
             readings_rejected,
             counter_events,
             store_commits,
+            group_commits,
             store_commit_errors,
             store_commit_seconds,
             accounts: std::sync::OnceLock::new(),

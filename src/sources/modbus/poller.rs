@@ -434,6 +434,7 @@ impl BusTask {
                 .send(Envelope {
                     readings,
                     ack: None,
+                    commit_now: false,
                 })
                 .await;
         }

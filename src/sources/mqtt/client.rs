@@ -19,6 +19,7 @@ use super::decode::{self, Meters, Reject};
 use super::metrics::MqttMetrics;
 use super::pace::Pace;
 use super::puback::{self, acker, write_run, AckNote, AckRuns, PendingAck, READ_BATCH};
+use super::window::Window;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckCount, Envelope};
@@ -164,6 +165,12 @@ pub fn spawn(
         aliases: Default::default(),
         batch: Vec::new(),
         batch_acks: Vec::new(),
+        sent_for_commit: 0,
+        received_qos1: 0,
+        acks_written: 0,
+        window: Window::default(),
+        drop_log: crate::util::Throttle::default(),
+        window_warned: false,
     };
     // Its own thread and runtime: the pacing in `run` blocks the thread between socket reads,
     // which must not hold up other tasks, and readiness events of the broker's socket then wake
@@ -211,7 +218,26 @@ struct Loop {
     batch: Vec<crate::reading::Reading>,
     /// The current read's messages to acknowledge, in arrival order.
     batch_acks: Vec<PendingAck>,
+    /// Messages sent to the pipeline for commit (compared with `committed`).
+    sent_for_commit: u64,
+    /// QoS 1 messages received and PUBACKs written on this connection: the difference is what
+    /// the broker counts in flight.
+    received_qos1: u64,
+    acks_written: u64,
+    /// The broker's in-flight window, learned for group commit.
+    window: Window,
+    drop_log: crate::util::Throttle,
+    /// The small-window warning was given (once per run: the broker's settings do not change
+    /// without a restart).
+    window_warned: bool,
 }
+
+/// How long messages waiting under a learned window may see nothing arrive before the source
+/// asks for their commit (a loopback or LAN round trip is well below it).
+const NUDGE_AFTER: Duration = Duration::from_millis(2);
+
+/// mosquitto's count of messages it dropped for full queues and in-flight windows.
+const SYS_DROPPED: &str = "$SYS/broker/publish/messages/dropped";
 
 /// Above this many readings the current read's envelope goes to the pipeline at once.
 const BATCH_READINGS: usize = 4096;
@@ -244,11 +270,21 @@ impl Loop {
         // Publishes handled since the last time the loop went to the socket.
         let mut read = 0usize;
         let mut pace = Pace::default();
+        let mut nudged = false;
         loop {
             if puback::read_drained(&eventloop) {
-                // The next poll reads the socket: what this read gave goes to the pipeline first.
-                self.flush(&ack_tx).await;
-                if read < READ_BATCH {
+                // The next poll reads the socket: what this read gave goes to the pipeline first,
+                // to be committed at once when the broker can send nothing more before it is
+                // (group commit).
+                let commit_now = self.commit_pending() > 0
+                    && self
+                        .window
+                        .drained(self.received_qos1.saturating_sub(self.acks_written));
+                self.observe_window();
+                self.flush(&ack_tx, commit_now).await;
+                // No pause under a learned window: nothing more comes until this read's messages
+                // are acknowledged, and the pause would hold up the acker on this thread.
+                if read < READ_BATCH && self.window.learned().is_none() {
                     if let Some(pause) = pace.drained() {
                         // Blocking on purpose: a waiting runtime would wake at every segment.
                         std::thread::sleep(pause);
@@ -256,10 +292,26 @@ impl Loop {
                 }
                 read = 0;
             }
+            // Under a learned window, messages waiting for a commit with nothing more arriving
+            // mean a window that filled across two commits (its acknowledgements freed slots one
+            // run at a time): a nudge commits them without the pipeline's idle wait.
+            let stalled = self.window.learned().is_some()
+                && !nudged
+                && self.sent_for_commit > self.committed.committed();
             let event = tokio::select! {
                 _ = shutdown.changed() => break,
                 e = eventloop.poll() => e,
+                _ = tokio::time::sleep(NUDGE_AFTER), if stalled => {
+                    nudged = true;
+                    let _ = self.ctx.output.send(Envelope {
+                        readings: Vec::new(),
+                        ack: None,
+                        commit_now: true,
+                    }).await;
+                    continue;
+                }
             };
+            nudged = false;
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connected_at = Some(std::time::Instant::now());
@@ -288,9 +340,14 @@ impl Loop {
                             .collect();
                         // From another task: the request channel must not be awaited here.
                         let client = self.client.clone();
+                        let sys = self.broker.sys_topics;
                         tokio::spawn(async move {
                             if let Err(e) = client.subscribe_many(filters).await {
                                 tracing::error!("mqtt subscribe failed: {e}");
+                            }
+                            // Apart, so that a broker refusing it refuses nothing else.
+                            if sys {
+                                let _ = client.subscribe(SYS_DROPPED, QoS::AtMostOnce).await;
                             }
                         });
                     }
@@ -300,11 +357,11 @@ impl Loop {
                     pace.read();
                     self.on_publish(p);
                     if self.batch.len() >= BATCH_READINGS {
-                        self.flush(&ack_tx).await;
+                        self.flush(&ack_tx, false).await;
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
-                    write_run(&mut eventloop, &runs, pkid).await;
+                    self.acks_written += write_run(&mut eventloop, &runs, pkid).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -326,9 +383,13 @@ impl Loop {
                     let messages = self.commit_pending();
                     self.flush_acks(&ack_tx);
                     let _ = ack_tx.send(AckNote::ConnectionLost);
-                    self.send_batch(messages).await;
+                    self.send_batch(messages, false).await;
                     read = 0;
                     pace.reset();
+                    // The broker sends every unacknowledged message again: nothing is in flight.
+                    self.window.reset();
+                    self.received_qos1 = 0;
+                    self.acks_written = 0;
                     self.metrics.connected.set(0);
                     if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE) {
                         failures = 0;
@@ -373,7 +434,7 @@ impl Loop {
             }
         }
         // Bounded: a pipeline that no longer takes envelopes must not keep the source running.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&ack_tx)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&ack_tx, true)).await;
         drop(ack_tx);
         // Acknowledge what was committed before the shutdown (the rest the broker redelivers),
         // then disconnect. The event loop keeps running meanwhile: it writes the acker's runs,
@@ -405,8 +466,36 @@ impl Loop {
         tracing::info!("mqtt source stopped");
     }
 
+    /// The broker's drop counter: a rise means messages were lost before ecogate saw them (the
+    /// broker's queue for a session overflowed), which nothing downstream could notice.
+    fn on_sys(&mut self, p: &Publish) {
+        let Some(dropped) = std::str::from_utf8(&p.payload)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+        else {
+            return;
+        };
+        let before = self.metrics.broker_dropped.get();
+        self.metrics.broker_dropped.set(dropped);
+        if before >= 0 && dropped > before {
+            if let Some(suppressed) = self.drop_log.allow(Duration::from_secs(60)) {
+                tracing::warn!(
+                    dropped_since = dropped - before,
+                    broker_total = dropped,
+                    suppressed,
+                    "the MQTT broker reports dropping messages (all clients): a queue or in-flight \
+                     window is too small for the bursts it gets (docs/mqtt.md)"
+                );
+            }
+        }
+    }
+
     /// Decodes one message into the current read's batch.
     fn on_publish(&mut self, p: Publish) {
+        if p.topic.starts_with("$SYS/") {
+            self.on_sys(&p);
+            return;
+        }
         if p.qos == QoS::ExactlyOnce {
             // Should not arrive: subscriptions ask for QoS 0 or 1, and a broker delivers no
             // higher than the subscription asked. Refused like any bad input, and acknowledged
@@ -441,6 +530,7 @@ impl Loop {
         if p.qos == QoS::AtMostOnce {
             return;
         }
+        self.received_qos1 += 1;
         self.batch_acks.push(PendingAck {
             needs_commit,
             pkid: Some(p.pkid),
@@ -451,10 +541,30 @@ impl Loop {
     /// pipeline's commit count passes it), then its readings to the pipeline. In that order
     /// because only the second can wait, and the acker must hear of a lost connection (see
     /// `run`) before it can act on anything that came on it.
-    async fn flush(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>) {
+    async fn flush(&mut self, ack_tx: &mpsc::UnboundedSender<AckNote>, commit_now: bool) {
         let messages = self.commit_pending();
         self.flush_acks(ack_tx);
-        self.send_batch(messages).await;
+        self.send_batch(messages, commit_now).await;
+    }
+
+    /// Exports the learned window, and says once per connection when it is small.
+    fn observe_window(&mut self) {
+        let learned = self.window.learned().unwrap_or(0);
+        let shown = self.metrics.inflight_window.get() as u64;
+        if learned == shown {
+            return;
+        }
+        self.metrics.inflight_window.set(learned as i64);
+        if learned > 0 && learned < super::window::SMALL_WINDOW && !self.window_warned {
+            self.window_warned = true;
+            tracing::warn!(
+                window = learned,
+                "the MQTT broker lets only {learned} QoS 1 messages wait for ecogate's \
+                 acknowledgement; ecogate commits each full window at once, but a burst larger \
+                 than the broker's queue is dropped by the broker: raise max_inflight_messages \
+                 and max_queued_messages (mosquitto) or their equivalents (docs/mqtt.md)"
+            );
+        }
     }
 
     /// The QoS 1 messages whose readings are in `batch`: acknowledged once it is committed.
@@ -463,11 +573,20 @@ impl Loop {
     }
 
     /// Sends the batch's readings; their commit counts `messages` for the acker.
-    async fn send_batch(&mut self, messages: u64) {
+    async fn send_batch(&mut self, messages: u64, commit_now: bool) {
         if !self.batch.is_empty() {
             let ack = (messages > 0).then(|| Ack::Count(self.committed.clone(), messages));
+            self.sent_for_commit += messages;
             let readings = std::mem::take(&mut self.batch);
-            let _ = self.ctx.output.send(Envelope { readings, ack }).await;
+            let _ = self
+                .ctx
+                .output
+                .send(Envelope {
+                    readings,
+                    ack,
+                    commit_now,
+                })
+                .await;
         }
     }
 

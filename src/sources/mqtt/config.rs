@@ -32,6 +32,9 @@ pub struct RawMqtt {
     pub keep_alive_s: Option<S<u64>>,
     pub max_packet_kib: Option<S<u32>>,
     pub max_payload_bytes: Option<S<u32>>,
+    /// Subscribe to the broker's `$SYS` drop counter (mosquitto), to see the broker drop
+    /// messages meant for ecogate. Off for brokers that refuse `$SYS` subscriptions harshly.
+    pub broker_sys_topics: Option<S<bool>>,
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub subscriptions: Vec<RawSubscription>,
@@ -77,6 +80,7 @@ pub struct Broker {
     pub keep_alive_s: u64,
     pub max_packet_bytes: usize,
     pub max_payload_bytes: usize,
+    pub sys_topics: bool,
     pub tls: Option<Tls>,
 }
 
@@ -203,6 +207,7 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
             .clamp(5, 3600),
         max_packet_bytes: max_packet_kib as usize * 1024,
         max_payload_bytes,
+        sys_topics: raw.broker_sys_topics.as_ref().is_none_or(|b| *b.get_ref()),
         tls,
     };
     let mut subscriptions = Vec::new();

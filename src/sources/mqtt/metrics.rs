@@ -9,6 +9,10 @@ pub struct MqttMetrics {
     pub rejected: IntCounterVec,
     pub connected: prometheus::IntGauge,
     pub reconnects: IntCounter,
+    /// The broker's in-flight window as learned (0 until known).
+    pub inflight_window: prometheus::IntGauge,
+    /// The broker's own count of messages it dropped (mosquitto's `$SYS`), -1 until heard.
+    pub broker_dropped: prometheus::IntGauge,
 }
 
 impl MqttMetrics {
@@ -39,6 +43,17 @@ impl MqttMetrics {
             "MQTT connection failures (each followed by a back-off).",
         )
         .expect("valid metric");
+        let inflight_window = prometheus::IntGauge::new(
+            "ecogate_mqtt_broker_inflight_window",
+            "QoS 1 messages the broker lets wait for ecogate's acknowledgement, as learned from the flow (0 until known); below 100 a burst can overflow the broker's queue.",
+        )
+        .expect("valid metric");
+        let broker_dropped = prometheus::IntGauge::new(
+            "ecogate_mqtt_broker_dropped_messages",
+            "Messages the broker reports it dropped for full queues or in-flight windows, all clients together ($SYS/broker/publish/messages/dropped; -1 until the broker has said).",
+        )
+        .expect("valid metric");
+        broker_dropped.set(-1);
         for r in ["accepted", "rejected"] {
             mqtt_messages.with_label_values(&[r]);
         }
@@ -50,6 +65,8 @@ impl MqttMetrics {
             Box::new(mqtt_rejected.clone()),
             Box::new(mqtt_connected.clone()),
             Box::new(mqtt_reconnects.clone()),
+            Box::new(inflight_window.clone()),
+            Box::new(broker_dropped.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -58,6 +75,8 @@ impl MqttMetrics {
             rejected: mqtt_rejected,
             connected: mqtt_connected,
             reconnects: mqtt_reconnects,
+            inflight_window,
+            broker_dropped,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! the readings are in the store.
 //!
 //! Layers: `config` (broker, subscriptions), `topic` (patterns with named segments), `decode`
-//! (payloads -> readings, pure), `sparkplug` (Sparkplug B payloads and their aliases), `pace` (receive pacing, pure), `client`
+//! (payloads -> readings, pure), `sparkplug` (Sparkplug B payloads and their aliases), `pace` (receive pacing, pure), `window`
+//! (the broker's in-flight window, for group commit, pure), `client`
 //! (rumqttc event loop, reconnects, acks). rumqttc's types stay in `client`.
 
 pub mod client;
@@ -13,5 +14,6 @@ pub mod pace;
 pub mod puback;
 pub mod sparkplug;
 pub mod topic;
+pub mod window;
 
 pub use client::{spawn, MqttSource};

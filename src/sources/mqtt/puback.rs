@@ -75,18 +75,20 @@ pub(super) struct AckRun {
 /// happens with no await in between and the two never disagree; the lock is never contended.
 pub(super) type AckRuns = Arc<std::sync::Mutex<std::collections::VecDeque<AckRun>>>;
 
-/// Writes the run led by `pkid`, which rumqttc has just written, right behind it.
-pub(super) async fn write_run(eventloop: &mut EventLoop, runs: &AckRuns, pkid: u16) {
+/// Writes the run led by `pkid`, which rumqttc has just written, right behind it. Returns the
+/// PUBACKs written, the leader included.
+pub(super) async fn write_run(eventloop: &mut EventLoop, runs: &AckRuns, pkid: u16) -> u64 {
     let run = runs.lock().expect("ack runs").pop_front();
     match run {
         Some(run) if run.leader == pkid => {
             if run.rest.is_empty() {
-                return;
+                return 1;
             }
             // No connection: these messages are unacknowledged, so the broker sends them again.
             let Some(network) = eventloop.network.as_mut() else {
-                return;
+                return 1;
             };
+            let mut written = 1;
             for id in run.rest {
                 if network
                     .write(Packet::PubAck(PubAck::new(id)))
@@ -94,10 +96,12 @@ pub(super) async fn write_run(eventloop: &mut EventLoop, runs: &AckRuns, pkid: u
                     .is_err()
                 {
                     // The connection is failing; the next poll says so and reconnects.
-                    return;
+                    return written;
                 }
+                written += 1;
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), network.flush()).await;
+            written
         }
         other => {
             // Not expected to happen. If it did, some acknowledgements would never be sent
@@ -110,6 +114,7 @@ pub(super) async fn write_run(eventloop: &mut EventLoop, runs: &AckRuns, pkid: u
             );
             runs.lock().expect("ack runs").clear();
             eventloop.clean();
+            1
         }
     }
 }

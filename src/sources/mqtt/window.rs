@@ -1,0 +1,143 @@
+//! Learning the broker's in-flight window, for group commit.
+//!
+//! A broker sends a QoS 1 subscriber at most a fixed number of unacknowledged messages
+//! (mosquitto's `max_inflight_messages`, 20 by default; MQTT 3.1.1 does not tell the client).
+//! Once that many wait for their commit, nothing more arrives until they are acknowledged: any
+//! wait for more before committing is dead time, and with a 20-message window it capped
+//! ecogate at about 660 msg/s. So the source learns the window and, when every message the
+//! broker allows is waiting, asks the pipeline to commit at once.
+//!
+//! The window is the largest number of messages found in flight when the socket was empty,
+//! confirmed by finding exactly that number waiting [`CONFIRM`] times with none beyond it. A
+//! stream under a large window seldom lands on its own maximum; when it does, the cost is one
+//! commit made early. Windows below [`MIN_WINDOW`] are not trusted: a trickle of single
+//! messages would otherwise look like a window of one and commit every message at once.
+
+/// Times the highest recent peak must recur among the last [`CYCLES`] before it is taken for
+/// the broker's window.
+pub const CONFIRM: usize = 3;
+/// Commit cycles remembered.
+pub const CYCLES: usize = 8;
+/// The smallest window believed.
+pub const MIN_WINDOW: u64 = 4;
+/// A learned window below this is worth a warning: a burst larger than the broker's queue
+/// behind it is dropped by the broker (docs/mqtt.md).
+pub const SMALL_WINDOW: u64 = 100;
+
+#[derive(Debug, Default, Clone)]
+pub struct Window {
+    /// The highest in-flight count of each recent cycle (a cycle ends when acknowledgements
+    /// bring the count down), oldest first.
+    peaks: std::collections::VecDeque<u64>,
+    /// This cycle's highest count so far.
+    peak: u64,
+    last: u64,
+    learned: Option<u64>,
+}
+
+impl Window {
+    /// The socket is empty and `in_flight` messages are in flight (received, not yet
+    /// acknowledged; those just read included): whether to commit at once.
+    pub fn drained(&mut self, in_flight: u64) -> bool {
+        if in_flight < self.last {
+            // Acknowledgements went out: the cycle that peaked at `peak` is over.
+            if self.peaks.len() == CYCLES {
+                self.peaks.pop_front();
+            }
+            self.peaks.push_back(self.peak);
+            self.peak = 0;
+            let top = self.peaks.iter().copied().max().unwrap_or(0);
+            let times = self.peaks.iter().filter(|&&p| p == top).count();
+            if top >= MIN_WINDOW && times >= CONFIRM {
+                self.learned = Some(top);
+            }
+        }
+        self.last = in_flight;
+        self.peak = self.peak.max(in_flight);
+        // More in flight than the learned window: it was not the broker's limit.
+        if self.learned.is_some_and(|w| in_flight > w) {
+            self.learned = None;
+            self.peaks.clear();
+        }
+        self.learned.is_some_and(|w| in_flight >= w)
+    }
+
+    /// The broker's window, once learned.
+    pub fn learned(&self) -> Option<u64> {
+        self.learned
+    }
+
+    /// A new connection may come with other limits.
+    pub fn reset(&mut self) {
+        *self = Window::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drains at the given in-flight counts; what each asked for.
+    fn feed(w: &mut Window, counts: &[u64]) -> Vec<bool> {
+        counts.iter().map(|&n| w.drained(n)).collect()
+    }
+
+    #[test]
+    fn a_window_that_stalls_three_times_is_learned() {
+        let mut w = Window::default();
+        // Reads of 9, 9 and 2 fill a window of 20; the commit's acknowledgements empty it.
+        feed(&mut w, &[9, 18, 20, 0, 9, 18, 20, 0, 9, 18, 20]);
+        assert_eq!(w.learned(), None, "two cycles seen end, the third not yet");
+        assert_eq!(feed(&mut w, &[0]), [false]);
+        assert_eq!(w.learned(), Some(20));
+        assert_eq!(feed(&mut w, &[9, 18, 20]), [false, false, true]);
+    }
+
+    #[test]
+    fn stragglers_between_full_windows_do_not_hide_it() {
+        // Seen with a strict 20-message window: 19, then a cycle of 2 (an acknowledgement that
+        // freed a slot late), then 19 again.
+        let mut w = Window::default();
+        for _ in 0..3 {
+            feed(&mut w, &[9, 18, 19, 0, 2, 0]);
+        }
+        assert_eq!(w.learned(), Some(19));
+        assert_eq!(feed(&mut w, &[9, 18, 19]), [false, false, true]);
+    }
+
+    #[test]
+    fn more_than_the_window_unlearns_it() {
+        let mut w = Window::default();
+        for _ in 0..4 {
+            feed(&mut w, &[20, 0]);
+        }
+        assert_eq!(w.learned(), Some(20));
+        assert_eq!(
+            feed(&mut w, &[35]),
+            [false],
+            "35 in flight: the broker allows more"
+        );
+        assert_eq!(w.learned(), None);
+    }
+
+    #[test]
+    fn a_trickle_of_single_messages_is_no_window() {
+        let mut w = Window::default();
+        for _ in 0..100 {
+            assert_eq!(feed(&mut w, &[1, 0]), [false, false]);
+        }
+        assert_eq!(w.learned(), None);
+    }
+
+    #[test]
+    fn a_stream_under_a_large_window_seldom_repeats_its_peak() {
+        let mut w = Window::default();
+        // Cycle peaks of a stream: all different, so nothing is learned.
+        for p in [230, 251, 244, 262, 238, 257, 249, 266, 241, 253] {
+            feed(&mut w, &[p / 2, p, 0]);
+        }
+        assert_eq!(w.learned(), None);
+        w.reset();
+        assert_eq!(w.learned(), None);
+    }
+}
