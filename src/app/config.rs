@@ -36,6 +36,8 @@ struct RawFile {
     #[serde(default)]
     accounting: RawAccounting,
     #[serde(default)]
+    evaluation: crate::config::evaluation::RawEvaluation,
+    #[serde(default)]
     modbus: RawModbus,
     #[serde(default)]
     mqtt: RawMqtt,
@@ -94,6 +96,7 @@ impl AppConfig {
             factors: raw.factors,
             store: raw.store,
             accounting: raw.accounting,
+            evaluation: raw.evaluation,
         };
         let mut v = Validator::new(file, &locator);
         let mut core = v.core(&core_raw);

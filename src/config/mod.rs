@@ -8,6 +8,7 @@
 //! error names the file, line:column and key path. Nothing here panics on any input.
 
 pub mod error;
+pub mod evaluation;
 pub mod factors;
 pub mod raw;
 
@@ -34,6 +35,7 @@ pub struct Config {
     pub factors: Factors,
     pub store: StoreConfig,
     pub accounting: AccountingConfig,
+    pub evaluation: evaluation::EvaluationConfig,
     /// Settings that work but are probably not what was meant, located like errors.
     pub warnings: Vec<String>,
 }
@@ -56,6 +58,8 @@ pub struct Firm {
     /// A meter of one of its sites counts production: its output value comes from the counters
     /// (zero included), never from the annual statistics.
     pub has_production_counters: bool,
+    pub commitments: evaluation::Commitments,
+    pub products: Vec<evaluation::ProductQuota>,
 }
 
 /// Annual statistics fed from outside the meters (tax office, statistics bureau, the firm).
@@ -73,6 +77,10 @@ pub struct FirmStats {
     pub energy_intensity_threshold_tce_per_10k_cny: Option<f64>,
     /// Green electricity certificates (GEC) held for the year; 1 certificate = 1,000 kWh.
     pub green_certificates: Option<f64>,
+    /// Pollutant emissions, t of pollutant equivalent a year.
+    pub pollutant_t: Option<f64>,
+    /// Energy bought off the meters, tce a year (added to comprehensive energy consumption).
+    pub off_meter_tce: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -471,9 +479,11 @@ impl<'a> Validator<'a> {
                 f.has_production_counters |= counts_production;
             }
         }
+        self.products(raw, &mut firms, &sites, &meters);
         let factors = self.factors(raw, &park, &meters);
         let store = self.store(raw);
         let accounting = self.accounting(raw);
+        let evaluation = self.evaluation(&raw.evaluation, &store.path);
         Config {
             warnings: Vec::new(),
             file: self.file.clone(),
@@ -484,6 +494,55 @@ impl<'a> Validator<'a> {
             factors,
             store,
             accounting,
+            evaluation,
+        }
+    }
+
+    /// Each firm's product quotas, once the meters are known: the meter must be the firm's and
+    /// count one product.
+    fn products(&mut self, raw: &RawCore, firms: &mut [Firm], sites: &[Site], meters: &[Meter]) {
+        for (fi, f) in raw.firms.iter().enumerate() {
+            for (pi, p) in f.products.iter().enumerate() {
+                let key = format!("firms[{fi}].products[{pi}]");
+                let Some(mi) = meters.iter().position(|m| &m.id == p.meter.get_ref()) else {
+                    self.err(&p.meter, format!("{key}.meter"), format!("unknown meter `{}`", p.meter.get_ref()));
+                    continue;
+                };
+                let meter = &meters[mi];
+                if sites.get(meter.site).map(|s| s.firm) != Some(fi) {
+                    self.err(&p.meter, format!("{key}.meter"), "the meter is not on one of this firm's sites");
+                    continue;
+                }
+                let production: Vec<&Channel> = meter
+                    .channels
+                    .iter()
+                    .filter(|c| c.carrier == Some(Carrier::Production))
+                    .collect();
+                let [channel] = production.as_slice() else {
+                    self.err(&p.meter, format!("{key}.meter"), "the meter must have exactly one production channel: its output value, divided by the unit value, is the quantity produced");
+                    continue;
+                };
+                let Some(per) = crate::units::Unit::parse(p.per.get_ref()) else {
+                    self.err(&p.per, format!("{key}.per"), format!("unknown unit `{}`", p.per.get_ref()));
+                    continue;
+                };
+                if per.dimension != channel.unit.dimension {
+                    self.err(&p.per, format!("{key}.per"), format!("the quota is per {}, but the counter counts in {}", per.symbol, channel.unit.symbol));
+                    continue;
+                }
+                let Some(quota) = self.positive(&p.quota_kgce, &format!("{key}.quota_kgce")) else {
+                    continue;
+                };
+                firms[fi].products.push(evaluation::ProductQuota {
+                    name: p.name.get_ref().clone(),
+                    meter: mi,
+                    quota_kgce_per_unit: quota,
+                    unit: per.symbol.to_string(),
+                    unit_in_base: per.to_base,
+                    unit_value_cny_per_base: channel.unit_value_cny_per_base.unwrap_or(f64::NAN),
+                    source: p.source.get_ref().clone(),
+                });
+            }
         }
     }
 
@@ -586,7 +645,11 @@ impl<'a> Validator<'a> {
                 ),
                 green_certificates: self
                     .non_negative(&st.green_certificates, &format!("{sk}.green_certificates")),
+                pollutant_t: self.non_negative(&st.pollutant_t, &format!("{sk}.pollutant_t")),
+                off_meter_tce: self
+                    .non_negative(&st.off_meter_tce, &format!("{sk}.off_meter_tce")),
             };
+            let commitments = self.commitments(&f.commitments, &format!("{key}.commitments"));
             firms.push(Firm {
                 id: f.id.get_ref().clone(),
                 name: f.name.get_ref().clone(),
@@ -595,6 +658,8 @@ impl<'a> Validator<'a> {
                 stats,
                 // Set once the meters are known (`core`).
                 has_production_counters: false,
+                commitments,
+                products: Vec::new(),
             });
         }
         firms

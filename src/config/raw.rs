@@ -29,6 +29,8 @@ pub struct RawCore {
     pub store: RawStore,
     #[serde(default)]
     pub accounting: RawAccounting,
+    #[serde(default)]
+    pub evaluation: super::evaluation::RawEvaluation,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +52,12 @@ pub struct RawFirm {
     pub sector: Option<S<String>>,
     #[serde(default)]
     pub stats: RawStats,
+    /// 标准地 commitments.
+    #[serde(default)]
+    pub commitments: super::evaluation::RawCommitments,
+    /// Energy quotas per unit of product.
+    #[serde(default)]
+    pub products: Vec<super::evaluation::RawProduct>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +73,10 @@ pub struct RawStats {
     pub intensity_threshold_tco2_per_10k_cny: Option<S<f64>>,
     pub energy_intensity_threshold_tce_per_10k_cny: Option<S<f64>>,
     pub green_certificates: Option<S<f64>>,
+    /// Pollutant emissions where the city scores them (t of pollutant equivalent a year).
+    pub pollutant_t: Option<S<f64>>,
+    /// Energy bought off the meters (coal or diesel by the tonne), tce a year.
+    pub off_meter_tce: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
