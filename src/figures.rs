@@ -31,6 +31,27 @@ pub fn derive(config: &Config, entity: Entity, sums: &Sums, period: Period) -> I
     indicators::derive(sums, period, owner, residual)
 }
 
+/// As [`derive`] for a firm, with a year's statistics in place of the configured ones (an
+/// import of the tax bureau's figures).
+pub fn derive_firm_with(
+    config: &Config,
+    firm: usize,
+    stats: &crate::config::FirmStats,
+    sums: &Sums,
+    period: Period,
+) -> Indicators {
+    let residual = config
+        .factors
+        .co2_per_base("grid_market_residual")
+        .unwrap_or(0.0);
+    let owner = config.firms.get(firm).map(|f| Owner {
+        land_mu: f.land_mu,
+        stats,
+        has_production_counters: config.firm_has_production_counters(firm),
+    });
+    indicators::derive(sums, period, owner, residual)
+}
+
 /// Sums and the period they cover.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
@@ -89,6 +110,23 @@ impl Figures<'_> {
                 whole_year_holdings: true,
             },
         })
+    }
+
+    /// Local days `[from_ms, to_ms)` (both local midnights), from the day windows.
+    pub fn days(&self, entity: Entity, from_ms: i64, to_ms: i64) -> Result<Sums, StoreError> {
+        self.store
+            .sums(self.config, WindowKind::Day, entity, from_ms, to_ms)
+    }
+
+    /// A local calendar month, from its month window (`month_start_ms`: its local midnight).
+    pub fn month(&self, entity: Entity, month_start_ms: i64) -> Result<Sums, StoreError> {
+        self.store.sums(
+            self.config,
+            WindowKind::Month,
+            entity,
+            month_start_ms,
+            month_start_ms + 1,
+        )
     }
 
     /// The indicators of a span of an entity.

@@ -60,6 +60,70 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         influx_wait_s: u64,
     },
+    /// Report a period from the store: energy by carrier, tce, CO2 by scope, output, per-mu
+    /// figures, intensities, green share, hydrogen and charging, the year's evaluation.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// 2026-10-12, 2026-10, 2026-Q3, 2026 or 2026-10-01..2026-10-15 (local days).
+        #[arg(long, short)]
+        period: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The per-mu evaluation (亩均效益综合评价) of a year, provisional while it runs: scores,
+    /// classes, 两高 and key-unit flags, quotas, 标准地 commitments. Kept with its inputs.
+    Evaluate {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        year: i32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Firms' statistics (tax, revenue, value added, employees, R&D, off-meter energy,
+    /// pollutants) per year.
+    Stats {
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StatsCommand {
+    /// Import a CSV or XLSX file (one row per firm and year); every row is checked, and a file
+    /// with any error imports nothing. The latest import of a firm's year wins.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct OutputArgs {
+    #[arg(long, short, value_enum, default_value = "table")]
+    format: ecogate::report::render::Format,
+    /// Language of headings and labels (中文 or English).
+    #[arg(long, value_enum, default_value = "zh")]
+    lang: ecogate::report::tables::Lang,
+    /// Write to this file instead of standard output (required for xlsx at a terminal).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// For csv: the table to write (firms, sites, evaluation, benchmarks, flags, commitments).
+    #[arg(long)]
+    table: Option<String>,
+}
+
+impl OutputArgs {
+    fn into_output(self) -> app::reports::Output {
+        app::reports::Output {
+            format: self.format,
+            lang: self.lang,
+            path: self.output,
+            table: self.table,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -103,6 +167,41 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(3)
             })
+        }),
+        Command::Report {
+            config,
+            period,
+            output,
+        } => load(&config).and_then(|c| {
+            app::reports::report(&c, &period, &output.into_output())?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Evaluate {
+            config,
+            year,
+            output,
+        } => load(&config).and_then(|c| {
+            app::reports::evaluate(&c, year, &output.into_output())?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Stats {
+            command: StatsCommand::Import { config, file },
+        } => load(&config).and_then(|c| match app::reports::import_stats(&c, &file)? {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "ecogate: nothing imported ({} problem(s) in {})",
+                    errors.len(),
+                    file.display()
+                );
+                Ok(ExitCode::from(2))
+            }
         }),
     };
     match result {

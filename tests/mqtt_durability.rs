@@ -620,7 +620,10 @@ async fn messages_a_stock_broker_drops_are_counted() {
     // Connected and subscribed: the broker's counter has been heard (0 drops so far).
     let ready = Instant::now() + Duration::from_secs(20);
     while metric("ecogate_mqtt_broker_dropped_messages") != 0.0 {
-        assert!(Instant::now() < ready, "the broker's $SYS counter never arrived");
+        assert!(
+            Instant::now() < ready,
+            "the broker's $SYS counter never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     publish(broker.port, msgs, || {}).await;

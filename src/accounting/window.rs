@@ -139,6 +139,12 @@ pub fn next_window_start_ms(kind: WindowKind, start_ms: i64, tz: Tz) -> i64 {
 
 /// Maps a local wall-clock time to UTC. In a DST gap the wall time does not exist; the window
 /// then starts at the first instant after the gap, which is what a local clock would show.
+/// The UTC instant (epoch ms) of a local date's midnight (the first valid minute after it when a
+/// clock change skips midnight): where a local day, month or year window starts.
+pub fn local_midnight_ms(date: NaiveDate, tz: Tz) -> i64 {
+    local_to_utc_ms(date.and_hms_opt(0, 0, 0).expect("midnight exists"), tz)
+}
+
 fn local_to_utc_ms(local: NaiveDateTime, tz: Tz) -> i64 {
     match tz.from_local_datetime(&local).earliest() {
         Some(dt) => dt.timestamp_millis(),

@@ -5,6 +5,8 @@
 //! - [`daemon`]: `ecogate run`: build every component from its config, start it, wait for a
 //!   signal, drain sources, then the pipeline, then sinks.
 //! - [`replay`]: `ecogate replay`: a file of readings through the same pipeline and sinks.
+//! - [`reports`]: `ecogate report`, `evaluate` and `stats import`: the store's figures and the
+//!   firms' statistics through the evaluation into report tables.
 //!
 //! A new source or sink is a folder of its own under `sources/` or `sinks/`, plus its section
 //! in [`config`] and its start in [`daemon`]: see docs/architecture.md.
@@ -12,5 +14,6 @@
 pub mod config;
 pub mod daemon;
 pub mod replay;
+pub mod reports;
 
 pub use config::AppConfig;

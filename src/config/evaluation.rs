@@ -485,8 +485,10 @@ impl Validator<'_> {
 
     pub(super) fn commitments(&mut self, raw: &RawCommitments, key: &str) -> Commitments {
         Commitments {
-            tax_per_mu_10k_cny: self
-                .non_negative(&raw.tax_per_mu_10k_cny, &format!("{key}.tax_per_mu_10k_cny")),
+            tax_per_mu_10k_cny: self.non_negative(
+                &raw.tax_per_mu_10k_cny,
+                &format!("{key}.tax_per_mu_10k_cny"),
+            ),
             value_added_per_tce_10k_cny: self.non_negative(
                 &raw.value_added_per_tce_10k_cny,
                 &format!("{key}.value_added_per_tce_10k_cny"),

@@ -505,12 +505,20 @@ impl<'a> Validator<'a> {
             for (pi, p) in f.products.iter().enumerate() {
                 let key = format!("firms[{fi}].products[{pi}]");
                 let Some(mi) = meters.iter().position(|m| &m.id == p.meter.get_ref()) else {
-                    self.err(&p.meter, format!("{key}.meter"), format!("unknown meter `{}`", p.meter.get_ref()));
+                    self.err(
+                        &p.meter,
+                        format!("{key}.meter"),
+                        format!("unknown meter `{}`", p.meter.get_ref()),
+                    );
                     continue;
                 };
                 let meter = &meters[mi];
                 if sites.get(meter.site).map(|s| s.firm) != Some(fi) {
-                    self.err(&p.meter, format!("{key}.meter"), "the meter is not on one of this firm's sites");
+                    self.err(
+                        &p.meter,
+                        format!("{key}.meter"),
+                        "the meter is not on one of this firm's sites",
+                    );
                     continue;
                 }
                 let production: Vec<&Channel> = meter
@@ -523,11 +531,22 @@ impl<'a> Validator<'a> {
                     continue;
                 };
                 let Some(per) = crate::units::Unit::parse(p.per.get_ref()) else {
-                    self.err(&p.per, format!("{key}.per"), format!("unknown unit `{}`", p.per.get_ref()));
+                    self.err(
+                        &p.per,
+                        format!("{key}.per"),
+                        format!("unknown unit `{}`", p.per.get_ref()),
+                    );
                     continue;
                 };
                 if per.dimension != channel.unit.dimension {
-                    self.err(&p.per, format!("{key}.per"), format!("the quota is per {}, but the counter counts in {}", per.symbol, channel.unit.symbol));
+                    self.err(
+                        &p.per,
+                        format!("{key}.per"),
+                        format!(
+                            "the quota is per {}, but the counter counts in {}",
+                            per.symbol, channel.unit.symbol
+                        ),
+                    );
                     continue;
                 }
                 let Some(quota) = self.positive(&p.quota_kgce, &format!("{key}.quota_kgce")) else {
@@ -646,8 +665,7 @@ impl<'a> Validator<'a> {
                 green_certificates: self
                     .non_negative(&st.green_certificates, &format!("{sk}.green_certificates")),
                 pollutant_t: self.non_negative(&st.pollutant_t, &format!("{sk}.pollutant_t")),
-                off_meter_tce: self
-                    .non_negative(&st.off_meter_tce, &format!("{sk}.off_meter_tce")),
+                off_meter_tce: self.non_negative(&st.off_meter_tce, &format!("{sk}.off_meter_tce")),
             };
             let commitments = self.commitments(&f.commitments, &format!("{key}.commitments"));
             firms.push(Firm {

@@ -126,7 +126,8 @@ pub struct FirmEvaluation {
     pub class: Option<String>,
     /// The class before downgrade rules, when one changed it.
     pub class_before_downgrade: Option<String>,
-    /// Why the firm is not rated: each missing item or the land rule.
+    /// Why the firm is not rated: each missing statistic (its key, such as `tax_cny`), or
+    /// [`LAND_BELOW_MINIMUM`].
     pub unrated: Vec<String>,
     pub flags: Vec<Flag>,
     pub shortfalls: Vec<Shortfall>,
@@ -190,6 +191,9 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The unrated reason of a firm with less land than `evaluation.min_land_mu`.
+pub const LAND_BELOW_MINIMUM: &str = "land_below_minimum";
+
 /// Scores that differ by less than this (relative) are a tie.
 const TIE: f64 = 1e-9;
 
@@ -207,17 +211,14 @@ pub fn evaluate(
             let energy_tce = f.metered_tce * k + f.stats.off_meter_tce.unwrap_or(0.0);
             let co2_t = f.metered_co2_t * k;
             let mut unrated = Vec::new();
-            if !(f.land_mu >= cfg.min_land_mu) {
-                unrated.push(format!(
-                    "land {:.2} mu is below the minimum of {} mu",
-                    f.land_mu, cfg.min_land_mu
-                ));
+            // NaN land (not configured) is below any minimum.
+            if f.land_mu.is_nan() || f.land_mu < cfg.min_land_mu {
+                unrated.push(LAND_BELOW_MINIMUM.to_string());
             }
             for r in &cfg.indicators {
                 if let Err(missing) = parts(r.indicator, &f, energy_tce, co2_t) {
-                    let m = format!("missing {missing}");
-                    if !unrated.contains(&m) {
-                        unrated.push(m);
+                    if !unrated.iter().any(|u| u == missing) {
+                        unrated.push(missing.to_string());
                     }
                 }
             }
@@ -239,12 +240,16 @@ pub fn evaluate(
         .collect();
 
     // Benchmarks over the rated firms.
-    let rated: Vec<usize> = (0..out.len()).filter(|&i| out[i].unrated.is_empty()).collect();
+    let rated: Vec<usize> = (0..out.len())
+        .filter(|&i| out[i].unrated.is_empty())
+        .collect();
     let mut benchmarks = Vec::new();
     for r in &cfg.indicators {
         let values: Vec<(f64, f64)> = rated
             .iter()
-            .filter_map(|&i| parts(r.indicator, &out[i].input, out[i].energy_tce, out[i].co2_t).ok())
+            .filter_map(|&i| {
+                parts(r.indicator, &out[i].input, out[i].energy_tce, out[i].co2_t).ok()
+            })
             .collect();
         let b = match r.benchmark {
             Benchmark::Park => ratio(
@@ -425,9 +430,7 @@ fn shortfalls(f: &FirmEvaluation) -> Vec<Shortfall> {
     let mut out = Vec::new();
     let va_10k = s.value_added_cny.map(|v| v / 10_000.0);
     if let Some(committed) = c.tax_per_mu_10k_cny {
-        let actual = s
-            .tax_cny
-            .and_then(|t| ratio(t / 10_000.0, f.input.land_mu));
+        let actual = s.tax_cny.and_then(|t| ratio(t / 10_000.0, f.input.land_mu));
         if actual.is_none_or(|a| a < committed) {
             out.push(Shortfall {
                 item: "tax_per_mu_10k_cny",

@@ -35,11 +35,26 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("year", &["year", "年度", "年份"]),
     ("tax_cny", &["tax_cny", "税收", "实缴税金", "税收实际贡献"]),
     ("revenue_cny", &["revenue_cny", "营业收入", "主营业务收入"]),
-    ("value_added_cny", &["value_added_cny", "工业增加值", "增加值"]),
-    ("output_value_cny", &["output_value_cny", "工业总产值", "总产值"]),
-    ("employees", &["employees", "从业人员", "职工人数", "年平均职工人数"]),
-    ("rd_spend_cny", &["rd_spend_cny", "研发经费", "研发经费支出"]),
-    ("pollutant_t", &["pollutant_t", "污染物排放当量", "排放当量"]),
+    (
+        "value_added_cny",
+        &["value_added_cny", "工业增加值", "增加值"],
+    ),
+    (
+        "output_value_cny",
+        &["output_value_cny", "工业总产值", "总产值"],
+    ),
+    (
+        "employees",
+        &["employees", "从业人员", "职工人数", "年平均职工人数"],
+    ),
+    (
+        "rd_spend_cny",
+        &["rd_spend_cny", "研发经费", "研发经费支出"],
+    ),
+    (
+        "pollutant_t",
+        &["pollutant_t", "污染物排放当量", "排放当量"],
+    ),
     ("off_meter_tce", &["off_meter_tce", "外购能源", "表外能耗"]),
 ];
 
@@ -50,7 +65,11 @@ fn column(header: &str) -> Option<Column> {
         Some(i) => (h[..i].trim(), &h[i..]),
         None => (h, ""),
     };
-    let factor = if unit.contains("万元") { 10_000.0 } else { 1.0 };
+    let factor = if unit.contains("万元") {
+        10_000.0
+    } else {
+        1.0
+    };
     let (key, _) = ALIASES
         .iter()
         .find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(name)))?;
@@ -122,14 +141,12 @@ pub fn read(path: &Path, config: &Config) -> Result<Vec<Row>, Vec<String>> {
             match col {
                 None => {}
                 Some(Column::Firm) => {
-                    match config
-                        .firms
-                        .iter()
-                        .find(|f| f.id == cell || f.name == cell)
-                    {
+                    match config.firms.iter().find(|f| f.id == cell || f.name == cell) {
                         Some(f) => row.firm = f.id.clone(),
                         None => {
-                            errors.push(at(&format!("firm `{cell}` is not in the configuration (give its id or name)")));
+                            errors.push(at(&format!(
+                                "firm `{cell}` is not in the configuration (give its id or name)"
+                            )));
                             ok = false;
                         }
                     }

@@ -126,7 +126,17 @@ impl StatsStore {
             for r in rows {
                 let v = &r.values;
                 ins.execute(params![
-                    id, r.year, r.firm, r.line as i64, v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                    id,
+                    r.year,
+                    r.firm,
+                    r.line as i64,
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3],
+                    v[4],
+                    v[5],
+                    v[6],
                     v[7]
                 ])
                 .map_err(err)?;

@@ -1,5 +1,13 @@
-//! Human-readable reports of accounted figures: per firm, with sites that have their own
-//! figures (hydrogen, charging), and the park total.
+//! Reports of accounted figures: per firm, with sites that have their own figures (hydrogen,
+//! charging), the park total, and the per-mu evaluation.
+//!
+//! `period` parses report periods; `tables` builds what a report holds, as tables of typed
+//! cells with English and Chinese headings; `render` writes them as text, CSV, JSON, Markdown,
+//! HTML or XLSX. The text summary below is what `replay` prints.
+
+pub mod period;
+pub mod render;
+pub mod tables;
 
 use crate::accounting::indicators::{Indicators, Period};
 use crate::accounting::ledger::Entity;

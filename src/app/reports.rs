@@ -1,0 +1,383 @@
+//! `ecogate report`, `ecogate evaluate` and `ecogate stats import`: the store's figures and the
+//! firms' statistics, gathered for the pure evaluation and the report tables, then rendered.
+//! They read the store while the daemon runs (SQLite WAL readers), and write only the statistics
+//! store.
+
+use crate::accounting::indicators::Period;
+use crate::accounting::ledger::Entity;
+use crate::accounting::metric::{Metric, Sums};
+use crate::accounting::window::{local_midnight_ms, year_progress};
+use crate::config::evaluation::EnergyBasis;
+use crate::config::{Config, FirmStats};
+use crate::evaluation::{self, Coverage, Evaluation, FirmInput, ProductInput, YearStats};
+use crate::figures::{self, Figures};
+use crate::report::period::ReportPeriod;
+use crate::report::render::{self, Format};
+use crate::report::tables::{self, Document, Lang, ReportData};
+use crate::sinks::store::Store;
+use crate::statistics::{import, StatsStore};
+use anyhow::{bail, Context};
+use chrono::{Datelike, NaiveDate};
+use std::path::{Path, PathBuf};
+
+/// How a report is written.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub format: Format,
+    pub lang: Lang,
+    /// A file; standard output when absent (not for XLSX at a terminal).
+    pub path: Option<PathBuf>,
+    /// For CSV, which table (the first by default).
+    pub table: Option<String>,
+}
+
+/// `ecogate stats import FILE`: checks every row, then stores all of them as one import.
+pub fn import_stats(config: &Config, file: &Path) -> anyhow::Result<Result<String, Vec<String>>> {
+    let rows = match import::read(file, config) {
+        Ok(rows) => rows,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let mut stats = StatsStore::open(&config.evaluation.statistics_path)?;
+    let id = stats.import(
+        &file.display().to_string(),
+        &rows,
+        chrono::Utc::now().timestamp_millis(),
+    )?;
+    let mut years: Vec<i32> = rows.iter().map(|r| r.year).collect();
+    years.sort();
+    years.dedup();
+    Ok(Ok(format!(
+        "import #{id}: {} rows ({} firms; years {}) from {} into {}",
+        rows.len(),
+        {
+            let mut f: Vec<&str> = rows.iter().map(|r| r.firm.as_str()).collect();
+            f.sort();
+            f.dedup();
+            f.len()
+        },
+        years
+            .iter()
+            .map(|y| y.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        file.display(),
+        config.evaluation.statistics_path.display()
+    )))
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let path = &config.store.path;
+    if !path.exists() {
+        bail!(
+            "no store at {}: run `ecogate run` or `ecogate replay` first",
+            path.display()
+        );
+    }
+    Ok(Store::open(path)?)
+}
+
+/// A firm's statistics for a year: the latest import that has them, else the configuration.
+fn year_stats(
+    config: &Config,
+    stats: Option<&StatsStore>,
+    firm: usize,
+    year: i32,
+) -> anyhow::Result<(FirmStats, String)> {
+    let f = &config.firms[firm];
+    if let Some(s) = stats.and_then(|s| s.latest(&f.id, year).transpose()) {
+        let s = s?;
+        let mut merged = f.stats.clone();
+        merged.tax_cny = s.stats.tax_cny;
+        merged.revenue_cny = s.stats.revenue_cny;
+        merged.value_added_cny = s.stats.value_added_cny;
+        merged.output_value_cny = s.output_value_cny;
+        merged.employees = s.stats.employees;
+        merged.rd_spend_cny = s.stats.rd_spend_cny;
+        merged.pollutant_t = s.stats.pollutant_t;
+        merged.off_meter_tce = s.stats.off_meter_tce;
+        return Ok((merged, s.source));
+    }
+    Ok((f.stats.clone(), "configuration".to_string()))
+}
+
+/// The days of `year` the store's figures can cover by `now_ms`: the whole year once it is
+/// over, the year to date while it runs.
+fn coverage(config: &Config, year: i32, now_ms: i64) -> anyhow::Result<(Coverage, i64, i64)> {
+    let tz = config.park.timezone;
+    let start = local_midnight_ms(NaiveDate::from_ymd_opt(year, 1, 1).context("year")?, tz);
+    let end = local_midnight_ms(NaiveDate::from_ymd_opt(year + 1, 1, 1).context("year")?, tz);
+    let year_days = (end - start) as f64 / 86_400_000.0;
+    if now_ms <= start {
+        bail!("{year} has not started");
+    }
+    if now_ms >= end {
+        return Ok((
+            Coverage {
+                days: year_days,
+                year_days,
+            },
+            start,
+            end,
+        ));
+    }
+    let (_, elapsed) = year_progress(now_ms, tz).unwrap_or((year_days, 1.0));
+    Ok((
+        Coverage {
+            days: elapsed.max(1.0 / 24.0),
+            year_days,
+        },
+        start,
+        now_ms,
+    ))
+}
+
+/// Evaluates a year (provisional while it runs) from the store and the statistics.
+pub fn evaluate_year(
+    config: &Config,
+    store: &Store,
+    stats: Option<&StatsStore>,
+    year: i32,
+    now_ms: i64,
+) -> anyhow::Result<Evaluation> {
+    let (cov, from, to) = coverage(config, year, now_ms)?;
+    let reader = Figures { store, config };
+    let basis = match config.evaluation.energy_basis {
+        EnergyBasis::Equivalent => Metric::EnergyEquivalentKgce,
+        EnergyBasis::CoalConsumption => Metric::EnergyCoalConsumptionKgce,
+    };
+    let mut inputs = Vec::new();
+    for (fi, f) in config.firms.iter().enumerate() {
+        let sums = year_sums(&reader, Entity::Firm(fi as u32), from, to)?;
+        let (st, source) = year_stats(config, stats, fi, year)?;
+        let period = Period {
+            days: cov.days,
+            year_days: cov.year_days,
+            whole_year_holdings: true,
+        };
+        let ind = figures::derive_firm_with(config, fi, &st, &sums, period);
+        let mut products = Vec::new();
+        for p in &f.products {
+            let meter = &config.meters[p.meter];
+            let m = year_sums(&reader, Entity::Meter(p.meter as u32), from, to)?;
+            let site = year_sums(&reader, Entity::Site(meter.site as u32), from, to)?;
+            products.push(ProductInput {
+                name: p.name.clone(),
+                quantity: m.get(Metric::OutputCny) / p.unit_value_cny_per_base / p.unit_in_base,
+                site_energy_kgce: site.get(basis),
+                quota_kgce_per_unit: p.quota_kgce_per_unit,
+                unit: p.unit.clone(),
+                source: p.source.clone(),
+            });
+        }
+        inputs.push(FirmInput {
+            firm: f.id.clone(),
+            land_mu: f.land_mu,
+            sector: f.sector.clone(),
+            stats: YearStats {
+                tax_cny: st.tax_cny,
+                revenue_cny: st.revenue_cny,
+                value_added_cny: st.value_added_cny,
+                employees: st.employees,
+                rd_spend_cny: st.rd_spend_cny,
+                pollutant_t: st.pollutant_t,
+                off_meter_tce: st.off_meter_tce,
+            },
+            stats_source: source,
+            metered_tce: sums.get(basis) / 1000.0,
+            metered_co2_t: (sums.get(Metric::Co2Scope1Kg) + sums.get(Metric::Co2Scope2LocationKg))
+                / 1000.0,
+            output_cny: ind.output_cny,
+            carbon_budget_tco2: st.carbon_budget_tco2,
+            intensity_threshold_tco2_per_10k_cny: st.intensity_threshold_tco2_per_10k_cny,
+            products,
+            commitments: f.commitments.clone(),
+        });
+    }
+    Ok(evaluation::evaluate(year, cov, inputs, &config.evaluation))
+}
+
+/// A year's sums up to `to` (the whole year, or the year to date): day windows, which cover a
+/// part of a day too.
+fn year_sums(reader: &Figures, entity: Entity, from: i64, to: i64) -> anyhow::Result<Sums> {
+    Ok(reader.days(entity, from, to)?)
+}
+
+fn period_figures(
+    config: &Config,
+    reader: &Figures,
+    entity: Entity,
+    p: &ReportPeriod,
+) -> anyhow::Result<Sums> {
+    let (a, b) = p.bounds_ms(config.park.timezone);
+    Ok(reader.days(entity, a, b)?)
+}
+
+fn present(s: Sums) -> Option<Sums> {
+    (s.micro(Metric::Deltas) != 0).then_some(s)
+}
+
+/// The period report's data.
+pub fn gather<'a>(
+    config: &'a Config,
+    store: &Store,
+    stats: Option<&StatsStore>,
+    period: ReportPeriod,
+    now_ms: i64,
+) -> anyhow::Result<ReportData<'a>> {
+    let reader = Figures { store, config };
+    let tz = config.park.timezone;
+    let year = period.year();
+    let year_days = NaiveDate::from_ymd_opt(year, 12, 31).map_or(365, |d| d.ordinal()) as f64;
+    let p = Period {
+        days: period.days() as f64,
+        year_days,
+        whole_year_holdings: period.kind == crate::report::period::Kind::Year,
+    };
+    let figures_of =
+        |entity: Entity, stats: Option<&FirmStats>| -> anyhow::Result<tables::Figures> {
+            let sums = period_figures(config, &reader, entity, &period)?;
+            let indicators = match (entity, stats) {
+                (Entity::Firm(i), Some(st)) => {
+                    figures::derive_firm_with(config, i as usize, st, &sums, p)
+                }
+                _ => figures::derive(config, entity, &sums, p),
+            };
+            Ok(tables::Figures {
+                sums,
+                indicators,
+                previous: match period.previous() {
+                    Some(prev) => present(period_figures(config, &reader, entity, &prev)?),
+                    None => None,
+                },
+                year_before: present(period_figures(
+                    config,
+                    &reader,
+                    entity,
+                    &period.year_before(),
+                )?),
+            })
+        };
+    let mut firms = Vec::new();
+    for fi in 0..config.firms.len() {
+        let (st, _) = year_stats(config, stats, fi, year)?;
+        firms.push(figures_of(Entity::Firm(fi as u32), Some(&st))?);
+    }
+    let park = figures_of(Entity::Park, None)?;
+    let mut sites = Vec::new();
+    for (si, s) in config.sites.iter().enumerate() {
+        if matches!(
+            s.kind,
+            crate::config::SiteKind::ChargingStation | crate::config::SiteKind::HydrogenSite
+        ) {
+            let sums = period_figures(config, &reader, Entity::Site(si as u32), &period)?;
+            sites.push((
+                si,
+                figures::derive(config, Entity::Site(si as u32), &sums, p),
+            ));
+        }
+    }
+    let mut months = Vec::new();
+    for m in 1..=12 {
+        let Some(first) = NaiveDate::from_ymd_opt(year, m, 1) else {
+            continue;
+        };
+        let start = local_midnight_ms(first, tz);
+        if start > now_ms {
+            break;
+        }
+        let s = reader.month(Entity::Park, start)?;
+        months.push((
+            format!("{year}-{m:02}"),
+            s.get(Metric::EnergyEquivalentKgce) / 1000.0,
+            (s.get(Metric::Co2Scope1Kg) + s.get(Metric::Co2Scope2LocationKg)) / 1000.0,
+        ));
+    }
+    let evaluation = evaluate_year(config, store, stats, year, now_ms).ok();
+    Ok(ReportData {
+        config,
+        period,
+        firms,
+        park,
+        sites,
+        months,
+        evaluation,
+    })
+}
+
+/// Writes a document in the chosen form.
+pub fn write(doc: &Document, out: &Output) -> anyhow::Result<()> {
+    let bytes: Vec<u8> = match out.format {
+        Format::Table => render::text(doc, out.lang).into_bytes(),
+        Format::Md => render::markdown(doc, out.lang).into_bytes(),
+        Format::Html => render::html(doc, out.lang).into_bytes(),
+        Format::Json => render::json(doc).into_bytes(),
+        Format::Csv => {
+            let table = match &out.table {
+                None => doc.tables.first(),
+                Some(id) => doc.tables.iter().find(|t| t.id == id),
+            };
+            let Some(t) = table else {
+                bail!(
+                    "no table `{}`; the tables are {}",
+                    out.table.as_deref().unwrap_or(""),
+                    doc.tables
+                        .iter()
+                        .map(|t| t.id)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            render::csv(t, out.lang).into_bytes()
+        }
+        Format::Xlsx => {
+            if out.path.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("an XLSX report is binary: give --output FILE.xlsx");
+            }
+            render::xlsx(doc, out.lang).context("writing the workbook")?
+        }
+    };
+    match &out.path {
+        Some(p) => std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(())
+}
+
+fn now_ms(config: &Config) -> i64 {
+    // Reports can be made as of another time (golden files, reproducing a past report).
+    std::env::var("ECOGATE_NOW")
+        .ok()
+        .and_then(|v| crate::util::timestamp::parse(&v, config.park.timezone).ok())
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+}
+
+fn stats_store(config: &Config) -> anyhow::Result<Option<StatsStore>> {
+    let p = &config.evaluation.statistics_path;
+    Ok(if p.exists() {
+        Some(StatsStore::open(p)?)
+    } else {
+        None
+    })
+}
+
+/// `ecogate report`.
+pub fn report(config: &Config, period: &str, out: &Output) -> anyhow::Result<()> {
+    let period = ReportPeriod::parse(period).map_err(anyhow::Error::msg)?;
+    let store = open_store(config)?;
+    let stats = stats_store(config)?;
+    let data = gather(config, &store, stats.as_ref(), period, now_ms(config))?;
+    write(&tables::period_report(&data, out.lang), out)
+}
+
+/// `ecogate evaluate`: also keeps the result, with its inputs, in the statistics store.
+pub fn evaluate(config: &Config, year: i32, out: &Output) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let mut stats = StatsStore::open(&config.evaluation.statistics_path)?;
+    let now = now_ms(config);
+    let ev = evaluate_year(config, &store, Some(&stats), year, now)?;
+    stats.record(&ev, now)?;
+    write(&tables::evaluation_report(config, &ev, out.lang), out)
+}
