@@ -97,7 +97,7 @@ fn year_stats(
         merged.off_meter_tce = s.stats.off_meter_tce;
         return Ok((merged, s.source));
     }
-    Ok((f.stats.clone(), "configuration".to_string()))
+    Ok((f.stats.clone(), config.file.display().to_string()))
 }
 
 /// The days of `year` the store's figures can cover by `now_ms`: the whole year once it is

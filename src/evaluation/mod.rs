@@ -94,6 +94,8 @@ pub struct Flag {
     pub condition: &'static str,
     /// The figures behind it, in words.
     pub detail: String,
+    /// The same in Chinese.
+    pub detail_zh: String,
 }
 
 /// A 标准地 commitment not met.
@@ -363,10 +365,10 @@ pub fn evaluate(
 
 fn flags(f: &FirmEvaluation, coverage: Coverage, cfg: &EvaluationConfig) -> Vec<Flag> {
     let input = &f.input;
-    let projected = if coverage.provisional() {
-        " (projected from the year to date)"
+    let (projected, projected_zh) = if coverage.provisional() {
+        (" (projected from the year to date)", "(按年初至今推算)")
     } else {
-        ""
+        ("", "")
     };
     let mut out = Vec::new();
     if cfg.is_high_energy(input.sector.as_deref()) {
@@ -377,6 +379,11 @@ fn flags(f: &FirmEvaluation, coverage: Coverage, cfg: &EvaluationConfig) -> Vec<
                 input.sector.as_deref().unwrap_or(""),
                 cfg.high_energy_sectors.join(", ")
             ),
+            detail_zh: format!(
+                "行业代码 {} 属于高耗能行业大类 {}",
+                input.sector.as_deref().unwrap_or(""),
+                cfg.high_energy_sectors.join("、")
+            ),
         });
     }
     if f.energy_tce >= cfg.key_unit_tce {
@@ -384,6 +391,10 @@ fn flags(f: &FirmEvaluation, coverage: Coverage, cfg: &EvaluationConfig) -> Vec<
             condition: Condition::KeyEnergyUnit.id(),
             detail: format!(
                 "{:.1} tce a year{projected} >= {} tce",
+                f.energy_tce, cfg.key_unit_tce
+            ),
+            detail_zh: format!(
+                "年综合能耗 {:.1} 吨标准煤{projected_zh} >= {} 吨标准煤",
                 f.energy_tce, cfg.key_unit_tce
             ),
         });
@@ -397,6 +408,7 @@ fn flags(f: &FirmEvaluation, coverage: Coverage, cfg: &EvaluationConfig) -> Vec<
             out.push(Flag {
                 condition: Condition::OverCarbonIntensity.id(),
                 detail: format!("{intensity:.4} tCO2 per 10,000 CNY > threshold {limit}"),
+                detail_zh: format!("单位产值碳排放 {intensity:.4} 吨二氧化碳/万元 > 阈值 {limit}"),
             });
         }
     }
@@ -405,6 +417,10 @@ fn flags(f: &FirmEvaluation, coverage: Coverage, cfg: &EvaluationConfig) -> Vec<
             out.push(Flag {
                 condition: Condition::OverCarbonBudget.id(),
                 detail: format!("{:.1} tCO2 a year{projected} > budget {budget}", f.co2_t),
+                detail_zh: format!(
+                    "年二氧化碳排放 {:.1} 吨{projected_zh} > 预算 {budget} 吨",
+                    f.co2_t
+                ),
             });
         }
     }
@@ -415,6 +431,10 @@ fn flags(f: &FirmEvaluation, coverage: Coverage, cfg: &EvaluationConfig) -> Vec<
                     condition: Condition::OverProductQuota.id(),
                     detail: format!(
                         "{}: {per_unit:.2} kgce/{} > quota {} kgce/{} ({})",
+                        p.name, p.unit, p.quota_kgce_per_unit, p.unit, p.source
+                    ),
+                    detail_zh: format!(
+                        "{}:单位产品能耗 {per_unit:.2} 千克标准煤/{} > 限额 {} 千克标准煤/{}({})",
                         p.name, p.unit, p.quota_kgce_per_unit, p.unit, p.source
                     ),
                 });

@@ -805,7 +805,7 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
                 vec![
                     f.firm.as_str().into(),
                     flag_name(lang, fl.condition).into(),
-                    fl.detail.as_str().into(),
+                    lang.pick(&fl.detail, &fl.detail_zh).into(),
                 ]
             })
         })

@@ -31,7 +31,7 @@ pub enum StatsError {
 pub struct Stored {
     pub stats: YearStats,
     pub output_value_cny: Option<f64>,
-    /// "import #N of FILE at TIME".
+    /// "FILE:LINE (#N, TIME)": the file and line it was imported from, the import's number.
     pub source: String,
 }
 
@@ -172,11 +172,12 @@ impl StatsStore {
                             off_meter_tce: r.get(7)?,
                         },
                         output_value_cny: r.get(3)?,
+                        // FILE:LINE (import #N, time): the same in every language.
                         source: format!(
-                            "import #{} of {} at {when}, line {}",
-                            r.get::<_, i64>(8)?,
+                            "{}:{} (#{}, {when})",
                             r.get::<_, String>(9)?,
-                            r.get::<_, i64>(11)?
+                            r.get::<_, i64>(11)?,
+                            r.get::<_, i64>(8)?
                         ),
                     })
                 },
