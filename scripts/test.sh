@@ -16,6 +16,7 @@ NEEDED=(
   "promtool:prometheus" # promtool checks the /metrics output and the alert rules
   "amtool:prometheus-alertmanager" # amtool checks the example Alertmanager configuration
   "victoria-metrics:victoria-metrics" # the store behind the InfluxDB v2 write API in the sink tests
+  "chromium:chromium"   # headless Chromium opens the HTML report and takes its screenshot
 )
 
 missing=()
@@ -24,6 +25,8 @@ for pair in "${NEEDED[@]+"${NEEDED[@]}"}"; do
   pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Chinese glyphs for the report screenshots (without them Chromium draws empty boxes).
+command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh | grep -q . || missing+=("fonts-noto-cjk")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   SUDO=""

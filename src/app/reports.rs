@@ -38,11 +38,7 @@ pub fn import_stats(config: &Config, file: &Path) -> anyhow::Result<Result<Strin
         Err(errors) => return Ok(Err(errors)),
     };
     let mut stats = StatsStore::open(&config.evaluation.statistics_path)?;
-    let id = stats.import(
-        &file.display().to_string(),
-        &rows,
-        chrono::Utc::now().timestamp_millis(),
-    )?;
+    let id = stats.import(&file.display().to_string(), &rows, now_ms(config))?;
     let mut years: Vec<i32> = rows.iter().map(|r| r.year).collect();
     years.sort();
     years.dedup();

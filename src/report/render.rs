@@ -234,8 +234,8 @@ fn svg(chart: &Chart, lang: Lang) -> String {
         .max(1e-9);
     let n = chart.labels.len().max(1);
     let groups = chart.series.len().max(1);
-    let (w, h) = (720.0, 260.0);
-    let (left, bottom, top) = (50.0, 60.0, 24.0);
+    let (w, h) = (720.0, 300.0);
+    let (left, bottom, top) = (110.0, 100.0, 24.0);
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - top;
     let slot = plot_w / n as f64;

@@ -1,0 +1,360 @@
+//! `ecogate report`, `evaluate` and `stats import` as a user runs them, on the sample park:
+//! the sample readings replayed into a store, the sample statistics imported, reports made as of
+//! 2026-12-01 00:00 (+08:00).
+//!
+//! Every format is compared with a golden file in tests/data/golden (`ECOGATE_UPDATE_GOLDEN=1`
+//! rewrites them; read the diff before committing it); the XLSX workbook is read back with
+//! calamine; the HTML report is opened in headless Chromium, which must log no console error, and
+//! its screenshot is kept in target/screenshots.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NOW: &str = "2026-12-01T00:00:00+08:00";
+
+struct Park {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn run(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(args)
+        .env("ECOGATE_NOW", NOW)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The example configuration with its store in a temporary folder, the sample replayed into it
+/// and the sample statistics imported.
+fn park() -> Park {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("config/ecogate.example.toml")
+        .unwrap()
+        .replace(
+            "path = \"data/ecogate.db\"",
+            &format!("path = \"{}\"", dir.path().join("ecogate.db").display()),
+        );
+    let config = dir.path().join("ecogate.toml");
+    std::fs::write(&config, text).unwrap();
+    let c = config.to_str().unwrap();
+    let (code, _, err) = run(&["replay", "--config", c, "--input", "tests/data/sample.csv"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&[
+        "stats",
+        "import",
+        "--config",
+        c,
+        "config/statistics.example.csv",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(String::from_utf8_lossy(&out).starts_with("import #1: 3 rows (3 firms; years 2026)"));
+    Park { _dir: dir, config }
+}
+
+fn golden(name: &str, got: &[u8]) {
+    let path = Path::new("tests/data/golden").join(name);
+    if std::env::var("ECOGATE_UPDATE_GOLDEN").is_ok() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} missing: run with ECOGATE_UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    if want != got {
+        let fresh = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&fresh, got).unwrap();
+        panic!(
+            "{name} differs from its golden file: diff {} {}",
+            path.display(),
+            fresh.display()
+        );
+    }
+}
+
+#[test]
+fn every_report_format_matches_its_golden_file() {
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    for (format, ext) in [
+        ("table", "txt"),
+        ("csv", "csv"),
+        ("json", "json"),
+        ("md", "md"),
+        ("html", "html"),
+    ] {
+        for lang in ["zh", "en"] {
+            let (code, out, err) = run(&[
+                "report", "--config", c, "--period", "2026-11", "--format", format, "--lang", lang,
+            ]);
+            assert_eq!(code, 0, "{format} {lang}: {err}");
+            golden(&format!("report-2026-11.{lang}.{ext}"), &out);
+        }
+    }
+    let (code, out, err) = run(&[
+        "evaluate", "--config", c, "--year", "2026", "--format", "md",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    golden("evaluate-2026.zh.md", &out);
+    let (code, out, _) = run(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-11",
+        "--format",
+        "csv",
+        "--table",
+        "evaluation",
+    ]);
+    assert_eq!(code, 0);
+    golden("report-2026-11.evaluation.zh.csv", &out);
+}
+
+#[test]
+fn the_figures_are_those_of_the_sample_and_the_statistics() {
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "report", "--config", c, "--period", "2026-11", "--format", "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let firms = &v["tables"][0]["rows"];
+    let hengda = &firms[0];
+    // The replay's own summary of the sample: 77,934.592 kWh consumed, 15.8743 tce.
+    assert_eq!(hengda["firm_id"], "hengda-motors");
+    assert!((hengda["electricity_consumed_kwh"].as_f64().unwrap() - 77_934.592).abs() < 1e-6);
+    assert!((hengda["energy_equivalent_tce"].as_f64().unwrap() - 15.8743).abs() < 5e-5);
+    // Tax per mu from the import: 1,800 万元 / 120 mu = 15 万元/亩.
+    assert_eq!(hengda["tax_per_mu_10k_cny"].as_f64(), Some(15.0));
+    // The park row adds the firms.
+    let park = firms.as_array().unwrap().last().unwrap();
+    let sum: f64 = firms.as_array().unwrap()[..3]
+        .iter()
+        .map(|f| f["co2_t"].as_f64().unwrap())
+        .sum();
+    assert!((park["co2_t"].as_f64().unwrap() - sum).abs() < 1e-9);
+    // No November 2025 and no October 2026 in the store: no year-on-year, no month-on-month.
+    assert!(hengda["energy_yoy_pct"].is_null() && hengda["energy_mom_pct"].is_null());
+    // The evaluation uses the import and says so.
+    let ev = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "evaluation")
+        .unwrap();
+    assert_eq!(
+        ev["rows"][0]["statistics_source"],
+        "config/statistics.example.csv:2 (#1, 2026-11-30 16:00 UTC)"
+    );
+    // A revised import wins, and is named.
+    let revised = p.config.with_file_name("revised.csv");
+    std::fs::write(&revised, "firm,year,tax_cny,revenue_cny,value_added_cny,employees,rd_spend_cny,pollutant_t\nhengda-motors,2026,24000000,360000000,90000000,420,14000000,35.5\n").unwrap();
+    let (code, _, err) = run(&["stats", "import", "--config", c, revised.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&[
+        "report", "--config", c, "--period", "2026-11", "--format", "json", "--lang", "en",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    // 2,400 万元 / 120 mu = 20 万元/亩.
+    assert_eq!(
+        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
+        Some(20.0)
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("revised.csv:2 (#2,"), "the revision is named");
+}
+
+#[test]
+fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let bad = p.config.with_file_name("bad.csv");
+    std::fs::write(
+        &bad,
+        "企业名称,年度,税收(万元),人数\n恒达电机有限公司,2026,abc,\n无名公司,2026,1,\nqinghe-hydrogen,20x6,1,\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["stats", "import", "--config", c, bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let shown = bad.display().to_string();
+    assert!(
+        err.contains(&format!("{shown}:1: unknown column `人数`")),
+        "{err}"
+    );
+    let fixed = p.config.with_file_name("bad2.csv");
+    std::fs::write(
+        &fixed,
+        "企业名称,年度,税收(万元)\n恒达电机有限公司,2026,abc\n无名公司,2026,1\nqinghe-hydrogen,20x6,1\nhengda-motors,2026,5\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["stats", "import", "--config", c, fixed.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let f = fixed.display().to_string();
+    for needle in [
+        format!("{f}:2: tax_cny `abc` is not a number"),
+        format!("{f}:3: firm `无名公司` is not in the configuration"),
+        format!("{f}:4: year `20x6` is not a year"),
+        format!("nothing imported (3 problem(s)"),
+    ] {
+        assert!(err.contains(&needle), "{needle} not in:\n{err}");
+    }
+    // Nothing of it was kept: the report still uses import #1 (line 5 alone was valid).
+    let (_, out, _) = run(&[
+        "report", "--config", c, "--period", "2026-11", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
+        Some(15.0)
+    );
+}
+
+#[test]
+fn the_workbook_reads_back_with_its_sheets_units_and_full_precision() {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let xlsx = p.config.with_file_name("report.xlsx");
+    let (code, _, err) = run(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-11",
+        "--format",
+        "xlsx",
+        "--output",
+        xlsx.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, json, _) = run(&[
+        "report", "--config", c, "--period", "2026-11", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let mut wb: Xlsx<_> = open_workbook(&xlsx).unwrap();
+    let names = wb.sheet_names();
+    assert_eq!(
+        names.len(),
+        v["tables"].as_array().unwrap().len(),
+        "{names:?}"
+    );
+    assert_eq!(names[0], "企业能耗、碳排放与产出");
+    let sheet = wb.worksheet_range(&names[0]).unwrap();
+    let header: Vec<String> = sheet
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let col = header
+        .iter()
+        .position(|h| h == "综合能耗(吨标准煤,当量值)")
+        .expect("units in the header");
+    // The cell holds the full-precision figure (the format only rounds its display).
+    let cell = sheet.get((1, col)).unwrap();
+    let want = v["tables"][0]["rows"][0]["energy_equivalent_tce"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(cell, &Data::Float(want));
+    assert_eq!(sheet.get((4, 1)).unwrap(), &Data::String("园区合计".into()));
+}
+
+/// The HTML report in headless Chromium: it loads from the file alone (nothing fetched), logs no
+/// console error, shows the firms, and its screenshot is kept.
+#[test]
+fn the_html_report_renders_in_chromium_without_errors() {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("chromium must be installed (scripts/test.sh installs it)");
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let html = p.config.with_file_name("report.html");
+    let (code, _, err) = run(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-11",
+        "--format",
+        "html",
+        "--output",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("report-2026-11.zh.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", html.display());
+    let base = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+    ];
+    let out = Command::new(chromium)
+        .args(base)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1400,2400")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(shot.exists(), "no screenshot:\n{log}");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 20_000,
+        "an empty page?"
+    );
+    let dom = Command::new(chromium)
+        .args(base)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom_log = String::from_utf8_lossy(&dom.stderr).to_string();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for firm in [
+        "恒达电机有限公司",
+        "绿能充电科技",
+        "清和氢能",
+        "园区合计",
+        "<svg",
+    ] {
+        assert!(dom.contains(firm), "{firm} not on the page");
+    }
+    // Page errors and failed loads are logged as console messages or network errors.
+    for l in [log.as_ref(), dom_log.as_str()] {
+        for line in l.lines() {
+            assert!(
+                !line.contains("CONSOLE")
+                    && !line.contains("Uncaught")
+                    && !line.contains("net::ERR_"),
+                "chromium: {line}"
+            );
+        }
+    }
+    eprintln!("screenshot: {}", shot.display());
+}
