@@ -207,7 +207,7 @@ fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
         format!("{f}:2: tax_cny `abc` is not a number"),
         format!("{f}:3: firm `无名公司` is not in the configuration"),
         format!("{f}:4: year `20x6` is not a year"),
-        format!("nothing imported (3 problem(s)"),
+        "nothing imported (3 problem(s)".to_string(),
     ] {
         assert!(err.contains(&needle), "{needle} not in:\n{err}");
     }
