@@ -358,3 +358,81 @@ fn the_html_report_renders_in_chromium_without_errors() {
     }
     eprintln!("screenshot: {}", shot.display());
 }
+
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
+#[path = "common/victoria.rs"]
+mod victoria;
+
+/// The running daemon exports the year-to-date evaluation as metrics (labels from the
+/// configuration only) and writes it to InfluxDB (VictoriaMetrics here).
+#[test]
+fn the_daemon_exports_the_evaluation_as_metrics_and_to_influxdb() {
+    let p = park();
+    let vm = victoria::Victoria::start();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut text = std::fs::read_to_string(&p.config).unwrap();
+    text = text.replace(
+        "# [metrics]\n# listen = \"127.0.0.1:9108\"",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    text.push_str(&format!(
+        "\n[influx]\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\n[influx.outbox]\ndir = \"{}\"\n",
+        vm.url(),
+        p.config.with_file_name("outbox").display()
+    ));
+    std::fs::write(&p.config, &text).unwrap();
+    assert!(
+        text.contains(&format!("listen = \"127.0.0.1:{port}\"")),
+        "the example's [metrics] listen line moved"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(["run", "--config", p.config.to_str().unwrap()])
+        .env("ECOGATE_NOW", NOW)
+        .spawn()
+        .unwrap();
+    let _guard = common::Kill(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut body = String::new();
+    while std::time::Instant::now() < deadline {
+        body = victoria::http_get(port, "/metrics").unwrap_or_default();
+        if body.contains("ecogate_firm_evaluation_class{") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // As in the golden evaluation: hengda first (B of 3 firms: rank 1 of 3 is past A's 25 %),
+    // qinghe a 两高 firm short of its tax commitment, lvneng D.
+    for line in [
+        "ecogate_firm_evaluation_class{class=\"B\",firm=\"hengda-motors\"} 1",
+        "ecogate_firm_evaluation_class{class=\"A\",firm=\"hengda-motors\"} 0",
+        "ecogate_firm_evaluation_rank{firm=\"hengda-motors\"} 1",
+        "ecogate_firm_evaluation_class{class=\"D\",firm=\"lvneng-charging\"} 1",
+        "ecogate_firm_flag{firm=\"qinghe-hydrogen\",flag=\"two_high\"} 1",
+        "ecogate_firm_flag{firm=\"qinghe-hydrogen\",flag=\"commitment_shortfall\"} 1",
+        "ecogate_firm_flag{firm=\"hengda-motors\",flag=\"two_high\"} 0",
+    ] {
+        assert!(body.contains(line), "{line} not in /metrics");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let series = vm.export("{__name__=\"ecogate_evaluation_rank\",firm=\"hengda-motors\"}");
+        if let Some(s) = series.first() {
+            assert_eq!(s.samples.last().unwrap().1, 1.0);
+            assert_eq!(s.labels.get("year").map(String::as_str), Some("2026"));
+            assert_eq!(
+                s.labels.get("provisional").map(String::as_str),
+                Some("true")
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no evaluation in VictoriaMetrics"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}

@@ -111,6 +111,11 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
                 config.clone(),
             ));
         }
+        refresh.push(super::reports::evaluation_metrics(
+            &metrics.registry,
+            config.clone(),
+            app.influx.clone(),
+        ));
         if let Some(listen) = app.metrics_listen {
             match crate::metrics::http::serve(
                 listen,

@@ -368,12 +368,186 @@ pub fn report(config: &Config, period: &str, out: &Output) -> anyhow::Result<()>
     write(&tables::period_report(&data, out.lang), out)
 }
 
-/// `ecogate evaluate`: also keeps the result, with its inputs, in the statistics store.
-pub fn evaluate(config: &Config, year: i32, out: &Output) -> anyhow::Result<()> {
+/// `ecogate evaluate`: also keeps the result, with its inputs, in the statistics store, and
+/// writes it to InfluxDB when that is configured.
+pub fn evaluate(app: &super::AppConfig, year: i32, out: &Output) -> anyhow::Result<()> {
+    let config = &app.core;
     let store = open_store(config)?;
     let mut stats = StatsStore::open(&config.evaluation.statistics_path)?;
     let now = now_ms(config);
     let ev = evaluate_year(config, &store, Some(&stats), year, now)?;
     stats.record(&ev, now)?;
+    if let Some(ic) = &app.influx {
+        let lines = evaluation_lines(&ev, chrono::Utc::now().timestamp_millis());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        if let Err(e) = rt.block_on(crate::sinks::influx::sender::write_once(ic, lines)) {
+            // The report still stands; the next run or the daemon writes it again.
+            tracing::warn!("writing the evaluation to InfluxDB: {e}");
+        }
+    }
     write(&tables::evaluation_report(config, &ev, out.lang), out)
+}
+
+/// The evaluation's line protocol: one point per firm, `ecogate_evaluation`, tagged with the firm,
+/// the year and whether it is provisional.
+pub fn evaluation_lines(ev: &Evaluation, at_ms: i64) -> Vec<u8> {
+    use crate::sinks::influx::line_protocol as lp;
+    let mut out = Vec::new();
+    for f in &ev.firms {
+        lp::push_measurement(&mut out, "ecogate_evaluation");
+        lp::push_tag(&mut out, "firm", &f.firm);
+        lp::push_tag(
+            &mut out,
+            "provisional",
+            if ev.provisional { "true" } else { "false" },
+        );
+        lp::push_tag(&mut out, "year", &ev.year.to_string());
+        out.push(b' ');
+        lp::push_field_key(&mut out, "energy_tce");
+        out.push(b'=');
+        lp::push_f64(&mut out, f.energy_tce);
+        out.push(b',');
+        lp::push_field_key(&mut out, "co2_t");
+        out.push(b'=');
+        lp::push_f64(&mut out, f.co2_t);
+        if let (Some(score), Some(rank), Some(class)) = (f.score, f.rank, &f.class) {
+            out.push(b',');
+            lp::push_field_key(&mut out, "score");
+            out.push(b'=');
+            lp::push_f64(&mut out, score);
+            out.push(b',');
+            lp::push_field_key(&mut out, "rank");
+            out.push(b'=');
+            lp::push_i64(&mut out, rank as i64);
+            out.push(b',');
+            lp::push_field_key(&mut out, "class");
+            out.push(b'=');
+            lp::push_string_value(&mut out, class);
+        }
+        let mut flags: Vec<&str> = f.flags.iter().map(|x| x.condition).collect();
+        if !f.shortfalls.is_empty() {
+            flags.push("commitment_shortfall");
+        }
+        out.push(b',');
+        lp::push_field_key(&mut out, "flags");
+        out.push(b'=');
+        lp::push_string_value(&mut out, &flags.join(","));
+        out.push(b' ');
+        lp::push_i64(&mut out, at_ms);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The daemon's evaluation of the year to date, exported as metrics (labels from the
+/// configuration only), kept in the statistics store once a day, and written to InfluxDB when it
+/// is configured. Recomputed at most every ten minutes, on a /metrics scrape.
+pub fn evaluation_metrics(
+    registry: &prometheus::Registry,
+    config: std::sync::Arc<Config>,
+    influx: Option<crate::sinks::influx::config::InfluxConfig>,
+) -> crate::metrics::http::Refresh {
+    use prometheus::{GaugeVec, Opts};
+    let gauge = |name: &str, help: &str, labels: &[&str]| {
+        let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("registered once");
+        g
+    };
+    let score = gauge(
+        "ecogate_firm_evaluation_score",
+        "Per-mu evaluation score of the year to date (provisional, metered figures annualised); NaN when the firm is not rated.",
+        &["firm"],
+    );
+    let rank = gauge(
+        "ecogate_firm_evaluation_rank",
+        "Rank in the per-mu evaluation of the year to date (ties share the better rank); NaN when not rated.",
+        &["firm"],
+    );
+    let class = gauge(
+        "ecogate_firm_evaluation_class",
+        "1 for the firm's class in the per-mu evaluation of the year to date, 0 for the others.",
+        &["firm", "class"],
+    );
+    let flag = gauge(
+        "ecogate_firm_flag",
+        "1 while the flag holds for the year to date (two_high, key_energy_unit, over_carbon_intensity, over_carbon_budget, over_product_quota, commitment_shortfall).",
+        &["firm", "flag"],
+    );
+    let state: std::sync::Mutex<(Option<std::time::Instant>, Option<i64>)> =
+        std::sync::Mutex::new((None, None));
+    std::sync::Arc::new(move || {
+        let Ok(mut st) = state.lock() else { return };
+        if st
+            .0
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(600))
+        {
+            return;
+        }
+        st.0 = Some(std::time::Instant::now());
+        let now = now_ms(&config);
+        let written_at = chrono::Utc::now().timestamp_millis();
+        let Ok(store) = Store::open(&config.store.path) else {
+            return;
+        };
+        let mut stats = StatsStore::open(&config.evaluation.statistics_path).ok();
+        let year = chrono::DateTime::from_timestamp_millis(now)
+            .map(|t| t.with_timezone(&config.park.timezone).year())
+            .unwrap_or(1970);
+        let ev = match evaluate_year(&config, &store, stats.as_ref(), year, now) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!("evaluation of {year}: {e}");
+                return;
+            }
+        };
+        for f in &ev.firms {
+            score
+                .with_label_values(&[&f.firm])
+                .set(f.score.unwrap_or(f64::NAN));
+            rank.with_label_values(&[&f.firm])
+                .set(f.rank.map_or(f64::NAN, |r| r as f64));
+            for c in config.evaluation.classes.names() {
+                class
+                    .with_label_values(&[&f.firm, c])
+                    .set(if f.class.as_deref() == Some(c) {
+                        1.0
+                    } else {
+                        0.0
+                    });
+            }
+            for c in crate::config::evaluation::Condition::ALL {
+                let on = if c == crate::config::evaluation::Condition::CommitmentShortfall {
+                    !f.shortfalls.is_empty()
+                } else {
+                    f.flags.iter().any(|x| x.condition == c.id())
+                };
+                flag.with_label_values(&[&f.firm, c.id()])
+                    .set(if on { 1.0 } else { 0.0 });
+            }
+        }
+        // Kept with its inputs once a day (a year of hourly records would be large).
+        let day = now / 86_400_000;
+        if st.1 != Some(day) {
+            if let Some(s) = stats.as_mut() {
+                match s.record(&ev, now) {
+                    Ok(()) => st.1 = Some(day),
+                    Err(e) => tracing::warn!("keeping the evaluation: {e}"),
+                }
+            }
+        }
+        if let Some(ic) = influx.clone() {
+            let lines = evaluation_lines(&ev, written_at);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = crate::sinks::influx::sender::write_once(&ic, lines).await {
+                        tracing::warn!("writing the evaluation to InfluxDB: {e}");
+                    }
+                });
+            }
+        }
+    })
 }

@@ -79,6 +79,33 @@ pub fn client(cfg: &InfluxConfig) -> anyhow::Result<reqwest::Client> {
     Ok(b.build()?)
 }
 
+/// Writes lines once, outside the outbox: for figures that are derived and kept elsewhere (the
+/// evaluation, kept with its inputs in the statistics store and recomputable), where a write lost
+/// to an outage is repeated by the next evaluation rather than queued.
+pub async fn write_once(cfg: &InfluxConfig, lines: Vec<u8>) -> anyhow::Result<()> {
+    let client = client(cfg)?;
+    let mut url = cfg.url.join("api/v2/write")?;
+    url.query_pairs_mut()
+        .append_pair("org", &cfg.org)
+        .append_pair("bucket", &cfg.bucket)
+        .append_pair("precision", "ms");
+    let mut req = client
+        .post(url)
+        .header("Content-Type", "text/plain; charset=utf-8");
+    if let Some(t) = &cfg.token {
+        req = req.header("Authorization", format!("Token {}", t.expose()));
+    }
+    let resp = req.body(lines).send().await?;
+    let status = resp.status();
+    if !status.is_success() {
+        anyhow::bail!(
+            "influx: {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 impl Sender {
     pub fn new(
         cfg: InfluxConfig,
