@@ -1,0 +1,414 @@
+//! The fault suite: steady MQTT load (QoS 1 counters, with and without payload timestamps) into
+//! `ecogate run` with an InfluxDB sink (VictoriaMetrics), while faults strike at random moments:
+//! kill -9 and restart of ecogate, a broker restart, VictoriaMetrics stopped for a while, and
+//! connections between ecogate and the broker reset by a proxy. After each round the store's
+//! per-meter totals and VictoriaMetrics' per-firm year total are compared with the publisher's
+//! ground truth, and the time from the end of each fault to the next reading stored is measured.
+//!
+//! Short form here (one round per scenario; `cargo test --test chaos`); the full form is
+//! `scripts/chaos.sh` (ECOGATE_CHAOS_ROUNDS rounds each, default 5). Every loop is bounded in
+//! rounds and time. ECOGATE_CHAOS_SEED repeats a run's random moments.
+
+mod common;
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
+#[path = "common/mqtt_proxy.rs"]
+mod mqtt_proxy;
+#[path = "common/victoria.rs"]
+mod victoria;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const METERS: usize = 20;
+const PER_METER: usize = 250;
+/// Messages published per step, and the pause between steps: about 2.5 s of load.
+const STEP: usize = 200;
+const STEP_PAUSE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Kill9,
+    BrokerRestart,
+    InfluxDown,
+    ConnectionResets,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill9 => "kill -9 ecogate (x3)",
+            Fault::BrokerRestart => "restart the broker",
+            Fault::InfluxDown => "VictoriaMetrics down 2 s (recovery: until it holds the truth)",
+            Fault::ConnectionResets => "broker connection reset (x3)",
+        }
+    }
+}
+
+/// A small deterministic generator for the random moments (seeded, printed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+impl Rig {
+    fn start(&mut self) {
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_ecogate"))
+                .args(["run", "--config", self.cfg.to_str().unwrap()])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    fn rows(&self) -> i64 {
+        rusqlite::Connection::open(&self.store)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
+            .unwrap_or(0)
+    }
+
+    /// Each meter's accounted energy in the store (its year windows), Wh: what a report adds
+    /// up, so a reading counted twice shows here.
+    fn meter_wh(&self) -> Vec<i64> {
+        use ecogate::accounting::metric::Metric;
+        use ecogate::accounting::window::WindowKind;
+        use ecogate::accounting::{Accountant, Entity};
+        let Ok(s) = ecogate::sinks::store::Store::open(&self.store) else {
+            return vec![0; METERS];
+        };
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        let cfg = ecogate::app::AppConfig::parse(&self.cfg, &text)
+            .unwrap()
+            .core;
+        let acct = Accountant::new(cfg);
+        (0..METERS)
+            .map(|i| {
+                s.sums(
+                    &acct,
+                    WindowKind::Year,
+                    Entity::Meter(i as u32),
+                    0,
+                    i64::MAX,
+                )
+                .map_or(0, |x| {
+                    (x.get(Metric::ChargingDeliveredKwh) * 1000.0).round() as i64
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = &self.dir;
+    }
+}
+
+fn config(dir: &Path, broker_port: u16, influx: &str, payload_ts: bool) -> String {
+    let mut t = String::from(
+        "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
+    );
+    for i in 0..METERS {
+        t.push_str(&format!(
+            "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 100000000 }}]\n"
+        ));
+    }
+    t.push_str(&format!(
+        "[store]\npath = \"{}\"\n[metrics]\nenabled = false\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\nclient_id = \"ecogate-chaos\"\n\
+         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/energy\"\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\n{}\
+         [influx]\nurl = \"{influx}\"\norg = \"o\"\nbucket = \"b\"\nflush_interval_ms = 100\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
+         [influx.outbox]\ndir = \"{}\"\n",
+        dir.join("store.db").display(),
+        if payload_ts { "timestamp = \"/ts\"\n" } else { "" },
+        dir.join("outbox").display()
+    ));
+    t
+}
+
+/// Meter i's k-th reading: 1,000 + k x (10 + i) Wh, a minute apart, ending a minute ago.
+fn messages(payload_ts: bool) -> Vec<(String, Vec<u8>)> {
+    let t0 = chrono::Utc::now().timestamp_millis() - (PER_METER as i64 + 1) * 60_000;
+    let mut out = Vec::new();
+    for k in 0..PER_METER {
+        for i in 0..METERS {
+            let wh = 1_000 + k * (10 + i);
+            let body = if payload_ts {
+                format!("{{\"wh\":{wh},\"ts\":{}}}", t0 + k as i64 * 60_000)
+            } else {
+                format!("{{\"wh\":{wh}}}")
+            };
+            out.push((format!("park/c{i}/energy"), body.into_bytes()));
+        }
+    }
+    out
+}
+
+fn truth_wh(i: usize) -> i64 {
+    ((PER_METER - 1) * (10 + i)) as i64
+}
+
+#[derive(Debug)]
+struct Outcome {
+    readings: usize,
+    lost_wh: i64,
+    doubled_wh: i64,
+    lost_rows: i64,
+    influx_ok: bool,
+    recovery: Vec<Duration>,
+}
+
+/// Waits for the next stored reading after a fault ended: the recovery time.
+fn recovery(rig: &Rig, before: i64, ended: Instant, until: Instant) -> Option<Duration> {
+    while Instant::now() < until {
+        if rig.rows() > before {
+            return Some(ended.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
+    let mut broker = mosquitto::Mosquitto::start();
+    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let proxy = proxy_rt.block_on(mqtt_proxy::MqttProxy::start(broker.port));
+    let mut vm = victoria::Victoria::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ecogate.toml");
+    std::fs::write(&cfg, config(dir.path(), proxy.port, &vm.url(), payload_ts)).unwrap();
+    let mut rig = Rig {
+        store: dir.path().join("store.db"),
+        dir,
+        cfg,
+        child: None,
+    };
+    rig.start();
+    let ready = Instant::now() + Duration::from_secs(20);
+    while !proxy.seen().iter().any(|p| p.kind == mqtt_proxy::SUBSCRIBE) {
+        assert!(Instant::now() < ready, "ecogate never subscribed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The publisher, paced, on its own thread: steady load while the faults strike.
+    let msgs = messages(payload_ts);
+    let total = msgs.len();
+    let port = broker.port;
+    let publisher = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for chunk in msgs.chunks(STEP) {
+            rt.block_on(mosquitto::publish_qos1(
+                port,
+                "chaos-publisher",
+                chunk.to_vec(),
+                Duration::from_secs(60),
+                || {},
+            ));
+            std::thread::sleep(STEP_PAUSE);
+        }
+    });
+    let load = STEP_PAUSE * (total / STEP) as u32;
+    let mut recoveries = Vec::new();
+    let mut influx_back: Option<Instant> = None;
+    let strikes = if matches!(fault, Fault::Kill9 | Fault::ConnectionResets) {
+        3
+    } else {
+        1
+    };
+    let started = Instant::now();
+    for s in 0..strikes {
+        // A random moment in this strike's share of the first 70 % of the load (so that data
+        // still flows after the last one, to time the recovery).
+        let share = load * 7 / 10 / strikes;
+        let at =
+            share * s + Duration::from_millis(rng.below(share.as_millis() as u64 * 8 / 10) + 100);
+        if let Some(wait) = at.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let ended = match fault {
+            Fault::Kill9 => {
+                rig.kill9();
+                std::thread::sleep(Duration::from_millis(rng.below(300) + 50));
+                rig.start();
+                Instant::now()
+            }
+            Fault::BrokerRestart => {
+                broker.restart();
+                Instant::now()
+            }
+            Fault::InfluxDown => {
+                vm.stop();
+                std::thread::sleep(Duration::from_secs(2));
+                vm.start_again();
+                Instant::now()
+            }
+            Fault::ConnectionResets => {
+                proxy.cut();
+                Instant::now()
+            }
+        };
+        if fault == Fault::InfluxDown {
+            // Timed below: until VictoriaMetrics holds the truth.
+            influx_back = Some(ended);
+            continue;
+        }
+        let before = rig.rows();
+        if let Some(d) = recovery(
+            &rig,
+            before,
+            ended,
+            Instant::now() + Duration::from_secs(30),
+        ) {
+            recoveries.push(d);
+        }
+    }
+    publisher.join().expect("the publisher finished");
+    // Drained: every meter at its truth, or 60 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = rig.meter_wh();
+    while Instant::now() < deadline && (0..METERS).any(|i| got[i] != truth_wh(i)) {
+        std::thread::sleep(Duration::from_millis(200));
+        got = rig.meter_wh();
+    }
+    let lost_rows = if payload_ts {
+        total as i64 - rig.rows()
+    } else {
+        0
+    };
+    // VictoriaMetrics: the firm's year total, once the outbox has delivered.
+    let truth_kwh: f64 = (0..METERS).map(truth_wh).sum::<i64>() as f64 / 1000.0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut influx_ok = false;
+    while Instant::now() < deadline {
+        let s = vm.export(r#"ecogate_window_charging_delivered_kwh{level="firm",window="year"}"#);
+        let total: f64 = s.iter().filter_map(|x| x.samples.last()).map(|x| x.1).sum();
+        if (total - truth_kwh).abs() < 1e-6 {
+            influx_ok = true;
+            if let Some(t) = influx_back {
+                recoveries.push(t.elapsed());
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    rig.stop();
+    Outcome {
+        readings: total,
+        lost_wh: (0..METERS).map(|i| (truth_wh(i) - got[i]).max(0)).sum(),
+        doubled_wh: (0..METERS).map(|i| (got[i] - truth_wh(i)).max(0)).sum(),
+        lost_rows,
+        influx_ok,
+        recovery: recoveries,
+    }
+}
+
+#[test]
+fn fault_suite() {
+    let rounds: usize = std::env::var("ECOGATE_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 50);
+    let seed: u64 = std::env::var("ECOGATE_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as u64);
+    println!("fault suite: {rounds} round(s) per scenario, seed {seed} (ECOGATE_CHAOS_SEED)");
+    let mut rng = Rng(seed);
+    let mut table = vec![format!(
+        "| scenario | payload timestamps | rounds | readings | lost (Wh) | doubled (Wh) | rows missing | InfluxDB = truth | recovery max (ms) |"
+    )];
+    table.push("|---|---|---:|---:|---:|---:|---:|---|---:|".into());
+    let mut failures = Vec::new();
+    for fault in [
+        Fault::Kill9,
+        Fault::BrokerRestart,
+        Fault::InfluxDown,
+        Fault::ConnectionResets,
+    ] {
+        for payload_ts in [true, false] {
+            let mut readings = 0;
+            let (mut lost, mut doubled, mut missing) = (0, 0, 0);
+            let mut influx = true;
+            let mut worst = Duration::ZERO;
+            let mut recovered = 0;
+            let mut strikes = 0;
+            for _ in 0..rounds {
+                let o = round(fault, payload_ts, &mut rng);
+                readings += o.readings;
+                lost += o.lost_wh;
+                doubled += o.doubled_wh;
+                missing += o.lost_rows;
+                influx &= o.influx_ok;
+                strikes += if matches!(fault, Fault::Kill9 | Fault::ConnectionResets) {
+                    3
+                } else {
+                    1
+                };
+                recovered += o.recovery.len();
+                worst = worst.max(o.recovery.iter().copied().max().unwrap_or_default());
+            }
+            let line = format!(
+                "| {} | {} | {rounds} | {readings} | {lost} | {doubled} | {missing} | {} | {}{} |",
+                fault.name(),
+                if payload_ts { "yes" } else { "no" },
+                if influx { "yes" } else { "NO" },
+                worst.as_millis(),
+                if recovered < strikes {
+                    format!(" ({} of {strikes} recovered in 30 s)", recovered)
+                } else {
+                    String::new()
+                },
+            );
+            println!("{line}");
+            if lost != 0 || doubled != 0 || missing != 0 || !influx || recovered < strikes {
+                failures.push(line.clone());
+            }
+            table.push(line);
+        }
+    }
+    println!("\n{}", table.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "scenarios that lost, doubled or did not recover:\n{}",
+        failures.join("\n")
+    );
+}
