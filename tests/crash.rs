@@ -1,0 +1,182 @@
+//! kill -9 inside commits: `ecogate replay` of 50,000 readings is killed at random moments five
+//! times (large batches: most kills land inside a store commit and its outbox append), then run
+//! to the end. The store must then hold exactly what a replay that was never interrupted holds
+//! (readings, every window total, counter states), the outbox's sequence must be the store's, and
+//! once the outbox is delivered VictoriaMetrics must hold every reading once and the same totals.
+
+mod common;
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
+#[path = "common/victoria.rs"]
+mod victoria;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const METERS: usize = 10;
+const PER_METER: usize = 5_000;
+
+fn config(dir: &Path, influx_port: u16) -> String {
+    let mut t = String::from(
+        "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n",
+    );
+    for i in 0..METERS {
+        t.push_str(&format!(
+            "[[meters]]\nid = \"m{i}\"\nsite = \"s\"\nchannels = [{{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000 }}]\n"
+        ));
+    }
+    t.push_str(&format!(
+        "[store]\npath = \"{}\"\n[influx]\nurl = \"http://127.0.0.1:{influx_port}\"\norg = \"o\"\nbucket = \"b\"\nretry_initial_ms = 100\nretry_max_ms = 500\n[influx.outbox]\ndir = \"{}\"\n",
+        dir.join("store.db").display(),
+        dir.join("outbox").display()
+    ));
+    t
+}
+
+fn csv(path: &Path) {
+    let t0 = chrono::Utc::now().timestamp() - (PER_METER as i64 + 10) * 60;
+    let mut s = String::from("timestamp,meter,channel,value,unit\n");
+    for k in 0..PER_METER {
+        for i in 0..METERS {
+            // m_i adds (0.5 + 0.01 i) kWh a minute.
+            let kwh = 1000.0 + k as f64 * (0.5 + 0.01 * i as f64);
+            s.push_str(&format!(
+                "{},m{i},import,{kwh:.3},kWh\n",
+                t0 + k as i64 * 60
+            ));
+        }
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn replay(cfg: &Path, input: &Path, wait_s: u32) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args([
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--influx-wait-s",
+            &wait_s.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Everything the store holds that a report or a restart reads, as comparable text.
+fn snapshot(store: &Path) -> (i64, Vec<String>, Vec<String>) {
+    let c = rusqlite::Connection::open(store).unwrap();
+    let rows: i64 = c
+        .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
+        .unwrap();
+    let collect = |sql: &str| -> Vec<String> {
+        let mut q = c.prepare(sql).unwrap();
+        let n = q.column_count();
+        q.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect()
+    };
+    let aggregates = collect("SELECT * FROM aggregates ORDER BY 1, 2, 3, 4");
+    let states = collect("SELECT * FROM counter_state ORDER BY 1, 2");
+    (rows, aggregates, states)
+}
+
+#[test]
+fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
+    let influx_port = mosquitto::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.csv");
+    csv(&input);
+    // The reference: one uninterrupted replay.
+    let clean = dir.path().join("clean");
+    std::fs::create_dir_all(&clean).unwrap();
+    let clean_cfg = clean.join("ecogate.toml");
+    std::fs::write(&clean_cfg, config(&clean, influx_port)).unwrap();
+    let status = replay(&clean_cfg, &input, 0).wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The victim: killed five times at random moments, then run to the end.
+    let killed = dir.path().join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    let cfg = killed.join("ecogate.toml");
+    std::fs::write(&cfg, config(&killed, influx_port)).unwrap();
+    let mut seed = chrono::Utc::now().timestamp_millis() as u64;
+    eprintln!("seed {seed}");
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = replay(&cfg, &input, 0);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 1200));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    eprintln!("{kills} kills landed before the replay ended");
+    assert!(
+        kills >= 1,
+        "no kill landed: the replay was too quick for the test"
+    );
+    let status = replay(&cfg, &input, 0).wait().unwrap();
+    assert!(matches!(status.code(), Some(0)), "{status:?}");
+    let (rows, aggregates, states) = snapshot(&killed.join("store.db"));
+    let (clean_rows, clean_aggregates, clean_states) = snapshot(&clean.join("store.db"));
+    assert_eq!(rows, (METERS * PER_METER) as i64);
+    assert_eq!(rows, clean_rows);
+    assert_eq!(aggregates.len(), clean_aggregates.len());
+    assert!(
+        aggregates == clean_aggregates,
+        "window totals differ from the uninterrupted replay"
+    );
+    assert!(states == clean_states, "counter states differ");
+    // The outbox holds exactly the records the store committed.
+    let store = ecogate::sinks::store::Store::open(&killed.join("store.db")).unwrap();
+    let seq = store.committed_seq().unwrap();
+    drop(store);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let app = ecogate::app::AppConfig::parse(&cfg, &text).unwrap();
+    let oc = app.influx.as_ref().unwrap().outbox.clone();
+    let (outbox, _) = ecogate::sinks::outbox::Outbox::open(oc, seq).unwrap();
+    assert_eq!(Some(outbox.committed_seq()), seq);
+    drop(outbox);
+    // Delivered: every reading once in VictoriaMetrics, and the store's year total.
+    let vm = victoria::Victoria::start_on(influx_port);
+    let empty = killed.join("empty.csv");
+    std::fs::write(&empty, "timestamp,meter,channel,value,unit\n").unwrap();
+    let mut deliver = replay(&cfg, &empty, 120);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while deliver.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the outbox was not delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let readings: usize = vm
+        .export("ecogate_reading_energy_kwh")
+        .iter()
+        .map(|s| s.samples.len())
+        .sum();
+    assert_eq!(readings, METERS * PER_METER, "readings in VictoriaMetrics");
+    let year: f64 = vm
+        .export(r#"ecogate_window_grid_import_kwh{level="firm",window="year"}"#)
+        .iter()
+        .filter_map(|s| s.samples.last())
+        .map(|x| x.1)
+        .sum();
+    // Each meter: 4,999 minutes x (0.5 + 0.01 i) kWh; sum over i = 4,999 x (5 + 0.45) kWh.
+    let truth = (PER_METER - 1) as f64 * (0.5 * METERS as f64 + 0.01 * 45.0);
+    assert!(
+        (year - truth).abs() < 1e-3,
+        "VictoriaMetrics' year total {year} != {truth}"
+    );
+}
