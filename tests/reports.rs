@@ -146,6 +146,16 @@ fn the_figures_are_those_of_the_sample_and_the_statistics() {
         .map(|f| f["co2_t"].as_f64().unwrap())
         .sum();
     assert!((park["co2_t"].as_f64().unwrap() - sum).abs() < 1e-9);
+    // Output too, though two firms' output is their annual statistic prorated to 30 days (not
+    // in the park's metered sums): 330.82 + 600 x 30/365 + 4,000 x 30/365 万元.
+    let output: f64 = firms.as_array().unwrap()[..3]
+        .iter()
+        .map(|f| f["output_10k_cny"].as_f64().unwrap())
+        .sum();
+    assert!((output - (330.82 + 4_600.0 * 30.0 / 365.0)).abs() < 1e-6, "{output}");
+    assert!((park["output_10k_cny"].as_f64().unwrap() - output).abs() < 1e-9);
+    // Tax per mu over the land: (1,800 + 45 + 520) 万元 / 153.00004 mu.
+    assert!((park["tax_per_mu_10k_cny"].as_f64().unwrap() - 2_365.0 / 153.00004).abs() < 1e-9);
     // No November 2025 and no October 2026 in the store: no year-on-year, no month-on-month.
     assert!(hengda["energy_yoy_pct"].is_null() && hengda["energy_mom_pct"].is_null());
     // The evaluation uses the import and says so.

@@ -463,11 +463,35 @@ pub fn period_report(d: &ReportData, lang: Lang) -> Document {
         .collect();
     let land: f64 = cfg.firms.iter().map(|f| f.land_mu).sum();
     let mut park = d.park.clone();
-    // The park's per-mu figures over all firms' land.
-    park.indicators.output_per_mu_cny = park
-        .indicators
-        .output_cny
-        .and_then(|o| (land > 0.0).then(|| o / land));
+    // The park's output, tax and the ratios on them are the firms' added up (a firm's output may
+    // come from prorated statistics, which the park's metered sums do not hold), then divided
+    // once: sums first, ratios last.
+    let sum = |get: &dyn Fn(&Indicators) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = d.firms.iter().filter_map(|f| get(&f.indicators)).collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    };
+    let p = &mut park.indicators;
+    p.output_cny = sum(&|i| i.output_cny);
+    let per = |x: Option<f64>, by: f64| x.and_then(|x| (by > 0.0).then(|| x / by));
+    p.output_per_mu_cny = per(p.output_cny, land);
+    // Over the land of the firms with a tax figure.
+    let taxed: Vec<(f64, f64)> = cfg
+        .firms
+        .iter()
+        .zip(&d.firms)
+        .filter_map(|(firm, f)| {
+            f.indicators
+                .tax_per_mu_cny
+                .map(|t| (t * firm.land_mu, firm.land_mu))
+        })
+        .collect();
+    p.tax_per_mu_cny = per(
+        Some(taxed.iter().map(|x| x.0).sum()),
+        taxed.iter().map(|x| x.1).sum(),
+    );
+    let output_10k = p.output_cny.map(|o| o / 10_000.0).unwrap_or(0.0);
+    p.carbon_intensity_tco2_per_10k_cny = per(Some(p.co2_total_t), output_10k);
+    p.energy_intensity_tce_per_10k_cny = per(Some(p.energy_equivalent_tce), output_10k);
     rows.push(row(
         "park",
         lang.pick("Park total", "园区合计"),
