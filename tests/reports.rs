@@ -152,7 +152,10 @@ fn the_figures_are_those_of_the_sample_and_the_statistics() {
         .iter()
         .map(|f| f["output_10k_cny"].as_f64().unwrap())
         .sum();
-    assert!((output - (330.82 + 4_600.0 * 30.0 / 365.0)).abs() < 1e-6, "{output}");
+    assert!(
+        (output - (330.82 + 4_600.0 * 30.0 / 365.0)).abs() < 1e-6,
+        "{output}"
+    );
     assert!((park["output_10k_cny"].as_f64().unwrap() - output).abs() < 1e-9);
     // Tax per mu over the land: (1,800 + 45 + 520) 万元 / 153.00004 mu.
     assert!((park["tax_per_mu_10k_cny"].as_f64().unwrap() - 2_365.0 / 153.00004).abs() < 1e-9);

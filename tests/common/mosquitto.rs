@@ -32,15 +32,20 @@ impl Mosquitto {
 
     /// Starts with extra configuration (e.g. a TLS listener) after the plain listener.
     pub fn start_with(extra: &str) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let mut m = Mosquitto {
-            child: None,
-            port: free_port(),
-            dir,
-            extra: extra.to_string(),
-        };
-        m.spawn();
-        m
+        // The port is free when picked but not held (mosquitto binds it itself): if something
+        // else took it meanwhile, mosquitto exits at once, and another port is tried.
+        for _ in 0..5 {
+            let mut m = Mosquitto {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().unwrap(),
+                extra: extra.to_string(),
+            };
+            if m.try_spawn() {
+                return m;
+            }
+        }
+        panic!("mosquitto did not start on any of 5 ports");
     }
 
     fn conf(&self) -> PathBuf {
@@ -67,6 +72,16 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "mosquitto did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts mosquitto and waits until it accepts connections; false if it exited (its port
+    /// was taken).
+    fn try_spawn(&mut self) -> bool {
         let conf = self.conf();
         let child = Command::new("mosquitto")
             .arg("-c")
@@ -78,12 +93,19 @@ impl Mosquitto {
         self.child = Some(child);
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "mosquitto did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     /// The broker's process id (benchmarks read its CPU time from /proc).
