@@ -66,8 +66,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// 2026-10-12, 2026-10, 2026-Q3, 2026 or 2026-10-01..2026-10-15 (local days).
-        #[arg(long, short)]
-        period: String,
+        #[arg(long, short, value_parser = ecogate::report::period::ReportPeriod::parse)]
+        period: ecogate::report::period::ReportPeriod,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
             period,
             output,
         } => load(&config).and_then(|c| {
-            app::reports::report(&c, &period, &output.into_output())?;
+            app::reports::report(&c, period, &output.into_output())?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::Evaluate {

@@ -210,7 +210,7 @@ fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
     let fixed = p.config.with_file_name("bad2.csv");
     std::fs::write(
         &fixed,
-        "企业名称,年度,税收(万元)\n恒达电机有限公司,2026,abc\n无名公司,2026,1\nqinghe-hydrogen,20x6,1\nhengda-motors,2026,5\n",
+        "企业名称,年度,税收(万元)\n恒达电机有限公司,2026,abc\n无名公司,2026,1\nqinghe-hydrogen,20x6,1\nhengda-motors,2026,5\nlvneng-charging,2026,5,7\n",
     )
     .unwrap();
     let (code, _, err) = run(&["stats", "import", "--config", c, fixed.to_str().unwrap()]);
@@ -220,10 +220,16 @@ fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
         format!("{f}:2: tax_cny `abc` is not a number"),
         format!("{f}:3: firm `无名公司` is not in the configuration"),
         format!("{f}:4: year `20x6` is not a year"),
-        "nothing imported (3 problem(s)".to_string(),
+        // A cell beyond the header's columns is refused, not dropped.
+        format!("{f}:6: 4 cells, but the header names 3 columns"),
+        "nothing imported (4 problem(s)".to_string(),
     ] {
         assert!(err.contains(&needle), "{needle} not in:\n{err}");
     }
+    // A period that is not one is a command-line error (exit 2), named.
+    let (code, _, err) = run(&["report", "--config", c, "--period", "2026-13"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`2026-13` is not a period"), "{err}");
     // Nothing of it was kept: the report still uses import #1 (line 5 alone was valid).
     let (_, out, _) = run(&[
         "report", "--config", c, "--period", "2026-11", "--format", "json",

@@ -143,7 +143,8 @@ pub fn evaluate_year(
     };
     let mut inputs = Vec::new();
     for (fi, f) in config.firms.iter().enumerate() {
-        let sums = year_sums(&reader, Entity::Firm(fi as u32), from, to)?;
+        // Day windows: the year to date ends inside today's.
+        let sums = reader.days(Entity::Firm(fi as u32), from, to)?;
         let (st, source) = year_stats(config, stats, fi, year)?;
         let period = Period {
             days: cov.days,
@@ -154,8 +155,8 @@ pub fn evaluate_year(
         let mut products = Vec::new();
         for p in &f.products {
             let meter = &config.meters[p.meter];
-            let m = year_sums(&reader, Entity::Meter(p.meter as u32), from, to)?;
-            let site = year_sums(&reader, Entity::Site(meter.site as u32), from, to)?;
+            let m = reader.days(Entity::Meter(p.meter as u32), from, to)?;
+            let site = reader.days(Entity::Site(meter.site as u32), from, to)?;
             products.push(ProductInput {
                 name: p.name.clone(),
                 quantity: m.get(Metric::OutputCny) / p.unit_value_cny_per_base / p.unit_in_base,
@@ -190,12 +191,6 @@ pub fn evaluate_year(
         });
     }
     Ok(evaluation::evaluate(year, cov, inputs, &config.evaluation))
-}
-
-/// A year's sums up to `to` (the whole year, or the year to date): day windows, which cover a
-/// part of a day too.
-fn year_sums(reader: &Figures, entity: Entity, from: i64, to: i64) -> anyhow::Result<Sums> {
-    Ok(reader.days(entity, from, to)?)
 }
 
 fn period_figures(
@@ -360,8 +355,7 @@ fn stats_store(config: &Config) -> anyhow::Result<Option<StatsStore>> {
 }
 
 /// `ecogate report`.
-pub fn report(config: &Config, period: &str, out: &Output) -> anyhow::Result<()> {
-    let period = ReportPeriod::parse(period).map_err(anyhow::Error::msg)?;
+pub fn report(config: &Config, period: ReportPeriod, out: &Output) -> anyhow::Result<()> {
     let store = open_store(config)?;
     let stats = stats_store(config)?;
     let data = gather(config, &store, stats.as_ref(), period, now_ms(config))?;

@@ -128,6 +128,16 @@ pub fn read(path: &Path, config: &Config) -> Result<Vec<Row>, Vec<String>> {
         if cells.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
+        if cells.len() > columns.len()
+            && cells[columns.len()..].iter().any(|c| !c.trim().is_empty())
+        {
+            errors.push(format!(
+                "{shown}:{line}: {} cells, but the header names {} columns",
+                cells.len(),
+                columns.len()
+            ));
+            continue;
+        }
         let mut row = Row {
             line,
             firm: String::new(),
