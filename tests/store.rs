@@ -158,3 +158,35 @@ fn a_store_newer_than_this_ecogate_is_refused() {
         "{e}"
     );
 }
+
+/// The daemon and a report command open the same store at the same instant; the CI once saw the
+/// restarted daemon exit with "view readings_by_name already exists" because the test's reader
+/// re-created the view between its DROP and CREATE. 8 threads x 25 opens each, all must succeed.
+#[test]
+fn stores_opened_at_the_same_instant_all_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    Store::open(&path).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let path = path.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for _ in 0..25 {
+                    barrier.wait();
+                    if let Err(e) = Store::open(&path) {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(failures, Vec::<String>::new());
+}

@@ -250,6 +250,20 @@ impl Store {
         if found == Some(1) {
             self.migrate_v1_readings()?;
         }
+        // One write transaction: the daemon and a report command (or a test's reader) may open
+        // the store at the same instant, and the view is dropped and re-created; without it one
+        // opener's CREATE VIEW could land between the other's DROP and CREATE and fail with
+        // "view readings_by_name already exists".
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        let result = self.init_schema();
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = self.conn.execute_batch(end).map_err(|e| self.err(e));
+        result.and(ended)
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
         self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
         // Counter-state fields added after version 2's first release.
         for (column, ty) in [
