@@ -24,6 +24,16 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (colour only at a terminal) or as JSON objects, one per line, for a
+    /// log collector. The level is set by ECOGATE_LOG (default: info for `run`, warn otherwise).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,15 +142,24 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Run { .. }) {
         sys::default_sigpipe();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ECOGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
+    // The daemon says what it runs at the default level; the one-shot commands print their
+    // results on stdout and keep stderr for warnings.
+    let default_level = match cli.command {
+        Command::Run { .. } => "warn,ecogate=info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ECOGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
         // Colour codes only for a person at a terminal, not in journald or a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let result = match cli.command {
         Command::Check { config } => load(&config).map(|c| {
             print!("{}", c.summary());
@@ -150,7 +169,7 @@ fn main() -> ExitCode {
             let hooks = app::daemon::Hooks {
                 after_start: sys::release_startup_heap,
             };
-            app::daemon::run(c, hooks)?;
+            app::daemon::run(&config, c, hooks)?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::Replay {

@@ -647,3 +647,67 @@ async fn messages_a_stock_broker_drops_are_counted() {
     assert_eq!(readings + dropped, MESSAGES as f64);
     drop(child);
 }
+
+/// SIGHUP mid-stream: first with a configuration that is not valid (refused, the running one
+/// goes on), then with a valid one (the firm's land changes from 1 to 2 mu): every component
+/// drains and restarts on it. 50,000 QoS 1 readings with payload timestamps: every one is stored
+/// once (50,000 rows), and the firm's total is the truth (sum over meters of 499 x (37 + i) Wh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_mid_stream_reloads_and_loses_nothing() {
+    let broker = Mosquitto::start();
+    let s = setup(broker.port);
+    let log_path = s.dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(["run", "--config", s.cfg_path.to_str().unwrap()])
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut child = Guard(Some(child));
+    let log = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = Instant::now();
+    while !log().contains("ecogate running") && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(log().contains("ecogate running"), "{}", log());
+    let (msgs, truth) = messages();
+    let (cfg_path, hup_pid, hup_log) = (s.cfg_path.clone(), pid.clone(), log.clone());
+    let valid = std::fs::read_to_string(&s.cfg_path).unwrap();
+    publish(broker.port, msgs, move || {
+        let hup = || {
+            Command::new("kill")
+                .args(["-HUP", &hup_pid])
+                .status()
+                .unwrap()
+        };
+        std::fs::write(&cfg_path, format!("{valid}\n[nonsense]\nkey = 1\n")).unwrap();
+        hup();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !hup_log().contains("not valid") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::write(&cfg_path, valid.replace("land_mu = 1", "land_mu = 2")).unwrap();
+        hup();
+    })
+    .await;
+    let got = wait_for_total(&s, truth).await;
+    let rows: i64 = rusqlite::Connection::open(&s.store)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
+        .unwrap();
+    let text = log();
+    eprintln!("SIGHUP: {got} kWh, truth {truth} kWh, {rows} readings stored\n{text}");
+    assert!(
+        text.contains("reload refused") && text.contains("nonsense"),
+        "{text}"
+    );
+    assert!(text.contains("reloading"), "{text}");
+    assert_eq!(text.matches("ecogate running").count(), 2, "{text}");
+    assert_eq!(got, truth);
+    assert_eq!(rows, (METERS * PER_METER) as i64);
+    let child = child.0.take().unwrap();
+    let out = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(out.success());
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success(), "{status:?}: {}", log());
+}

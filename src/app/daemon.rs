@@ -47,23 +47,60 @@ pub fn open_pipeline(
     Ok((pipeline, outbox))
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. An error is a runtime failure (exit 1).
-pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
-    let config = app.core.clone();
-    let metrics = Arc::new(Metrics::new());
-    let (pipeline, outbox) = open_pipeline(&app, &config.store.path, &metrics)?;
+/// How one generation of components ended.
+enum Ended {
+    Stop,
+    Reload(Box<AppConfig>),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads `config_path`: a valid new
+/// configuration replaces the running one (every component drained, then started on it); an
+/// invalid one is refused with its errors and the running one goes on. An error is a runtime
+/// failure (exit 1).
+pub fn run(config_path: &std::path::Path, app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let pipeline_stopping = pipeline.shutdown_flag();
     runtime.block_on(async move {
+        let mut signals = Signals::new()?;
+        let mut app = app;
+        let mut generation = 0u64;
+        loop {
+            match run_generation(app, config_path, hooks, &mut signals, generation).await? {
+                Ended::Stop => return Ok(()),
+                Ended::Reload(next) => {
+                    app = *next;
+                    generation += 1;
+                }
+            }
+        }
+    })
+}
+
+/// Starts every component on `app`, waits for a stop or a valid reload, drains them.
+async fn run_generation(
+    app: AppConfig,
+    config_path: &std::path::Path,
+    hooks: Hooks,
+    signals: &mut Signals,
+    generation: u64,
+) -> anyhow::Result<Ended> {
+    let config = app.core.clone();
+    // A registry per generation: firms, meters and their label sets may change with a reload,
+    // and families registered from the old configuration would linger. Counters restart from
+    // zero at a reload, which Prometheus's rate() reads as a counter reset.
+    let metrics = Arc::new(Metrics::new());
+    let (pipeline, outbox) = open_pipeline(&app, &config.store.path, &metrics)?;
+    let pipeline_stopping = pipeline.shutdown_flag();
+    {
         let handle = pipeline::spawn(pipeline, config.clone());
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         // Sinks after the pipeline: drained last.
         let mut sinks: Vec<Running> = Vec::new();
         if let (Some(ic), Some(outbox)) = (&app.influx, outbox.clone()) {
-            let m = (*metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register)).clone();
+            let m = (*metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register))
+                .clone();
             let sender = crate::sinks::influx::sender::Sender::new(ic.clone(), outbox, m)?;
             tracing::info!(url = %ic.url, bucket = %ic.bucket, outbox = %ic.outbox.dir.display(), "writing to InfluxDB");
             sinks.push(Running::new(
@@ -87,7 +124,12 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
             sources.push(Running::new("modbus", m.tasks));
         }
         if app.mqtt.broker.is_some() {
-            match crate::sources::mqtt::spawn(&app.mqtt, config.clone(), ctx.clone(), metrics.clone()) {
+            match crate::sources::mqtt::spawn(
+                &app.mqtt,
+                config.clone(),
+                ctx.clone(),
+                metrics.clone(),
+            ) {
                 Ok(m) => sources.push(Running::new("mqtt", vec![m.task])),
                 Err(e) => {
                     let _ = shutdown_tx.send(true);
@@ -116,6 +158,7 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
             config.clone(),
             app.influx.clone(),
         ));
+        let mut metrics_addr = None;
         if let Some(listen) = app.metrics_listen {
             match crate::metrics::http::serve(
                 listen,
@@ -126,7 +169,7 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
             .await
             {
                 Ok((addr, task)) => {
-                    tracing::info!(%addr, "serving /metrics");
+                    metrics_addr = Some(addr);
                     sources.push(Running::new("metrics", vec![task]));
                 }
                 // Collecting data matters more than exposing it: keep running.
@@ -147,17 +190,51 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
         for w in &config.warnings {
             tracing::warn!("configuration: {w}");
         }
+        let mut running = Vec::new();
+        if app.modbus.device_count() > 0 {
+            running.push(format!("modbus ({} devices)", app.modbus.device_count()));
+        }
+        if let Some(b) = &app.mqtt.broker {
+            running.push(format!(
+                "mqtt ({}:{}, {} subscriptions)",
+                b.host,
+                b.port,
+                app.mqtt.subscriptions.len()
+            ));
+        }
+        if let Some(ic) = &app.influx {
+            running.push(format!("influx ({})", ic.url));
+        }
+        let mut serving = vec![format!("store {}", config.store.path.display())];
+        if let Some(a) = &metrics_addr {
+            serving.push(format!("http://{a}/metrics"));
+        }
         tracing::info!(
-            store = %config.store.path.display(),
+            version = env!("CARGO_PKG_VERSION"),
+            generation,
+            firms = config.firms.len(),
             meters = config.meters.len(),
-            modbus_devices = app.modbus.device_count(),
-            "ecogate running"
+            "ecogate running: {}; {}",
+            if running.is_empty() {
+                "no live source".to_string()
+            } else {
+                running.join(", ")
+            },
+            serving.join(", ")
         );
         if app.modbus.device_count() == 0 && app.mqtt.broker.is_none() {
             tracing::warn!("no live sources are configured; use `ecogate replay` to load readings");
         }
-        wait_for_signal().await;
-        tracing::info!("stopping: sources first, then the pipeline commits what it holds");
+        let ended = signals.wait(config_path).await;
+        match &ended {
+            Ended::Stop => {
+                tracing::info!("stopping: sources first, then the pipeline commits what it holds")
+            }
+            Ended::Reload(_) => tracing::info!(
+                generation,
+                "reloading: every component drains, then starts on the new configuration"
+            ),
+        }
         pipeline_stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = shutdown_tx.send(true);
         for s in sources {
@@ -172,7 +249,7 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
             s.drain().await;
         }
         match drained {
-            Some(0) => Ok(()),
+            Some(0) => Ok(ended),
             // Not lost where the source redelivers (MQTT QoS 1); a Modbus value is read again
             // at the next poll. Either way the stop was not clean, and says so.
             Some(n) => Err(anyhow::anyhow!(
@@ -180,27 +257,68 @@ pub fn run(app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
             )),
             None => Err(anyhow::anyhow!("the pipeline thread failed")),
         }
-    })
+    }
 }
 
-async fn wait_for_signal() {
+/// The signals the daemon acts on: SIGTERM and SIGINT stop it, SIGHUP reloads.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                hup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Until a stop, or a SIGHUP whose configuration is valid. An invalid one is logged, error
+    /// by error, and the running configuration goes on.
+    async fn wait(&mut self, config_path: &std::path::Path) -> Ended {
+        loop {
+            #[cfg(unix)]
+            tokio::select! {
+                _ = self.term.recv() => return Ended::Stop,
+                _ = tokio::signal::ctrl_c() => return Ended::Stop,
+                _ = self.hup.recv() => {}
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+                return Ended::Stop;
+            }
+            #[cfg(unix)]
+            {
+                let path = config_path.to_path_buf();
+                let loaded = tokio::task::spawn_blocking(move || AppConfig::load(&path)).await;
+                match loaded {
+                    Ok(Ok(next)) => {
+                        tracing::info!(config = %config_path.display(), "SIGHUP: the configuration is valid; reloading");
+                        return Ended::Reload(Box::new(next.deep_clone()));
+                    }
+                    Ok(Err(errors)) => {
+                        for line in errors.to_string().lines() {
+                            tracing::error!("reload refused: {line}");
+                        }
+                        tracing::error!(
+                            config = %config_path.display(),
+                            problems = errors.errors.len(),
+                            "SIGHUP: the new configuration is not valid; the running one goes on"
+                        );
+                    }
+                    Err(e) => tracing::error!("SIGHUP: reading the configuration failed: {e}"),
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
