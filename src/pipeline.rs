@@ -152,8 +152,10 @@ impl Pipeline {
         };
         if let Err(e) = committed {
             self.metrics.store_commit_errors.inc();
+            self.metrics.store_writable.set(0);
             return Err(e);
         }
+        self.metrics.store_writable.set(1);
         self.metrics
             .store_commit_seconds
             .observe(started.elapsed().as_secs_f64());

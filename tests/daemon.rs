@@ -225,6 +225,31 @@ fn run_starts_and_stops_on_sigterm() {
         body.contains("ecogate_firm_co2_year_to_date_kg{firm=\"hengda-motors\"} 0"),
         "{body}"
     );
+    // Which build runs, and the process's own figures read from /proc.
+    assert!(
+        body.contains("ecogate_build_info{arch=\"x86_64\",os=\"linux\",version=\"0.1.0\"} 1")
+            || body
+                .contains("ecogate_build_info{arch=\"aarch64\",os=\"linux\",version=\"0.1.0\"} 1"),
+        "{body}"
+    );
+    for family in [
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(body.contains(family), "{family} missing: {body}");
+    }
+    // Alive, and ready: the store takes commits (no live source here to wait for).
+    let (status, body) = http(port, "GET", "/healthz");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    let (status, body) = http(port, "HEAD", "/healthz");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", ""));
+    let (status, body) = http(port, "GET", "/readyz");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(body, "ok   store: takes commits\n");
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -241,4 +266,64 @@ fn run_starts_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// (status line, body) of one request to the daemon's listener.
+fn http(port: u16, method: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// A broker that accepts the connection and never answers: /readyz says 503 and why, /healthz
+/// stays 200 (the process is alive; restarting it would not help).
+#[test]
+fn readyz_is_503_with_the_reason_while_the_broker_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // Held for the whole test: connections queue in its backlog and never get a CONNACK.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let broker_port = silent.local_addr().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let text = format!(
+        "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n\
+         [[meters]]\nid = \"c0\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 1000000 }}]\n\
+         [store]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\nclient_id = \"readyz\"\n\
+         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/energy\"\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\n",
+        dir.path().join("store.db").display()
+    );
+    let cfg_path = dir.path().join("ecogate.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    let _child = common::Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+            .args(["run", "--config", cfg_path.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the listener did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http(port, "GET", "/readyz");
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
+    assert_eq!(
+        body,
+        format!("ok   store: takes commits\nFAIL mqtt: not connected to 127.0.0.1:{broker_port}\n")
+    );
+    let (status, _) = http(port, "HEAD", "/readyz");
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    let (status, _) = http(port, "GET", "/healthz");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    drop(silent);
 }

@@ -50,8 +50,11 @@ async fn firm_figures_are_scraped_and_promtool_accepts_them() {
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (addr, _task) = ecogate::metrics::http::serve(
         "127.0.0.1:0".parse().unwrap(),
-        metrics.registry.clone(),
-        vec![],
+        ecogate::metrics::http::Endpoints {
+            registry: metrics.registry.clone(),
+            refresh: vec![],
+            checks: vec![],
+        },
         stop_rx,
     )
     .await

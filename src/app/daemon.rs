@@ -115,12 +115,24 @@ async fn run_generation(
         // Sources, and what reads the store beside them: drained first.
         let mut sources: Vec<Running> = Vec::new();
         let mut refresh: Vec<crate::metrics::http::Refresh> = Vec::new();
+        let store_writable = metrics.store_writable.clone();
+        let mut checks = vec![crate::metrics::http::Check::new("store", move || {
+            if store_writable.get() == 1 {
+                Ok("takes commits".into())
+            } else {
+                Err(
+                    "the last commit failed (ecogate_store_commit_errors_total; the log says why)"
+                        .into(),
+                )
+            }
+        })];
         if app.modbus.device_count() > 0 {
             let m = crate::sources::modbus::spawn(&app.modbus, ctx.clone(), metrics.clone());
             refresh.push(crate::sources::modbus::metrics::health(
                 &metrics.registry,
                 m.health.clone(),
             ));
+            checks.push(crate::sources::modbus::metrics::readiness(m.health.clone()));
             sources.push(Running::new("modbus", m.tasks));
         }
         if app.mqtt.broker.is_some() {
@@ -130,7 +142,12 @@ async fn run_generation(
                 ctx.clone(),
                 metrics.clone(),
             ) {
-                Ok(m) => sources.push(Running::new("mqtt", vec![m.task])),
+                Ok(m) => {
+                    checks.push(crate::sources::mqtt::metrics::readiness(
+                        &app.mqtt, &metrics,
+                    ));
+                    sources.push(Running::new("mqtt", vec![m.task]));
+                }
                 Err(e) => {
                     let _ = shutdown_tx.send(true);
                     return Err(anyhow::anyhow!("mqtt: {e}"));
@@ -141,6 +158,7 @@ async fn run_generation(
         (hooks.after_start)();
         if let Some(o) = outbox.clone() {
             let m = metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register);
+            checks.push(crate::sinks::influx::metrics::readiness(o.clone()));
             refresh.push(Arc::new(move || m.observe_outbox(&o)));
         }
         if config
@@ -160,14 +178,12 @@ async fn run_generation(
         ));
         let mut metrics_addr = None;
         if let Some(listen) = app.metrics_listen {
-            match crate::metrics::http::serve(
-                listen,
-                metrics.registry.clone(),
+            let endpoints = crate::metrics::http::Endpoints {
+                registry: metrics.registry.clone(),
                 refresh,
-                shutdown_tx.subscribe(),
-            )
-            .await
-            {
+                checks,
+            };
+            match crate::metrics::http::serve(listen, endpoints, shutdown_tx.subscribe()).await {
                 Ok((addr, task)) => {
                     metrics_addr = Some(addr);
                     sources.push(Running::new("metrics", vec![task]));

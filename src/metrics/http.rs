@@ -1,8 +1,15 @@
-//! The `/metrics` endpoint: a small HTTP/1.1 server for Prometheus scrapes.
+//! The metrics listener: a small HTTP/1.1 server for Prometheus scrapes and health probes.
 //!
-//! One route, GET /metrics, text exposition format. Bound to loopback unless configured
-//! otherwise. Requests are read under a timeout and a size limit, so a slow or hostile client
-//! cannot hold a connection or grow memory; each connection is served and closed.
+//! - `GET /metrics`: the text exposition format.
+//! - `GET /healthz`: 200 while the process answers (liveness).
+//! - `GET /readyz`: 200 when every readiness check passes (the store takes commits, the sources
+//!   are connected, the outbox is below its cap), else 503; the body has one line per check.
+//!
+//! HEAD is answered like GET without the body. Bound to loopback unless configured otherwise.
+//! Requests are read under a timeout and a size limit, so a slow or hostile client cannot hold a
+//! connection or grow memory; each connection is served and closed. Hand-written rather than a
+//! framework: three fixed read-only routes and no request body, where a framework would bring
+//! its own timeouts and limits to configure to the same effect.
 
 use prometheus::{Encoder, TextEncoder};
 use std::net::SocketAddr;
@@ -15,11 +22,55 @@ use tokio::sync::watch;
 /// Something that can refresh gauges just before a scrape (e.g. device health).
 pub type Refresh = Arc<dyn Fn() + Send + Sync>;
 
+/// One readiness check: `Ok(what is fine)` or `Err(what is wrong, in words)`.
+#[derive(Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub probe: Arc<dyn Fn() -> Result<String, String> + Send + Sync>,
+}
+
+impl Check {
+    pub fn new(
+        name: &'static str,
+        probe: impl Fn() -> Result<String, String> + Send + Sync + 'static,
+    ) -> Check {
+        Check {
+            name,
+            probe: Arc::new(probe),
+        }
+    }
+}
+
+/// What the listener serves.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub registry: prometheus::Registry,
+    pub refresh: Vec<Refresh>,
+    pub checks: Vec<Check>,
+}
+
+impl Endpoints {
+    /// (ready, one line per check).
+    pub fn readiness(&self) -> (bool, String) {
+        let mut ready = true;
+        let mut body = String::new();
+        for c in &self.checks {
+            match (c.probe)() {
+                Ok(what) => body.push_str(&format!("ok   {}: {what}\n", c.name)),
+                Err(why) => {
+                    ready = false;
+                    body.push_str(&format!("FAIL {}: {why}\n", c.name));
+                }
+            }
+        }
+        (ready, body)
+    }
+}
+
 /// Binds and serves until `shutdown` turns true. Returns the bound address.
 pub async fn serve(
     listen: SocketAddr,
-    registry: prometheus::Registry,
-    refresh: Vec<Refresh>,
+    endpoints: Endpoints,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
@@ -31,25 +82,17 @@ pub async fn serve(
                 a = listener.accept() => a,
             };
             let Ok((stream, _)) = accepted else { continue };
-            let registry = registry.clone();
-            let refresh = refresh.clone();
+            let endpoints = endpoints.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    handle(stream, &registry, &refresh),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), handle(stream, &endpoints)).await;
             });
         }
     });
     Ok((local, task))
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    registry: &prometheus::Registry,
-    refresh: &[Refresh],
-) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -64,6 +107,7 @@ async fn handle(
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 b"request too large\n",
+                false,
             )
             .await;
         }
@@ -72,38 +116,70 @@ async fn handle(
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => {
-            for r in refresh {
-                r();
-            }
-            let mut body = Vec::new();
-            TextEncoder::new()
-                .encode(&registry.gather(), &mut body)
-                .map_err(std::io::Error::other)?;
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET or HEAD /metrics, /healthz, /readyz\n",
+            false,
+        )
+        .await;
+    }
+    match path.split('?').next().unwrap_or("") {
+        "/metrics" => {
+            let registry = endpoints.registry.clone();
+            let refresh = endpoints.refresh.clone();
+            // The refreshers read the store: off the async workers.
+            let body = tokio::task::spawn_blocking(move || {
+                for r in &refresh {
+                    r();
+                }
+                let mut body = Vec::new();
+                TextEncoder::new()
+                    .encode(&registry.gather(), &mut body)
+                    .map(|_| body)
+            })
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
             respond(
                 &mut stream,
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
                 &body,
+                head_only,
             )
             .await
         }
-        ("GET", _) => {
+        "/healthz" => respond(&mut stream, "200 OK", "text/plain", b"ok\n", head_only).await,
+        "/readyz" => {
+            let e = endpoints.clone();
+            let (ready, body) = tokio::task::spawn_blocking(move || e.readiness())
+                .await
+                .map_err(std::io::Error::other)?;
+            let status = if ready {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
             respond(
                 &mut stream,
-                "404 Not Found",
-                "text/plain",
-                b"only /metrics here\n",
+                status,
+                "text/plain; charset=utf-8",
+                body.as_bytes(),
+                head_only,
             )
             .await
         }
         _ => {
             respond(
                 &mut stream,
-                "405 Method Not Allowed",
+                "404 Not Found",
                 "text/plain",
-                b"GET /metrics\n",
+                b"not here: /metrics, /healthz, /readyz\n",
+                head_only,
             )
             .await
         }
@@ -115,12 +191,15 @@ async fn respond(
     status: &str,
     content_type: &str,
     body: &[u8],
+    head_only: bool,
 ) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    if !head_only {
+        stream.write_all(body).await?;
+    }
     stream.shutdown().await
 }

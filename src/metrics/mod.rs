@@ -9,7 +9,9 @@ pub mod config;
 pub mod http;
 pub mod power;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub struct Metrics {
     pub group_commits: IntCounter,
     pub store_commit_errors: IntCounter,
     pub store_commit_seconds: Histogram,
+    /// 1 after a commit succeeded (or the store opened), 0 after one failed: what /readyz reads.
+    pub store_writable: IntGauge,
     /// Per-firm figures, registered once the configuration is known.
     pub accounts: std::sync::OnceLock<accounts::AccountMetrics>,
     /// Each component's own metric families, registered by the component once per registry.
@@ -86,6 +90,27 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let store_writable = IntGauge::new(
+            "ecogate_store_writable",
+            "1 while the embedded store takes commits (the last one succeeded), 0 after one failed.",
+        )
+        .expect("valid metric");
+        store_writable.set(1);
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "ecogate_build_info",
+                "Always 1; the labels say which ecogate runs, built for which target.",
+            ),
+            &["version", "arch", "os"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::env::consts::OS,
+            ])
+            .set(1);
         for reason in RejectReason::ALL {
             readings_rejected.with_label_values(&[reason.name()]);
         }
@@ -100,9 +125,19 @@ impl Metrics {
             Box::new(group_commits.clone()),
             Box::new(store_commit_errors.clone()),
             Box::new(store_commit_seconds.clone()),
+            Box::new(store_writable.clone()),
+            Box::new(build_info),
         ] {
             registry.register(c).expect("each metric registered once");
         }
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds and the
+        // rest, read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
         Metrics {
             registry,
             readings_accepted,
@@ -112,6 +147,7 @@ impl Metrics {
             group_commits,
             store_commit_errors,
             store_commit_seconds,
+            store_writable,
             accounts: std::sync::OnceLock::new(),
             components: Arc::default(),
         }

@@ -199,3 +199,22 @@ impl InfluxMetrics {
         *last = s;
     }
 }
+
+/// Ready while the outbox is below its size cap (at the cap, new figures wait or push the
+/// oldest out, as `when_full` says).
+pub fn readiness(outbox: Arc<Outbox>) -> crate::metrics::http::Check {
+    crate::metrics::http::Check::new("influx", move || {
+        let s = outbox.stats();
+        let what = format!(
+            "outbox {} of {} bytes, {} lines pending",
+            s.pending_bytes,
+            outbox.config().max_bytes,
+            s.pending_lines
+        );
+        if s.full {
+            Err(format!("{what}: at its cap"))
+        } else {
+            Ok(what)
+        }
+    })
+}

@@ -90,3 +90,22 @@ impl MqttMetrics {
         }
     }
 }
+
+/// Ready while connected to the broker with the subscriptions in place.
+pub fn readiness(
+    config: &super::config::MqttConfig,
+    metrics: &crate::metrics::Metrics,
+) -> crate::metrics::http::Check {
+    let m = metrics.component(MqttMetrics::register);
+    let broker = config
+        .broker
+        .as_ref()
+        .map_or_else(String::new, |b| format!("{}:{}", b.host, b.port));
+    crate::metrics::http::Check::new("mqtt", move || {
+        match (m.connected.get(), m.subscribed.get()) {
+            (1, 1) => Ok(format!("connected to {broker}, subscribed")),
+            (1, _) => Err(format!("connected to {broker}, not yet subscribed")),
+            _ => Err(format!("not connected to {broker}")),
+        }
+    })
+}
