@@ -100,6 +100,7 @@ async fn collect_with(
             shutdown: stop_rx,
         },
         metrics.clone(),
+        &[],
     )
     .unwrap();
     let mut readings = Vec::new();
@@ -311,6 +312,7 @@ async fn after_a_lost_connection_each_message_is_acknowledged_once() {
             shutdown: stop_rx,
         },
         Arc::new(Metrics::new()),
+        &[],
     )
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -807,4 +809,98 @@ fn sparkplug_payloads_from_an_independent_encoder_decode() {
             ("p".into(), -20.0, 1_714_522_620_000),
         ]
     );
+}
+
+/// (status line, body) of a GET to the daemon's listener; empty while it is not listening.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// A publishing meter has the same health metrics as a polled one: c0 publishes and is up; c1
+/// publishes a payload that does not decode and is down as `refused_payload`; c2 (expected:
+/// the topic has `{meter}` and no other source reads it) never publishes and is down as
+/// `silent`; 2 s later (`stale_after_s = 2`) c0 is down as `silent` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_meters_have_up_last_reading_and_the_reason_they_are_down() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let text = format!(
+        "{PARK}{}[store]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"ecogate-health\"\n\
+         [[mqtt.subscriptions]]\ntopic = \"h/{{meter}}\"\ndecoder = \"json\"\nfields = {{ delivered = \"/kwh\" }}\nstale_after_s = 2\n",
+        meters(3),
+        dir.path().join("store.db").display(),
+        broker.port
+    );
+    let cfg_path = dir.path().join("ecogate.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    let _child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+            .args(["run", "--config", cfg_path.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !get(port, "/metrics").contains("ecogate_mqtt_subscribed 1") {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    mosquitto::publish_qos1(
+        broker.port,
+        "health-publisher",
+        vec![
+            ("h/c0".into(), b"{\"kwh\": 10}".to_vec()),
+            ("h/c1".into(), b"{\"kwh\": ".to_vec()),
+        ],
+        Duration::from_secs(20),
+        || {},
+    )
+    .await;
+    let line = |body: &str, prefix: &str| -> Option<String> {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let up = |m: &str| format!("ecogate_meter_up{{meter=\"{m}\",source=\"mqtt\"}}");
+    let reason = |m: &str, r: &str| {
+        format!("ecogate_meter_last_failure{{meter=\"{m}\",reason=\"{r}\",source=\"mqtt\"}}")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut body = get(port, "/metrics");
+    while line(&body, &up("c0")).as_deref() != Some("1") {
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        body = get(port, "/metrics");
+    }
+    assert_eq!(line(&body, &up("c1")).as_deref(), Some("0"), "{body}");
+    assert_eq!(
+        line(&body, &reason("c1", "refused_payload")).as_deref(),
+        Some("1")
+    );
+    assert_eq!(line(&body, &up("c2")).as_deref(), Some("0"), "{body}");
+    assert_eq!(line(&body, &reason("c2", "silent")).as_deref(), Some("1"));
+    assert_eq!(line(&body, &reason("c0", "silent")).as_deref(), Some("0"));
+    let last = line(
+        &body,
+        "ecogate_meter_last_success_timestamp_seconds{meter=\"c0\",source=\"mqtt\"}",
+    )
+    .unwrap()
+    .parse::<f64>()
+    .unwrap();
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    assert!((now - last).abs() < 10.0, "last reading {last}, now {now}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let body = get(port, "/metrics");
+    assert_eq!(line(&body, &up("c0")).as_deref(), Some("0"), "{body}");
+    assert_eq!(line(&body, &reason("c0", "silent")).as_deref(), Some("1"));
 }

@@ -115,6 +115,8 @@ async fn run_generation(
         // Sources, and what reads the store beside them: drained first.
         let mut sources: Vec<Running> = Vec::new();
         let mut refresh: Vec<crate::metrics::http::Refresh> = Vec::new();
+        // Every source's meters, in the shared terms (metrics, status page).
+        let mut meter_health: Vec<crate::sources::health::Statuses> = Vec::new();
         let store_writable = metrics.store_writable.clone();
         let mut checks = vec![crate::metrics::http::Check::new("store", move || {
             if store_writable.get() == 1 {
@@ -132,6 +134,7 @@ async fn run_generation(
                 &metrics.registry,
                 m.health.clone(),
             ));
+            meter_health.push(crate::sources::modbus::metrics::statuses(m.health.clone()));
             checks.push(crate::sources::modbus::metrics::readiness(m.health.clone()));
             sources.push(Running::new("modbus", m.tasks));
         }
@@ -141,8 +144,10 @@ async fn run_generation(
                 config.clone(),
                 ctx.clone(),
                 metrics.clone(),
+                &app.modbus.meters(),
             ) {
                 Ok(m) => {
+                    meter_health.push(m.health.clone());
                     checks.push(crate::sources::mqtt::metrics::readiness(
                         &app.mqtt, &metrics,
                     ));
@@ -156,6 +161,9 @@ async fn run_generation(
         }
         drop(ctx);
         (hooks.after_start)();
+        for statuses in &meter_health {
+            refresh.push(crate::sources::health::refresh(&metrics, statuses.clone()));
+        }
         if let Some(o) = outbox.clone() {
             let m = metrics.component(crate::sinks::influx::metrics::InfluxMetrics::register);
             checks.push(crate::sinks::influx::metrics::readiness(o.clone()));

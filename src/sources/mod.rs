@@ -5,6 +5,7 @@
 //! The Modbus (`modbus`) and MQTT (`mqtt`) sources live in their own folders; `replay` (a file of
 //! historical readings) is the batch source in `crate::replay`.
 
+pub mod health;
 pub mod modbus;
 pub mod mqtt;
 

@@ -331,6 +331,14 @@ impl ModbusConfig {
     pub fn device_count(&self) -> usize {
         self.buses.iter().map(|b| b.devices.len()).sum()
     }
+
+    /// The meters the Modbus source reads.
+    pub fn meters(&self) -> Vec<String> {
+        self.buses
+            .iter()
+            .flat_map(|b| b.devices.iter().map(|d| d.meter.clone()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -107,37 +107,58 @@ impl ModbusMetrics {
     }
 }
 
+/// The Modbus meters' health in the shared terms: up when the last poll succeeded.
+pub fn statuses(health: std::sync::Arc<Health>) -> crate::sources::health::Statuses {
+    use std::sync::atomic::Ordering;
+    std::sync::Arc::new(move |_now_ms| {
+        health
+            .devices
+            .iter()
+            .map(|(meter, h)| {
+                let failed_by = h.last_failure.load(Ordering::Relaxed) as usize;
+                let reason = failed_by
+                    .checked_sub(1)
+                    .and_then(|i| super::poller::FAILURE_REASONS.get(i).copied());
+                crate::sources::health::MeterStatus {
+                    meter: meter.clone(),
+                    source: "modbus",
+                    up: h.up.load(Ordering::Relaxed),
+                    last_success_ms: h.last_success_ms.load(Ordering::Relaxed),
+                    consecutive_failures: h.consecutive_failures.load(Ordering::Relaxed),
+                    last_failure: reason,
+                    detail: reason.map(|r| failure_words(r).to_string()),
+                }
+            })
+            .collect()
+    })
+}
+
+/// A failure reason in words, for people.
+pub fn failure_words(reason: &str) -> &'static str {
+    match reason {
+        "timeout" => "no answer within the timeout (wrong unit id, wiring, or the meter is off)",
+        "exception" => {
+            "the meter answered with a Modbus exception (register or function not supported)"
+        }
+        "transport_error" => "the connection or serial line failed during the request",
+        "bad_response" => "the answer did not decode (wrong length or a value out of range)",
+        "connect_error" => "cannot connect to the gateway or open the serial port",
+        _ => "failed",
+    }
+}
+
+/// Modbus-only per-meter figures: request latency and polls by outcome.
 pub fn health(
     registry: &Registry,
     health: std::sync::Arc<Health>,
 ) -> crate::metrics::http::Refresh {
     use std::sync::atomic::Ordering;
-    let gauge = |name: &str, help: &str| {
-        let g = prometheus::GaugeVec::new(Opts::new(name, help), &["meter"]).expect("valid metric");
-        registry
-            .register(Box::new(g.clone()))
-            .expect("registered once");
-        g
-    };
-    let up = gauge("ecogate_meter_up", "1 if the meter's last poll succeeded.");
-    let last = gauge(
-        "ecogate_meter_last_success_timestamp_seconds",
-        "Unix time of the meter's last successful poll (0: never).",
-    );
-    let failures = gauge(
-        "ecogate_meter_consecutive_failures",
-        "Polls failed in a row.",
-    );
-    let latency = gauge(
-        "ecogate_meter_last_latency_seconds",
-        "Latency of the last successful request.",
-    );
-    let reason = prometheus::GaugeVec::new(
+    let latency = prometheus::GaugeVec::new(
         Opts::new(
-            "ecogate_meter_last_failure",
-            "1 for the reason the meter's last poll failed (timeout, exception, transport_error, bad_response, connect_error); all 0 after a success.",
+            "ecogate_meter_last_latency_seconds",
+            "Latency of the last successful request.",
         ),
-        &["meter", "reason"],
+        &["meter"],
     )
     .expect("valid metric");
     let polls = IntCounterVec::new(
@@ -149,7 +170,7 @@ pub fn health(
     )
     .expect("valid metric");
     for c in [
-        Box::new(reason.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(latency.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(polls.clone()),
     ] {
         registry.register(c).expect("registered once");
@@ -171,22 +192,8 @@ pub fn health(
                     .inc_by(now[i].saturating_sub(before[i]));
             }
             *before = now;
-            let failed_by = h.last_failure.load(Ordering::Relaxed) as usize;
-            for (i, r) in super::poller::FAILURE_REASONS.iter().enumerate() {
-                reason
-                    .with_label_values(&[meter.as_str(), r])
-                    .set(if failed_by == i + 1 { 1.0 } else { 0.0 });
-            }
-            let labels = [meter.as_str()];
-            up.with_label_values(&labels)
-                .set(h.up.load(Ordering::Relaxed) as u8 as f64);
-            last.with_label_values(&labels)
-                .set(h.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0);
-            failures
-                .with_label_values(&labels)
-                .set(h.consecutive_failures.load(Ordering::Relaxed) as f64);
             latency
-                .with_label_values(&labels)
+                .with_label_values(&[meter.as_str()])
                 .set(h.last_latency_us.load(Ordering::Relaxed) as f64 / 1e6);
         }
     })

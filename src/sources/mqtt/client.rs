@@ -35,9 +35,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-#[derive(Debug)]
 pub struct MqttSource {
     pub task: tokio::task::JoinHandle<()>,
+    /// The publishing meters' health, for the metrics and the status page.
+    pub health: crate::sources::health::Statuses,
+}
+
+impl std::fmt::Debug for MqttSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSource").finish_non_exhaustive()
+    }
 }
 
 /// Units of the configured channels, by meter and channel id (topics and payloads name them).
@@ -138,6 +145,7 @@ pub fn spawn(
     config: Arc<Config>,
     ctx: SourceContext,
     metrics: Arc<Metrics>,
+    read_elsewhere: &[String],
 ) -> Result<MqttSource, String> {
     let broker = mqtt.broker.clone().ok_or("no [mqtt] broker configured")?;
     let opts = options(&broker)?;
@@ -149,6 +157,11 @@ pub fn spawn(
             m.channels.iter().map(|c| (c.id.clone(), c.unit)).collect(),
         );
     }
+    let health = Arc::new(super::health::PublishedHealth::new(
+        &config,
+        mqtt,
+        read_elsewhere,
+    ));
     let metrics = metrics.component(MqttMetrics::register);
     let accepted_total = metrics.messages.with_label_values(&["accepted"]);
     let state = Loop {
@@ -163,6 +176,7 @@ pub fn spawn(
         committed: Arc::new(AckCount::default()),
         accepted_total,
         aliases: Default::default(),
+        health: health.clone(),
         batch: Vec::new(),
         batch_acks: Vec::new(),
         sent_for_commit: 0,
@@ -191,6 +205,7 @@ pub fn spawn(
         })
         .map_err(|e| format!("starting the MQTT thread: {e}"))?;
     Ok(MqttSource {
+        health: Arc::new(move |now_ms| health.statuses(now_ms)),
         task: tokio::spawn(async move {
             let _ = done_rx.await;
         }),
@@ -213,6 +228,7 @@ struct Loop {
     accepted_total: prometheus::IntCounter,
     /// Sparkplug B metric aliases, by configured meter.
     aliases: super::sparkplug::Aliases,
+    health: Arc<super::health::PublishedHealth>,
     /// Readings of the messages of the current socket read, sent as one envelope: one channel
     /// operation per read instead of one per message.
     batch: Vec<crate::reading::Reading>,
@@ -627,20 +643,35 @@ impl Loop {
                 (None, Some(m)) => m.as_str(),
                 (None, None) => return Err(Reject::UnknownMeter),
             };
-            if let super::config::Decoder::SparkplugB { fields } = &sub.decoder {
-                let kind = super::sparkplug::kind(&p.topic).ok_or(Reject::UnmatchedTopic)?;
-                let meters = &self.meters;
-                return super::sparkplug::decode(
-                    fields,
-                    meter,
-                    kind,
-                    &p.payload,
-                    arrival_ms,
-                    &mut self.aliases,
-                    |channel| meters.unit(meter, channel),
-                );
+            let result = if let super::config::Decoder::SparkplugB { fields } = &sub.decoder {
+                match super::sparkplug::kind(&p.topic) {
+                    None => Err(Reject::UnmatchedTopic),
+                    Some(kind) => {
+                        let meters = &self.meters;
+                        super::sparkplug::decode(
+                            fields,
+                            meter,
+                            kind,
+                            &p.payload,
+                            arrival_ms,
+                            &mut self.aliases,
+                            |channel| meters.unit(meter, channel),
+                        )
+                    }
+                }
+            } else {
+                decode::decode(sub, meter, &p.payload, arrival_ms, self.tz, &self.meters)
+            };
+            if let Some(h) = self.health.get(meter) {
+                match &result {
+                    Ok(readings) if !readings.is_empty() => {
+                        h.delivered(arrival_ms, sub.stale_after_ms)
+                    }
+                    Ok(_) => {}
+                    Err(reason) => h.refused(*reason),
+                }
             }
-            return decode::decode(sub, meter, &p.payload, arrival_ms, self.tz, &self.meters);
+            return result;
         }
         Err(Reject::UnmatchedTopic)
     }

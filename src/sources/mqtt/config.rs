@@ -61,6 +61,8 @@ pub struct RawSubscription {
     pub units: BTreeMap<String, S<String>>,
     pub channel: Option<S<String>>,
     pub timestamp: Option<S<String>>,
+    /// A meter of this subscription is down after this long without a reading.
+    pub stale_after_s: Option<S<u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub struct Subscription {
     pub qos: u8,
     pub decoder: Decoder,
     pub timestamp: Option<String>,
+    /// `stale_after_s` (default 600 s) in milliseconds.
+    pub stale_after_ms: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,6 +124,9 @@ pub struct MqttConfig {
     pub broker: Option<Broker>,
     pub subscriptions: Vec<Subscription>,
 }
+
+/// A publishing meter is down after 10 minutes without a reading: most publish every 1 to 5.
+pub const DEFAULT_STALE_AFTER_S: u64 = 600;
 
 fn pointer_ok(p: &str) -> bool {
     p.is_empty() || p.starts_with('/')
@@ -405,7 +412,20 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
                 );
             }
         }
+        let stale_after_ms = match &s.stale_after_s {
+            None => DEFAULT_STALE_AFTER_S as i64 * 1000,
+            Some(st) if *st.get_ref() == 0 || *st.get_ref() > 31 * 86_400 => {
+                v.err(
+                    st,
+                    format!("{key}.stale_after_s"),
+                    "between 1 s and 31 days: how long the meter may publish nothing before it counts as down",
+                );
+                continue;
+            }
+            Some(st) => *st.get_ref() as i64 * 1000,
+        };
         subscriptions.push(Subscription {
+            stale_after_ms,
             topic: s.topic.get_ref().clone(),
             pattern,
             meter: fixed_meter.map(|m| m.id.clone()),

@@ -317,6 +317,7 @@ mod tests {
             qos: 1,
             decoder,
             timestamp: timestamp.map(String::from),
+            stale_after_ms: 600_000,
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod health;
 pub mod metrics;
 pub mod pace;
 pub mod puback;

@@ -1,0 +1,115 @@
+//! Every meter's health, whichever source reads it: one set of metric families
+//! (`ecogate_meter_up`, `ecogate_meter_last_success_timestamp_seconds`,
+//! `ecogate_meter_consecutive_failures`, `ecogate_meter_last_failure{reason}`) that the
+//! staleness and meter-down alerts and the status page read, fed by each source in its own terms:
+//! a Modbus meter is up when its last poll succeeded; a meter that publishes (MQTT, Sparkplug B,
+//! OCPP over MQTT) is up while a reading arrived within its subscription's `stale_after_s`.
+//!
+//! Label values are meter ids from the configuration and the fixed [`REASONS`], never input.
+
+use prometheus::{GaugeVec, Opts, Registry};
+use std::sync::Arc;
+
+/// Why a meter is down (or its last attempt failed), as metric label values.
+pub const REASONS: &[&str] = &[
+    // Modbus
+    "timeout",
+    "exception",
+    "transport_error",
+    "bad_response",
+    "connect_error",
+    // Publishing meters
+    "refused_payload",
+    "silent",
+];
+
+/// One meter's health at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterStatus {
+    pub meter: String,
+    /// `modbus` or `mqtt`.
+    pub source: &'static str,
+    pub up: bool,
+    /// Epoch milliseconds of the last reading (0: none since start).
+    pub last_success_ms: i64,
+    pub consecutive_failures: u64,
+    /// One of [`REASONS`] when the meter is down or its last attempt failed.
+    pub last_failure: Option<&'static str>,
+    /// The last failure in words, for the status page (no secret, no raw payload).
+    pub detail: Option<String>,
+}
+
+/// A source's meters, as of `now_ms`.
+pub type Statuses = Arc<dyn Fn(i64) -> Vec<MeterStatus> + Send + Sync>;
+
+/// The shared families; registered once per registry through `Metrics::component`.
+#[derive(Debug, Clone)]
+pub struct MeterHealthMetrics {
+    up: GaugeVec,
+    last_success: GaugeVec,
+    failures: GaugeVec,
+    reason: GaugeVec,
+}
+
+impl MeterHealthMetrics {
+    pub fn register(registry: &Registry) -> MeterHealthMetrics {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        MeterHealthMetrics {
+            up: gauge(
+                "ecogate_meter_up",
+                "1 while the meter delivers: its last Modbus poll succeeded, or a published reading arrived within its subscription's stale_after_s.",
+                &["meter", "source"],
+            ),
+            last_success: gauge(
+                "ecogate_meter_last_success_timestamp_seconds",
+                "Unix time of the meter's last reading (0: none since ecogate started).",
+                &["meter", "source"],
+            ),
+            failures: gauge(
+                "ecogate_meter_consecutive_failures",
+                "Polls failed, or payloads refused, in a row.",
+                &["meter", "source"],
+            ),
+            reason: gauge(
+                "ecogate_meter_last_failure",
+                "1 for the reason the meter is down or its last attempt failed (timeout, exception, transport_error, bad_response, connect_error, refused_payload, silent); all 0 while it delivers.",
+                &["meter", "source", "reason"],
+            ),
+        }
+    }
+
+    pub fn observe(&self, statuses: &[MeterStatus]) {
+        for s in statuses {
+            let labels = [s.meter.as_str(), s.source];
+            self.up
+                .with_label_values(&labels)
+                .set(f64::from(u8::from(s.up)));
+            self.last_success
+                .with_label_values(&labels)
+                .set(s.last_success_ms as f64 / 1000.0);
+            self.failures
+                .with_label_values(&labels)
+                .set(s.consecutive_failures as f64);
+            for r in REASONS {
+                self.reason
+                    .with_label_values(&[s.meter.as_str(), s.source, r])
+                    .set(if s.last_failure == Some(*r) { 1.0 } else { 0.0 });
+            }
+        }
+    }
+}
+
+/// A refresher that copies a source's statuses into the shared families before a scrape.
+pub fn refresh(
+    metrics: &crate::metrics::Metrics,
+    statuses: Statuses,
+) -> crate::metrics::http::Refresh {
+    let m = metrics.component(MeterHealthMetrics::register);
+    Arc::new(move || m.observe(&statuses(chrono::Utc::now().timestamp_millis())))
+}
