@@ -91,6 +91,34 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Read one meter now and print every channel decoded, with the raw registers and the
+    /// request timings (Modbus), or listen to it and print what its topics deliver (MQTT).
+    /// Exit 0 when the meter delivered, 1 when it did not.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["meter", "modbus"])))]
+    Probe {
+        /// With --meter: the configuration that names the meter and how to read it.
+        #[arg(long, short, requires = "meter")]
+        config: Option<PathBuf>,
+        /// A meter of the configuration.
+        #[arg(long, requires = "config")]
+        meter: Option<String>,
+        /// A Modbus TCP device, HOST:PORT, read with --profile (no configuration needed).
+        #[arg(long, requires = "profile")]
+        modbus: Option<std::net::SocketAddr>,
+        /// Modbus unit id (slave address) with --modbus.
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// A shipped profile with --modbus: chint-dtsu666, chint-dtsu666-4000, chint-ddsu666,
+        /// eastron-sdm630, eastron-sdm120, acrel-adl400.
+        #[arg(long, requires = "modbus")]
+        profile: Option<String>,
+        /// Modbus: how long to wait for each answer (--modbus; a configured meter uses its own).
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// MQTT: how long to listen.
+        #[arg(long, default_value_t = 30)]
+        listen_s: u64,
+    },
     /// Firms' statistics (tax, revenue, value added, employees, R&D, off-meter energy,
     /// pollutants) per year.
     Stats {
@@ -203,6 +231,40 @@ fn main() -> ExitCode {
             app::reports::evaluate(&c, year, &output.into_output())?;
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Probe {
+            config,
+            meter,
+            modbus,
+            unit,
+            profile,
+            timeout_ms,
+            listen_s,
+        } => (|| {
+            let app = match &config {
+                Some(c) => Some(load(c)?),
+                None => None,
+            };
+            let target = match (meter, modbus, profile) {
+                (Some(m), _, _) => app::probe::Target::Meter(m),
+                (None, Some(addr), Some(profile)) => app::probe::Target::Modbus {
+                    addr,
+                    unit_id: unit,
+                    profile,
+                },
+                _ => unreachable!("clap requires --meter or --modbus with --profile"),
+            };
+            let delivered = app::probe::run(
+                app.as_ref(),
+                target,
+                timeout_ms,
+                std::time::Duration::from_secs(listen_s),
+            )?;
+            Ok(if delivered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        })(),
         Command::Stats {
             command: StatsCommand::Import { config, file },
         } => load(&config).and_then(|c| match app::reports::import_stats(&c, &file)? {

@@ -5,6 +5,7 @@
 //! - [`daemon`]: `ecogate run`: build every component from its config, start it, wait for a
 //!   signal, drain sources, then the pipeline, then sinks.
 //! - [`replay`]: `ecogate replay`: a file of readings through the same pipeline and sinks.
+//! - [`probe`]: `ecogate probe`: one meter read once (Modbus) or listened to (MQTT).
 //! - [`reports`]: `ecogate report`, `evaluate` and `stats import`: the store's figures and the
 //!   firms' statistics through the evaluation into report tables.
 //!
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod probe;
 pub mod replay;
 pub mod reports;
 

@@ -284,6 +284,11 @@ fn all_profiles(v: &mut Validator<'_>, raw: &RawModbus) -> HashMap<String, Profi
     out
 }
 
+/// The shipped profiles' names.
+pub fn profile_names() -> Vec<&'static str> {
+    PROFILES.iter().map(|(n, _)| *n).collect()
+}
+
 pub fn profile(name: &str) -> Option<Profile> {
     PROFILES
         .iter()

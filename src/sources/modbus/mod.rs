@@ -10,6 +10,7 @@ pub mod decode;
 pub mod metrics;
 pub mod plan;
 pub mod poller;
+pub mod probe;
 pub mod transport;
 
 pub use poller::{spawn, DeviceHealth, Health, ModbusSource};

@@ -149,7 +149,7 @@ fn now_ms() -> i64 {
 
 /// Why a request did not give usable registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     Timeout,
     Exception(u8),
     Transport,
@@ -159,7 +159,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Failure::Timeout => "timeout",
             Failure::Exception(_) => "exception",
@@ -324,33 +324,7 @@ impl BusTask {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Failure::Connect);
         };
-        conn.set_slave(Slave(unit_id));
-        let (addr, count) = (req.address, req.count);
-        let call = async {
-            match req.function {
-                Function::Holding => conn.read_holding_registers(addr, count).await,
-                Function::Input => conn.read_input_registers(addr, count).await,
-                Function::Coil => conn
-                    .read_coils(addr, count)
-                    .await
-                    .map(|r| r.map(|bits| bits.into_iter().map(u16::from).collect())),
-                Function::DiscreteInput => conn
-                    .read_discrete_inputs(addr, count)
-                    .await
-                    .map(|r| r.map(|bits| bits.into_iter().map(u16::from).collect())),
-            }
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Err(_) => Err(Failure::Timeout),
-            Ok(Err(_)) => Err(Failure::Transport),
-            Ok(Ok(Err(code))) => Err(Failure::Exception(u8::from(code))),
-            Ok(Ok(Ok(words))) if words.len() < count as usize => Err(Failure::BadResponse),
-            Ok(Ok(Ok(mut words))) => {
-                // Coil reads come back padded to a whole byte.
-                words.truncate(count as usize);
-                Ok(words)
-            }
-        }
+        read_request(conn, unit_id, req, timeout).await
     }
 
     async fn poll(&mut self, idx: usize) {
@@ -495,28 +469,18 @@ impl BusTask {
             let p = &d.device.points[pi];
             let start = offset as usize;
             let end = (start + p.data_type.width() as usize).min(words.len());
-            let bad = match decode::decode(&words[start..end], p.data_type, p.word_order) {
-                Err(e) => Some(("decode", e.to_string())),
-                Ok(raw) => {
-                    let value = (raw * p.scale + p.offset) * p.multiplier;
-                    if !value.is_finite() {
-                        Some(("not_finite", format!("{value}")))
-                    } else if p.min.is_some_and(|m| value < m) || p.max.is_some_and(|m| value > m) {
-                        Some((
-                            "out_of_range",
-                            format!("{value} outside [{}, {}]", fmt_opt(p.min), fmt_opt(p.max)),
-                        ))
-                    } else {
-                        out.push(Reading {
-                            meter: d.device.meter.clone(),
-                            channel: p.channel.clone(),
-                            amount: value,
-                            unit: p.unit,
-                            ts_ms,
-                            quality: Quality::Good,
-                        });
-                        None
-                    }
+            let bad = match point_value(p, &words[start..end]) {
+                Err(e) => Some(e),
+                Ok(value) => {
+                    out.push(Reading {
+                        meter: d.device.meter.clone(),
+                        channel: p.channel.clone(),
+                        amount: value,
+                        unit: p.unit,
+                        ts_ms,
+                        quality: Quality::Good,
+                    });
+                    None
                 }
             };
             if let Some((reason, detail)) = bad {
@@ -535,6 +499,63 @@ impl BusTask {
                 }
             }
         }
+    }
+}
+
+/// One read request on an open connection, within `timeout`.
+pub(super) async fn read_request(
+    conn: &mut tokio_modbus::client::Context,
+    unit_id: u8,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Vec<u16>, Failure> {
+    conn.set_slave(Slave(unit_id));
+    let (addr, count) = (req.address, req.count);
+    let call = async {
+        match req.function {
+            Function::Holding => conn.read_holding_registers(addr, count).await,
+            Function::Input => conn.read_input_registers(addr, count).await,
+            Function::Coil => conn
+                .read_coils(addr, count)
+                .await
+                .map(|r| r.map(|bits| bits.into_iter().map(u16::from).collect())),
+            Function::DiscreteInput => conn
+                .read_discrete_inputs(addr, count)
+                .await
+                .map(|r| r.map(|bits| bits.into_iter().map(u16::from).collect())),
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Err(_)) => Err(Failure::Transport),
+        Ok(Ok(Err(code))) => Err(Failure::Exception(u8::from(code))),
+        Ok(Ok(Ok(words))) if words.len() < count as usize => Err(Failure::BadResponse),
+        Ok(Ok(Ok(mut words))) => {
+            // Coil reads come back padded to a whole byte.
+            words.truncate(count as usize);
+            Ok(words)
+        }
+    }
+}
+
+/// A point's value from its registers: raw x scale + offset, x the CT/PT multiplier, checked
+/// against the point's range. Err: (reason label, detail).
+pub(super) fn point_value(
+    p: &super::config::Point,
+    words: &[u16],
+) -> Result<f64, (&'static str, String)> {
+    let raw =
+        decode::decode(words, p.data_type, p.word_order).map_err(|e| ("decode", e.to_string()))?;
+    let value = (raw * p.scale + p.offset) * p.multiplier;
+    if !value.is_finite() {
+        Err(("not_finite", format!("{value}")))
+    } else if p.min.is_some_and(|m| value < m) || p.max.is_some_and(|m| value > m) {
+        Err((
+            "out_of_range",
+            format!("{value} outside [{}, {}]", fmt_opt(p.min), fmt_opt(p.max)),
+        ))
+    } else {
+        Ok(value)
     }
 }
 

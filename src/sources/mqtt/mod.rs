@@ -12,6 +12,7 @@ pub mod decode;
 pub mod health;
 pub mod metrics;
 pub mod pace;
+pub mod probe;
 pub mod puback;
 pub mod sparkplug;
 pub mod topic;
