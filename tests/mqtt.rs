@@ -904,3 +904,128 @@ async fn publishing_meters_have_up_last_reading_and_the_reason_they_are_down() {
     assert_eq!(line(&body, &up("c0")).as_deref(), Some("0"), "{body}");
     assert_eq!(line(&body, &reason("c0", "silent")).as_deref(), Some("1"));
 }
+
+/// After a restart ecogate has no aliases: alias-only DDATA is refused as `unknown_alias`, and
+/// ecogate asks the node to rebirth (NCMD `Node Control/Rebirth = true` on
+/// spBv1.0/park/NCMD/edge1). The test's edge node answers it as a real one does, with its
+/// DBIRTH, and its next DDATA (by alias) is read: 1,000 Wh and 7.5 kW from the birth, 1,500 Wh
+/// from the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparkplug_alias_only_data_gets_a_rebirth_request_and_then_reads() {
+    use ecogate::sources::mqtt::sparkplug::{encode, parse, Metric, Scalar};
+    let broker = Mosquitto::start();
+    let subs = "[[mqtt.subscriptions]]\ntopic = \"spBv1.0/{group}/{type}/{node}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { delivered = \"Energy/Delivered\", power = \"Power\" }\nunits = { delivered = \"Wh\" }\n";
+    let cfg = config(broker.port, "ecogate-rebirth", subs, 1);
+    let metric = |name: Option<&str>, alias: u64, datatype: u32, value: Scalar| Metric {
+        name: name.map(String::from),
+        alias: Some(alias),
+        timestamp_ms: None,
+        datatype,
+        is_null: false,
+        value: Some(value),
+    };
+    let t0 = ts("2026-01-05T00:00:00Z") as u64;
+    let birth = encode::payload(
+        t0,
+        0,
+        &[
+            metric(Some("Energy/Delivered"), 1, 8, Scalar::Long(1_000)),
+            metric(Some("Power"), 2, 9, Scalar::Float(7.5)),
+        ],
+    );
+    let (first, second) = (
+        encode::payload(t0 + 30_000, 1, &[metric(None, 1, 8, Scalar::Long(1_200))]),
+        encode::payload(t0 + 60_000, 2, &[metric(None, 1, 8, Scalar::Long(1_500))]),
+    );
+    let port = broker.port;
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
+    let edge = tokio::spawn(async move {
+        let mut o = MqttOptions::new("edge1", "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut ev) = AsyncClient::new(o, 100);
+        client
+            .subscribe("spBv1.0/park/NCMD/edge1", QoS::AtMostOnce)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !matches!(
+            tokio::time::timeout_at(deadline, ev.poll()).await,
+            Ok(Ok(Event::Incoming(Packet::SubAck(_))))
+        ) {}
+        subscribed.await.expect("the source subscribed");
+        client
+            .publish(
+                "spBv1.0/park/DDATA/edge1/c0",
+                QoS::AtLeastOnce,
+                false,
+                first,
+            )
+            .await
+            .unwrap();
+        let mut acks = 0;
+        let command = loop {
+            match tokio::time::timeout_at(deadline, ev.poll())
+                .await
+                .expect("no rebirth request within 20 s")
+            {
+                Ok(Event::Incoming(Packet::Publish(p))) => break p,
+                Ok(Event::Incoming(Packet::PubAck(_))) => acks += 1,
+                Ok(_) => {}
+                Err(e) => panic!("edge node: {e}"),
+            }
+        };
+        client
+            .publish(
+                "spBv1.0/park/DBIRTH/edge1/c0",
+                QoS::AtLeastOnce,
+                false,
+                birth,
+            )
+            .await
+            .unwrap();
+        client
+            .publish(
+                "spBv1.0/park/DDATA/edge1/c0",
+                QoS::AtLeastOnce,
+                false,
+                second,
+            )
+            .await
+            .unwrap();
+        // Until all three are acknowledged (or the deadline).
+        while acks < 3 {
+            match tokio::time::timeout_at(deadline, ev.poll()).await {
+                Err(_) => break,
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acks += 1,
+                Ok(_) => {}
+            }
+        }
+        command
+    });
+    let (readings, metrics) =
+        collect_with(&cfg, |r| r.len() >= 3, Duration::from_secs(20), Some(ready)).await;
+    let command = edge.await.unwrap();
+    assert_eq!(command.topic, "spBv1.0/park/NCMD/edge1");
+    let asked = parse(&command.payload).unwrap();
+    assert_eq!(
+        asked.metrics[0].name.as_deref(),
+        Some("Node Control/Rebirth")
+    );
+    assert_eq!(asked.metrics[0].value, Some(Scalar::Bool(true)));
+    let got: Vec<(&str, f64, i64)> = readings
+        .iter()
+        .map(|r| (r.channel.as_str(), r.amount, r.ts_ms))
+        .collect();
+    let t0 = t0 as i64;
+    assert_eq!(
+        got,
+        vec![
+            ("delivered", 1_000.0, t0),
+            ("power", 7.5, t0),
+            ("delivered", 1_500.0, t0 + 60_000)
+        ]
+    );
+    let m = metrics.component(ecogate::sources::mqtt::metrics::MqttMetrics::register);
+    assert_eq!(m.rebirths.get(), 1);
+    assert_eq!(m.rejected.with_label_values(&["unknown_alias"]).get(), 1);
+}

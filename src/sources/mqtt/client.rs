@@ -177,6 +177,7 @@ pub fn spawn(
         accepted_total,
         aliases: Default::default(),
         health: health.clone(),
+        rebirths: HashMap::default(),
         batch: Vec::new(),
         batch_acks: Vec::new(),
         sent_for_commit: 0,
@@ -229,6 +230,8 @@ struct Loop {
     /// Sparkplug B metric aliases, by configured meter.
     aliases: super::sparkplug::Aliases,
     health: Arc<super::health::PublishedHealth>,
+    /// When each Sparkplug node (by its NCMD topic) was last asked to rebirth.
+    rebirths: HashMap<String, std::time::Instant, FastHash>,
     /// Readings of the messages of the current socket read, sent as one envelope: one channel
     /// operation per read instead of one per message.
     batch: Vec<crate::reading::Reading>,
@@ -247,6 +250,9 @@ struct Loop {
     /// without a restart).
     window_warned: bool,
 }
+
+/// A node is asked to rebirth at most this often.
+const REBIRTH_EVERY: Duration = Duration::from_secs(10);
 
 /// How long messages waiting under a learned window may see nothing arrive before the source
 /// asks for their commit (a loopback or LAN round trip is well below it).
@@ -552,6 +558,9 @@ impl Loop {
                 p.qos != QoS::AtMostOnce
             }
             Err(reason) => {
+                if reason == Reject::UnknownAlias {
+                    self.request_rebirth(&p.topic);
+                }
                 self.reject(reason, &p.topic);
                 false
             }
@@ -674,6 +683,48 @@ impl Loop {
             return result;
         }
         Err(Reject::UnmatchedTopic)
+    }
+
+    /// Asks the edge node behind `topic` for its BIRTH, at most once per node every
+    /// [`REBIRTH_EVERY`]: its DATA names metrics by aliases this process has no BIRTH for (the
+    /// BIRTH came before a restart, or was missed).
+    fn request_rebirth(&mut self, topic: &str) {
+        let now = std::time::Instant::now();
+        let Some((ncmd, payload)) = super::sparkplug::rebirth_request(
+            topic,
+            chrono::Utc::now().timestamp_millis().max(0) as u64,
+        ) else {
+            return;
+        };
+        if self
+            .rebirths
+            .get(&ncmd)
+            .is_some_and(|at| now.duration_since(*at) < REBIRTH_EVERY)
+        {
+            return;
+        }
+        // Node names come from the wire: keep the map bounded.
+        if self.rebirths.len() >= 1024 {
+            self.rebirths
+                .retain(|_, at| now.duration_since(*at) < REBIRTH_EVERY);
+            if self.rebirths.len() >= 1024 {
+                return;
+            }
+        }
+        self.rebirths.insert(ncmd.clone(), now);
+        // QoS 0, not retained, as the specification has commands sent.
+        match self
+            .client
+            .try_publish(ncmd.clone(), QoS::AtMostOnce, false, payload)
+        {
+            Ok(()) => {
+                self.metrics.rebirths.inc();
+                tracing::info!(topic = %ncmd, "sparkplug: DATA with aliases no BIRTH has mapped; asked the node to rebirth");
+            }
+            Err(e) => {
+                tracing::warn!(topic = %ncmd, "sparkplug: the rebirth request could not be sent: {e}")
+            }
+        }
     }
 
     /// Counts a refused message by reason and logs it.

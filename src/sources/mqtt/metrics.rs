@@ -16,6 +16,8 @@ pub struct MqttMetrics {
     pub inflight_window: prometheus::IntGauge,
     /// The broker's own count of messages it dropped (mosquitto's `$SYS`), -1 until heard.
     pub broker_dropped: prometheus::IntGauge,
+    /// Sparkplug B rebirth requests sent (NCMD `Node Control/Rebirth`).
+    pub rebirths: IntCounter,
 }
 
 impl MqttMetrics {
@@ -62,6 +64,11 @@ impl MqttMetrics {
         )
         .expect("valid metric");
         broker_dropped.set(-1);
+        let rebirths = IntCounter::new(
+            "ecogate_mqtt_sparkplug_rebirth_requests_total",
+            "Sparkplug B rebirth requests sent to edge nodes whose DATA used aliases no BIRTH had mapped (at most one per node every 10 s).",
+        )
+        .expect("valid metric");
         for r in ["accepted", "rejected"] {
             mqtt_messages.with_label_values(&[r]);
         }
@@ -76,6 +83,7 @@ impl MqttMetrics {
             Box::new(mqtt_reconnects.clone()),
             Box::new(inflight_window.clone()),
             Box::new(broker_dropped.clone()),
+            Box::new(rebirths.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -87,6 +95,7 @@ impl MqttMetrics {
             reconnects: mqtt_reconnects,
             inflight_window,
             broker_dropped,
+            rebirths,
         }
     }
 }

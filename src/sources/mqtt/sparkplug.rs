@@ -280,7 +280,36 @@ pub fn decode(
     Ok(out)
 }
 
-/// Protobuf encoding of the same subset, for tests and benches that publish Sparkplug.
+/// The Sparkplug B datatype of a Boolean metric.
+const BOOLEAN: u32 = 11;
+
+/// Asks the edge node that sent a message on `topic` to publish its BIRTH again: an NCMD with
+/// `Node Control/Rebirth = true` (Sparkplug 3.0, section 6.4.5), to
+/// `spBv1.0/GROUP/NCMD/NODE`. `None` for a topic that is not a node's or device's message.
+pub fn rebirth_request(topic: &str, now_ms: u64) -> Option<(String, Vec<u8>)> {
+    let mut parts = topic.split('/');
+    if parts.next() != Some("spBv1.0") {
+        return None;
+    }
+    let group = parts.next().filter(|g| !g.is_empty())?;
+    parts.next()?;
+    let node = parts.next().filter(|n| !n.is_empty())?;
+    let metric = Metric {
+        name: Some("Node Control/Rebirth".into()),
+        alias: None,
+        timestamp_ms: Some(now_ms),
+        datatype: BOOLEAN,
+        is_null: false,
+        value: Some(Scalar::Bool(true)),
+    };
+    Some((
+        format!("spBv1.0/{group}/NCMD/{node}"),
+        encode::payload(now_ms, 0, &[metric]),
+    ))
+}
+
+/// Protobuf encoding of the same subset: the rebirth request, and tests and benches that
+/// publish Sparkplug.
 pub mod encode {
     use super::{Metric, Scalar};
 
@@ -508,6 +537,24 @@ mod tests {
             ),
             Ok(vec![])
         );
+    }
+
+    #[test]
+    fn a_rebirth_request_goes_to_the_node_of_the_topic() {
+        let (topic, payload) =
+            rebirth_request("spBv1.0/park/DDATA/edge-7/meter-3", 1_700_000_000_000).unwrap();
+        assert_eq!(topic, "spBv1.0/park/NCMD/edge-7");
+        let p = parse(&payload).unwrap();
+        assert_eq!(p.metrics.len(), 1);
+        assert_eq!(p.metrics[0].name.as_deref(), Some("Node Control/Rebirth"));
+        assert_eq!(p.metrics[0].datatype, 11);
+        assert_eq!(p.metrics[0].value, Some(Scalar::Bool(true)));
+        assert_eq!(
+            rebirth_request("spBv1.0/park/NDATA/edge-7", 0).unwrap().0,
+            "spBv1.0/park/NCMD/edge-7"
+        );
+        assert_eq!(rebirth_request("spBv1.0/park/NDATA", 0), None);
+        assert_eq!(rebirth_request("other/park/NDATA/x", 0), None);
     }
 
     #[test]
