@@ -22,5 +22,6 @@ pub mod report;
 pub mod sinks;
 pub mod sources;
 pub mod statistics;
+pub mod status;
 pub mod units;
 pub mod util;

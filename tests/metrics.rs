@@ -54,6 +54,8 @@ async fn firm_figures_are_scraped_and_promtool_accepts_them() {
             registry: metrics.registry.clone(),
             refresh: vec![],
             checks: vec![],
+            pages: None,
+            token: None,
         },
         stop_rx,
     )

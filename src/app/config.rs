@@ -14,7 +14,6 @@ use crate::sinks::influx::config::{InfluxConfig, RawInflux};
 use crate::sources::modbus::config::{ModbusConfig, RawModbus};
 use crate::sources::mqtt::config::{MqttConfig, RawMqtt};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,8 +52,8 @@ pub struct AppConfig {
     pub core: Arc<Config>,
     pub modbus: ModbusConfig,
     pub mqtt: MqttConfig,
-    /// Where `/metrics` is served; `None` when switched off.
-    pub metrics_listen: Option<SocketAddr>,
+    /// Where `/metrics`, the probes and the status page are served; `None` when switched off.
+    pub listener: Option<crate::metrics::config::Listener>,
     pub alerting: Option<AlertingConfig>,
     pub influx: Option<InfluxConfig>,
 }
@@ -102,7 +101,7 @@ impl AppConfig {
         let mut core = v.core(&core_raw);
         let modbus = crate::sources::modbus::config::validate(&mut v, &raw.modbus, &core.meters);
         let mqtt = crate::sources::mqtt::config::validate(&mut v, &raw.mqtt, &core.meters);
-        let metrics_listen = crate::metrics::config::validate(&mut v, &raw.metrics);
+        let listener = crate::metrics::config::validate(&mut v, &raw.metrics);
         let alerting = crate::alerting::config::validate(
             &mut v,
             raw.alerting.as_ref(),
@@ -121,7 +120,7 @@ impl AppConfig {
             core: Arc::new(core),
             modbus,
             mqtt,
-            metrics_listen,
+            listener,
             alerting,
             influx,
         })

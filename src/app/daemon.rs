@@ -179,17 +179,31 @@ async fn run_generation(
                 config.clone(),
             ));
         }
-        refresh.push(super::reports::evaluation_metrics(
+        let latest_evaluation = super::status::LatestEvaluation::default();
+        let evaluation = super::reports::evaluation_metrics(
             &metrics.registry,
             config.clone(),
             app.influx.clone(),
-        ));
+            latest_evaluation.clone(),
+        );
+        refresh.push(evaluation.clone());
+        let status = Arc::new(super::status::StatusPages {
+            config: config.clone(),
+            meter_health: meter_health.clone(),
+            evaluation: latest_evaluation,
+            refresh_evaluation: evaluation,
+        });
         let mut metrics_addr = None;
-        if let Some(listen) = app.metrics_listen {
+        if let Some(listener) = app.listener.clone() {
+            let listen = listener.listen;
             let endpoints = crate::metrics::http::Endpoints {
                 registry: metrics.registry.clone(),
                 refresh,
                 checks,
+                pages: Some(Arc::new(move |path: &str, query: &str| {
+                    status.handle(path, query)
+                })),
+                token: listener.token.clone(),
             };
             match crate::metrics::http::serve(listen, endpoints, shutdown_tx.subscribe()).await {
                 Ok((addr, task)) => {

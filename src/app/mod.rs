@@ -17,5 +17,6 @@ pub mod daemon;
 pub mod probe;
 pub mod replay;
 pub mod reports;
+pub mod status;
 
 pub use config::AppConfig;

@@ -337,7 +337,7 @@ pub fn write(doc: &Document, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_ms(config: &Config) -> i64 {
+pub fn now_ms(config: &Config) -> i64 {
     // Reports can be made as of another time (golden files, reproducing a past report).
     std::env::var("ECOGATE_NOW")
         .ok()
@@ -442,6 +442,7 @@ pub fn evaluation_metrics(
     registry: &prometheus::Registry,
     config: std::sync::Arc<Config>,
     influx: Option<crate::sinks::influx::config::InfluxConfig>,
+    latest: super::status::LatestEvaluation,
 ) -> crate::metrics::http::Refresh {
     use prometheus::{GaugeVec, Opts};
     let gauge = |name: &str, help: &str, labels: &[&str]| {
@@ -498,6 +499,9 @@ pub fn evaluation_metrics(
                 return;
             }
         };
+        if let Ok(mut l) = latest.lock() {
+            *l = Some(std::sync::Arc::new(ev.clone()));
+        }
         for f in &ev.firms {
             score
                 .with_label_values(&[&f.firm])

@@ -4,6 +4,9 @@
 //! - `GET /healthz`: 200 while the process answers (liveness).
 //! - `GET /readyz`: 200 when every readiness check passes (the store takes commits, the sources
 //!   are connected, the outbox is below its cap), else 503; the body has one line per check.
+//! - `GET /`, `/firm/ID`, `/meters`: the status pages (`crate::status`), `?lang=en` for English.
+//!
+//! With a token configured, every route but the two probes asks for it.
 //!
 //! HEAD is answered like GET without the body. Bound to loopback unless configured otherwise.
 //! Requests are read under a timeout and a size limit, so a slow or hostile client cannot hold a
@@ -41,12 +44,54 @@ impl Check {
     }
 }
 
+/// An answer from the status pages.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// The status pages: (path, query) to a page, `None` for a path they do not serve.
+pub type Pages = Arc<dyn Fn(&str, &str) -> Option<Page> + Send + Sync>;
+
 /// What the listener serves.
 #[derive(Clone)]
 pub struct Endpoints {
     pub registry: prometheus::Registry,
     pub refresh: Vec<Refresh>,
     pub checks: Vec<Check>,
+    pub pages: Option<Pages>,
+    /// When set, every route but /healthz and /readyz asks for it.
+    pub token: Option<crate::util::Secret>,
+}
+
+/// Whether the request carries the token, as `Authorization: Bearer …` or `?token=…`.
+fn authorized(head: &str, query: &str, token: &str) -> bool {
+    // Compared without an early exit, so that timing says nothing about how much matched.
+    let same = |given: &str| {
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    };
+    let from_header = head.lines().skip(1).any(|l| {
+        let Some((name, value)) = l.split_once(':') else {
+            return false;
+        };
+        name.trim().eq_ignore_ascii_case("authorization")
+            && value
+                .trim()
+                .strip_prefix("Bearer ")
+                .is_some_and(|t| same(t.trim()))
+    });
+    from_header
+        || query
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("token="))
+            .any(same)
 }
 
 impl Endpoints {
@@ -127,7 +172,21 @@ async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
         )
         .await;
     }
-    match path.split('?').next().unwrap_or("") {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let head = String::from_utf8_lossy(&buf);
+    if let Some(token) = &endpoints.token {
+        if !matches!(route, "/healthz" | "/readyz") && !authorized(&head, query, token.expose()) {
+            return respond(
+                &mut stream,
+                "401 Unauthorized",
+                "text/plain",
+                b"a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+                head_only,
+            )
+            .await;
+        }
+    }
+    match route {
         "/metrics" => {
             let registry = endpoints.registry.clone();
             let refresh = endpoints.refresh.clone();
@@ -174,14 +233,28 @@ async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
             .await
         }
         _ => {
-            respond(
-                &mut stream,
-                "404 Not Found",
-                "text/plain",
-                b"not here: /metrics, /healthz, /readyz\n",
-                head_only,
-            )
-            .await
+            let page = match endpoints.pages.clone() {
+                Some(pages) => {
+                    let (route, query) = (route.to_string(), query.to_string());
+                    tokio::task::spawn_blocking(move || pages(&route, &query))
+                        .await
+                        .map_err(std::io::Error::other)?
+                }
+                None => None,
+            };
+            match page {
+                Some(p) => respond(&mut stream, p.status, p.content_type, &p.body, head_only).await,
+                None => {
+                    respond(
+                        &mut stream,
+                        "404 Not Found",
+                        "text/plain",
+                        b"not here: /, /firm/ID, /meters, /metrics, /healthz, /readyz\n",
+                        head_only,
+                    )
+                    .await
+                }
+            }
         }
     }
 }
