@@ -196,6 +196,7 @@ fn main() -> ExitCode {
         Command::Run { config } => load(&config).and_then(|c| {
             let hooks = app::daemon::Hooks {
                 after_start: sys::release_startup_heap,
+                clock: ecogate::util::Clock::real(),
             };
             app::daemon::run(&config, c, hooks)?;
             Ok(ExitCode::SUCCESS)

@@ -43,6 +43,7 @@ async fn collect(
         SourceContext {
             output: tx,
             shutdown: stop_rx,
+            clock: ecogate::util::Clock::real(),
         },
         metrics.clone(),
     );
@@ -290,6 +291,7 @@ async fn polling_resumes_after_the_server_restarts() {
         SourceContext {
             output: tx,
             shutdown: stop_rx,
+            clock: ecogate::util::Clock::real(),
         },
         metrics.clone(),
     );
@@ -350,6 +352,7 @@ async fn modbus_readings_are_accounted_through_the_pipeline() {
         SourceContext {
             output: handle.tx.clone(),
             shutdown: stop_rx,
+            clock: ecogate::util::Clock::real(),
         },
         Arc::new(Metrics::new()),
     );

@@ -142,6 +142,7 @@ async fn rtu_over_a_serial_line_with_noise_and_crc_errors() {
         SourceContext {
             output: tx,
             shutdown: stop_rx,
+            clock: ecogate::util::Clock::real(),
         },
         metrics.clone(),
     );

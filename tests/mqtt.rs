@@ -98,6 +98,7 @@ async fn collect_with(
         SourceContext {
             output: tx,
             shutdown: stop_rx,
+            clock: ecogate::util::Clock::real(),
         },
         metrics.clone(),
         &[],
@@ -310,6 +311,7 @@ async fn after_a_lost_connection_each_message_is_acknowledged_once() {
         SourceContext {
             output: tx,
             shutdown: stop_rx,
+            clock: ecogate::util::Clock::real(),
         },
         Arc::new(Metrics::new()),
         &[],

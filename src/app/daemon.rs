@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub struct Hooks {
     /// Called once every component has started (the binary hands start-up heap back).
     pub after_start: fn(),
+    /// What stamps Modbus readings and dates the status pages: real time, except in the demo.
+    pub clock: crate::util::Clock,
 }
 
 /// Opens the store and the pipeline on it, with the InfluxDB sink attached when configured.
@@ -111,6 +113,7 @@ async fn run_generation(
         let ctx = SourceContext {
             output: handle.tx.clone(),
             shutdown: shutdown_rx,
+            clock: hooks.clock,
         };
         // Sources, and what reads the store beside them: drained first.
         let mut sources: Vec<Running> = Vec::new();
@@ -192,6 +195,7 @@ async fn run_generation(
             meter_health: meter_health.clone(),
             evaluation: latest_evaluation,
             refresh_evaluation: evaluation,
+            clock: hooks.clock,
         });
         let mut metrics_addr = None;
         if let Some(listener) = app.listener.clone() {

@@ -25,6 +25,8 @@ pub struct StatusPages {
     pub evaluation: LatestEvaluation,
     /// Brings `evaluation` up to date (at most every 10 minutes).
     pub refresh_evaluation: crate::metrics::http::Refresh,
+    /// The figures' "now" (simulated in the demo); meter health is in real time.
+    pub clock: crate::util::Clock,
 }
 
 fn totals(config: &Config, entity: Entity, sums: &Sums, days: f64) -> Totals {
@@ -131,10 +133,11 @@ impl StatusPages {
         Ok(rows)
     }
 
-    fn meter_rows(&self, now_ms: i64, firm: Option<usize>) -> Vec<MeterRow> {
+    fn meter_rows(&self, firm: Option<usize>) -> Vec<MeterRow> {
         let config = &self.config;
+        let real_now = chrono::Utc::now().timestamp_millis();
         let mut statuses: Vec<MeterStatus> =
-            self.meter_health.iter().flat_map(|s| s(now_ms)).collect();
+            self.meter_health.iter().flat_map(|s| s(real_now)).collect();
         statuses.sort_by(|a, b| a.meter.cmp(&b.meter));
         statuses
             .into_iter()
@@ -166,7 +169,7 @@ impl StatusPages {
             config,
         };
         let (today, month) = self.today_and_month(&reader, Entity::Park, now_ms)?;
-        let meters = self.meter_rows(now_ms, None);
+        let meters = self.meter_rows(None);
         Ok(Overview {
             park: config.park.name.clone(),
             at: local_text(config, now_ms, "%Y-%m-%d %H:%M"),
@@ -225,7 +228,7 @@ impl StatusPages {
             month,
             hours,
             days,
-            meters: self.meter_rows(now_ms, Some(fi)),
+            meters: self.meter_rows(Some(fi)),
         }))
     }
 
@@ -233,8 +236,8 @@ impl StatusPages {
         MetersPage {
             park: self.config.park.name.clone(),
             at: local_text(&self.config, now_ms, "%Y-%m-%d %H:%M"),
-            now_ms,
-            meters: self.meter_rows(now_ms, None),
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            meters: self.meter_rows(None),
         }
     }
 
@@ -245,7 +248,11 @@ impl StatusPages {
         } else {
             Lang::Zh
         };
-        let now_ms = super::reports::now_ms(&self.config);
+        let now_ms = if self.clock.is_real() {
+            super::reports::now_ms(&self.config)
+        } else {
+            self.clock.now_ms()
+        };
         let html = |body: String| Page {
             status: "200 OK",
             content_type: "text/html; charset=utf-8",
@@ -271,7 +278,11 @@ impl StatusPages {
             p => {
                 let id = p.strip_prefix("/firm/")?;
                 Some(match self.firm(id, now_ms) {
-                    Ok(Some(f)) => html(crate::status::render::firm(&f, lang, now_ms)),
+                    Ok(Some(f)) => html(crate::status::render::firm(
+                        &f,
+                        lang,
+                        chrono::Utc::now().timestamp_millis(),
+                    )),
                     Ok(None) => Page {
                         status: "404 Not Found",
                         content_type: "text/plain; charset=utf-8",

@@ -18,4 +18,6 @@ pub struct SourceContext {
     pub output: mpsc::Sender<Envelope>,
     /// Turns `true` when the daemon is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Stamps readings that carry no time of their own.
+    pub clock: crate::util::Clock,
 }

@@ -30,6 +30,55 @@ fn jitter() -> f64 {
     0.8 + (nanos % 1000) as f64 / 1000.0 * 0.4
 }
 
+/// The clock readings are stamped with where the source gives no time of its own (a Modbus
+/// poll). Real time, except in `ecogate demo`, whose simulated park runs faster than real time
+/// from a start in the past until it has caught up with the present: it never runs ahead of
+/// real time, so no reading is stamped in the future.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    origin_real_ms: i64,
+    origin_sim_ms: i64,
+    speed: f64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::real()
+    }
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock {
+            origin_real_ms: 0,
+            origin_sim_ms: 0,
+            speed: 1.0,
+        }
+    }
+
+    /// Simulated time from `start_ms`, `speed` times faster than real time from now on.
+    pub fn simulated(start_ms: i64, speed: f64) -> Clock {
+        Clock {
+            origin_real_ms: chrono::Utc::now().timestamp_millis(),
+            origin_sim_ms: start_ms,
+            speed: speed.max(1.0),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        let real = chrono::Utc::now().timestamp_millis();
+        if self.speed == 1.0 && self.origin_real_ms == self.origin_sim_ms {
+            return real;
+        }
+        let sim = self.origin_sim_ms + ((real - self.origin_real_ms) as f64 * self.speed) as i64;
+        sim.min(real)
+    }
+
+    pub fn is_real(&self) -> bool {
+        *self == Clock::real()
+    }
+}
+
 /// A URL as it may be shown: any `user:password@` replaced by `***@`. Works on text that does
 /// not parse as a URL too, so that an error about a malformed URL cannot leak what it holds.
 pub fn redact_url(url: &str) -> String {

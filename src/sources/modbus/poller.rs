@@ -366,7 +366,7 @@ impl BusTask {
                             .request_seconds
                             .with_label_values(&[&device.meter])
                             .observe(latency_us as f64 / 1e6);
-                        let ts_ms = now_ms();
+                        let ts_ms = self.ctx.clock.now_ms();
                         self.decode_points(idx, req, &words, ts_ms, &mut readings);
                         break;
                     }
