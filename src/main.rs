@@ -38,6 +38,21 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// A simulated park in this process (Modbus TCP factories, MQTT charging hubs and a
+    /// hydrogen site, an embedded broker) read by the real daemon, with the status page: no
+    /// external service needed. Runs until Ctrl-C.
+    Demo {
+        /// Folder for the demo's configuration, store and statistics.
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        /// Simulated time runs this many times faster than real time (from yesterday's local
+        /// midnight until it catches up with the present).
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Where the status page and /metrics are served.
+        #[arg(long, default_value = "127.0.0.1:9108")]
+        listen: std::net::SocketAddr,
+    },
     /// Validate a configuration file and print a summary of it.
     Check {
         #[arg(long, short)]
@@ -167,13 +182,15 @@ impl OutputArgs {
 fn main() -> ExitCode {
     sys::tune_malloc();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
         sys::default_sigpipe();
     }
     // The daemon says what it runs at the default level; the one-shot commands print their
     // results on stdout and keep stderr for warnings.
     let default_level = match cli.command {
         Command::Run { .. } => "warn,ecogate=info",
+        // The demo prints its own console lines; the daemon inside it says only what is wrong.
+        Command::Demo { .. } => "warn,rumqttd=off",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ECOGATE_LOG")
@@ -193,6 +210,12 @@ fn main() -> ExitCode {
             print!("{}", c.summary());
             ExitCode::SUCCESS
         }),
+        Command::Demo { dir, speed, listen } => ecogate::demo::run(
+            ecogate::demo::DemoOptions { dir, speed, listen },
+            sys::release_startup_heap,
+        )
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(Failure::Runtime),
         Command::Run { config } => load(&config).and_then(|c| {
             let hooks = app::daemon::Hooks {
                 after_start: sys::release_startup_heap,

@@ -186,6 +186,10 @@ pub fn spawn(
         window: Window::default(),
         drop_log: crate::util::Throttle::default(),
         window_warned: false,
+        qos1_total: 0,
+        rate_since: std::time::Instant::now(),
+        rate_from: 0,
+        rate_per_s: 0.0,
     };
     // Its own thread and runtime: the pacing in `run` blocks the thread between socket reads,
     // which must not hold up other tasks, and readiness events of the broker's socket then wake
@@ -249,6 +253,11 @@ struct Loop {
     /// The small-window warning was given (once per run: the broker's settings do not change
     /// without a restart).
     window_warned: bool,
+    /// QoS 1 messages received since start, and the rate they came at over the last second.
+    qos1_total: u64,
+    rate_since: std::time::Instant,
+    rate_from: u64,
+    rate_per_s: f64,
 }
 
 /// A node is asked to rebirth at most this often.
@@ -569,6 +578,7 @@ impl Loop {
             return;
         }
         self.received_qos1 += 1;
+        self.qos1_total += 1;
         self.batch_acks.push(PendingAck {
             needs_commit,
             pkid: Some(p.pkid),
@@ -585,9 +595,22 @@ impl Loop {
         self.send_batch(messages, commit_now).await;
     }
 
-    /// Exports the learned window, and says once per connection when it is small.
+    /// Exports the learned window, and says once per connection when it is small. Only while
+    /// the flow is bound by it (the window refills at least 4 times a second): a publisher that
+    /// sends a fixed batch every second looks like a window of its batch size, and is not one.
     fn observe_window(&mut self) {
-        let learned = self.window.learned().unwrap_or(0);
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.rate_since).as_secs_f64();
+        if elapsed >= 1.0 {
+            self.rate_per_s = (self.qos1_total - self.rate_from) as f64 / elapsed;
+            self.rate_since = now;
+            self.rate_from = self.qos1_total;
+        }
+        let learned = self
+            .window
+            .learned()
+            .filter(|w| self.rate_per_s >= 4.0 * *w as f64)
+            .unwrap_or(0);
         let shown = self.metrics.inflight_window.get() as u64;
         if learned == shown {
             return;
