@@ -104,6 +104,9 @@ impl StatusPages {
             let e = Entity::Firm(i as u32);
             let ytd = reader.year_to_date(e, now_ms)?;
             let ind = reader.indicators(e, &ytd);
+            // The same window as the intensity alert.
+            let day = reader.last_24h(e, now_ms)?;
+            let day_ind = reader.indicators(e, &day);
             let ev = evaluation
                 .as_ref()
                 .and_then(|ev| ev.firms.iter().find(|x| x.firm == f.id).cloned());
@@ -117,7 +120,7 @@ impl StatusPages {
                 name: f.name.clone(),
                 land_mu: f.land_mu,
                 output_per_mu_cny: ind.output_per_mu_annualised_cny,
-                carbon_intensity: ind.carbon_intensity_tco2_per_10k_cny,
+                carbon_intensity: day_ind.carbon_intensity_tco2_per_10k_cny,
                 class: ev.as_ref().and_then(|x| x.class.clone()),
                 score: ev.as_ref().and_then(|x| x.score),
                 alerts,

@@ -20,7 +20,7 @@ pub struct FirmRow {
     pub land_mu: f64,
     /// Year to date, annualised (CNY per mu a year).
     pub output_per_mu_cny: Option<f64>,
-    /// Year to date, tCO2 per 10,000 CNY of output.
+    /// The last 24 hours (the intensity alert's window), tCO2 per 10,000 CNY of output.
     pub carbon_intensity: Option<f64>,
     /// The provisional class of the year's per-mu evaluation (A-D), if rated.
     pub class: Option<String>,

@@ -123,7 +123,7 @@ pub fn overview(o: &Overview, lang: Lang) -> String {
         lang.pick("Firm", "企业"),
         lang.pick("Land (mu)", "用地面积(亩)"),
         lang.pick("Output per mu (10k CNY/mu·a)", "亩均产值(万元/亩·年)"),
-        lang.pick("Carbon intensity (tCO2/10k CNY)", "单位产值碳排放(吨二氧化碳/万元)"),
+        lang.pick("Carbon intensity, 24 h (tCO2/10k CNY)", "单位产值碳排放,近24小时(吨二氧化碳/万元)"),
         lang.pick("Score", "综合得分"),
         lang.pick("Class", "评价等级"),
         lang.pick("Alerts", "告警"),
