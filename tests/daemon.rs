@@ -327,3 +327,67 @@ fn readyz_is_503_with_the_reason_while_the_broker_does_not_answer() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     drop(silent);
 }
+
+/// Listening beyond loopback, the status pages and /metrics ask for the token ([metrics]
+/// token_file); the probes do not. The token is never printed by `check`.
+#[test]
+fn a_token_guards_the_pages_and_metrics_but_not_the_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let token = "s3cret-status-token-4711";
+    std::fs::write(dir.path().join("status.token"), format!("{token}\n")).unwrap();
+    let text = std::fs::read_to_string("config/ecogate.example.toml")
+        .unwrap()
+        .replace(
+            "path = \"data/ecogate.db\"",
+            &format!("path = \"{}\"", dir.path().join("s.db").display()),
+        );
+    let text = format!(
+        "{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"status.token\"\n"
+    );
+    let cfg_path = dir.path().join("ecogate.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    let (code, out, err) = ecogate(&["check", "--config", cfg_path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(token) && !err.contains(token));
+    let _child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+            .args(["run", "--config", cfg_path.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the listener did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for path in ["/", "/metrics", "/meters", "/firm/hengda-motors"] {
+        assert_eq!(
+            http(port, "GET", path).0,
+            "HTTP/1.1 401 Unauthorized",
+            "{path}"
+        );
+        assert_eq!(
+            http(port, "GET", &format!("{path}?token=wrong-token-000000000")).0,
+            "HTTP/1.1 401 Unauthorized"
+        );
+    }
+    assert_eq!(http(port, "GET", "/healthz").0, "HTTP/1.1 200 OK");
+    assert_eq!(http(port, "GET", "/readyz").0, "HTTP/1.1 200 OK");
+    let (status, body) = http(port, "GET", &format!("/?token={token}"));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("恒达电机有限公司"), "{body}");
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(!text.contains(token));
+}
