@@ -68,3 +68,39 @@ echo "== cargo test"
 # Library, binary, integration and doc tests (benches are run by `cargo bench`, not here).
 cargo test
 
+# The .deb as a user installs it: built from the test build (the shipping one is built by
+# scripts/dist.sh with the dist profile), installed with dpkg, `ecogate check` run from the
+# installed paths as the package's user, the unit's hardening rated, then purged again.
+if [ "$(id -u)" -eq 0 ] && command -v dpkg >/dev/null 2>&1; then
+  command -v cargo-deb >/dev/null 2>&1 || {
+    echo "== installing cargo-deb"
+    cargo install cargo-deb --version 3.8.0 --locked --quiet
+  }
+  echo "== .deb: build, install, check"
+  rm -rf target/packages-test
+  cargo deb --profile dev --no-build --fast --quiet --output target/packages-test/ 2>/dev/null
+  deb=$(ls target/packages-test/ecogate_*.deb)
+  dpkg -i "$deb" >/dev/null
+  trap 'dpkg --purge ecogate >/dev/null 2>&1 || true' EXIT
+  test -x /usr/bin/ecogate
+  test -f /lib/systemd/system/ecogate.service
+  [ "$(stat -c '%U:%G %a' /etc/ecogate/ecogate.toml)" = "root:ecogate 640" ]
+  (cd /var/lib/ecogate && runuser -u ecogate -- /usr/bin/ecogate check --config /etc/ecogate/ecogate.toml | head -n 1)
+  if command -v systemd-analyze >/dev/null 2>&1; then
+    exposure=$(systemd-analyze security --offline=true /lib/systemd/system/ecogate.service 2>/dev/null \
+      | sed -n 's/.*Overall exposure level for ecogate.service: \([0-9.]*\).*/\1/p')
+    echo "systemd-analyze security: exposure $exposure"
+    awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.0) }' || {
+      echo "test.sh: the unit's exposure rose above 2.0" >&2
+      exit 1
+    }
+  fi
+  dpkg --purge ecogate >/dev/null
+  if id ecogate >/dev/null 2>&1; then
+    echo "test.sh: purging the .deb left the ecogate user" >&2
+    exit 1
+  fi
+  echo ".deb: installed, checked, purged"
+else
+  echo "== .deb: skipped (needs root and dpkg)"
+fi
