@@ -93,7 +93,24 @@ async fn run_generation(
     // and families registered from the old configuration would linger. Counters restart from
     // zero at a reload, which Prometheus's rate() reads as a counter reset.
     let metrics = Arc::new(Metrics::new());
-    let (pipeline, outbox) = open_pipeline(&app, &config.store.path, &metrics)?;
+    let (pipeline, outbox) = match open_pipeline(&app, &config.store.path, &metrics) {
+        Ok(opened) => opened,
+        // After a reload, a reader of the old generation (a scrape still being answered) may
+        // hold the outbox, and with it its lock, a moment longer: wait for it, 5 s at most.
+        Err(_) if generation > 0 => {
+            let mut tries = 0;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                tries += 1;
+                match open_pipeline(&app, &config.store.path, &metrics) {
+                    Ok(opened) => break opened,
+                    Err(e) if tries >= 20 => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let pipeline_stopping = pipeline.shutdown_flag();
     {
         let handle = pipeline::spawn(pipeline, config.clone());
