@@ -51,7 +51,7 @@ async fn firm_figures_are_scraped_and_promtool_accepts_them() {
     let (addr, _task) = ecogate::metrics::http::serve(
         "127.0.0.1:0".parse().unwrap(),
         ecogate::metrics::http::Endpoints {
-            registry: metrics.registry.clone(),
+            registries: vec![metrics.registry.clone()],
             refresh: vec![],
             checks: vec![],
             pages: None,

@@ -649,9 +649,11 @@ async fn messages_a_stock_broker_drops_are_counted() {
 }
 
 /// SIGHUP mid-stream: first with a configuration that is not valid (refused, the running one
-/// goes on), then with a valid one (the firm's land changes from 1 to 2 mu): every component
-/// drains and restarts on it. 50,000 QoS 1 readings with payload timestamps: every one is stored
-/// once (50,000 rows), and the firm's total is the truth (sum over meters of 499 x (37 + i) Wh).
+/// goes on), then with a valid one that changes the firm's land from 1 to 2 mu (the pipeline
+/// restarts on it, the MQTT source runs on: its settings did not change), then with one that
+/// changes the MQTT keep-alive (the source restarts too). 50,000 QoS 1 readings with payload
+/// timestamps: every one is stored once (50,000 rows), and the firm's total is the truth (sum
+/// over meters of 499 x (37 + i) Wh).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_mid_stream_reloads_and_loses_nothing() {
     let broker = Mosquitto::start();
@@ -686,7 +688,24 @@ async fn sighup_mid_stream_reloads_and_loses_nothing() {
         while !hup_log().contains("not valid") && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::fs::write(&cfg_path, valid.replace("land_mu = 1", "land_mu = 2")).unwrap();
+        let wait_for = |text: &str, n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while hup_log().matches(text).count() < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let land = valid.replace("land_mu = 1", "land_mu = 2");
+        std::fs::write(&cfg_path, &land).unwrap();
+        hup();
+        wait_for("ecogate running", 2);
+        std::fs::write(
+            &cfg_path,
+            land.replace(
+                "client_id = \"ecogate-durability\"\n",
+                "client_id = \"ecogate-durability\"\nkeep_alive_s = 45\n",
+            ),
+        )
+        .unwrap();
         hup();
     })
     .await;
@@ -702,7 +721,14 @@ async fn sighup_mid_stream_reloads_and_loses_nothing() {
         "{text}"
     );
     assert!(text.contains("reloading"), "{text}");
-    assert_eq!(text.matches("ecogate running").count(), 2, "{text}");
+    assert_eq!(text.matches("ecogate running").count(), 3, "{text}");
+    // Started at the start and after the keep-alive changed; not at the land change.
+    assert_eq!(text.matches("mqtt source started").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("its settings changed: it restarts").count(),
+        1,
+        "{text}"
+    );
     assert_eq!(got, truth);
     assert_eq!(rows, (METERS * PER_METER) as i64);
     let child = child.0.take().unwrap();

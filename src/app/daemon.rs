@@ -2,7 +2,9 @@
 //!
 //! Sources stop first (no new readings), then the pipeline commits what it holds and
 //! acknowledges it, then the sinks deliver what they can within the drain time. Every component
-//! is drained by the same rule ([`crate::component::Running::drain`]).
+//! is drained by the same rule ([`crate::component::Running::drain`]). Sources send to one
+//! queue that outlives a reload, so a source whose settings did not change runs on while the
+//! pipeline restarts on the new configuration.
 
 use super::AppConfig;
 use crate::component::Running;
@@ -55,10 +57,57 @@ enum Ended {
     Reload(Box<AppConfig>),
 }
 
+/// Readings from every source on their way to whichever pipeline runs: a source kept across a
+/// reload sends here, and the next pipeline takes up what the last one did not.
+const SOURCE_QUEUE: usize = 1024;
+
+/// A running source with what the daemon keeps of it: the registry its metric families live
+/// in, its refreshers, readiness checks and meter health. Kept across a reload whose settings
+/// for it (its fingerprint) are unchanged.
+struct LiveSource {
+    name: &'static str,
+    /// Its settings and everything of the park model it reads, as text (secrets included: it
+    /// never leaves memory), compared at a reload.
+    fingerprint: String,
+    running: Running,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    registry: prometheus::Registry,
+    refresh: Vec<crate::metrics::http::Refresh>,
+    checks: Vec<crate::metrics::http::Check>,
+    health: Vec<crate::sources::health::Statuses>,
+}
+
+impl LiveSource {
+    async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.running.drain().await;
+    }
+}
+
+fn modbus_fingerprint(app: &AppConfig) -> String {
+    format!("{:?}", app.modbus)
+}
+
+fn mqtt_fingerprint(app: &AppConfig) -> String {
+    let password = app
+        .mqtt
+        .broker
+        .as_ref()
+        .and_then(|b| b.password.as_ref())
+        .map_or("", |p| p.expose());
+    format!(
+        "{:?}|{password}|{:?}|{}|{:?}",
+        app.mqtt,
+        app.core.meters,
+        app.core.park.timezone,
+        app.modbus.meters()
+    )
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads `config_path`: a valid new
-/// configuration replaces the running one (every component drained, then started on it); an
-/// invalid one is refused with its errors and the running one goes on. An error is a runtime
-/// failure (exit 1).
+/// configuration replaces the running one (the pipeline and sinks drain and start on it; a
+/// source restarts only where its settings changed); an invalid one is refused with its errors
+/// and the running one goes on. An error is a runtime failure (exit 1).
 pub fn run(config_path: &std::path::Path, app: AppConfig, hooks: Hooks) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,10 +115,20 @@ pub fn run(config_path: &std::path::Path, app: AppConfig, hooks: Hooks) -> anyho
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let mut signals = Signals::new()?;
+        let (source_tx, source_rx) = tokio::sync::mpsc::channel(SOURCE_QUEUE);
+        let mut daemon = Daemon {
+            source_tx: Some(source_tx),
+            source_rx: Arc::new(tokio::sync::Mutex::new(source_rx)),
+            live: Vec::new(),
+            hooks,
+        };
         let mut app = app;
         let mut generation = 0u64;
         loop {
-            match run_generation(app, config_path, hooks, &mut signals, generation).await? {
+            match daemon
+                .run_generation(app, config_path, &mut signals, generation)
+                .await?
+            {
                 Ended::Stop => return Ok(()),
                 Ended::Reload(next) => {
                     app = *next;
@@ -80,41 +139,160 @@ pub fn run(config_path: &std::path::Path, app: AppConfig, hooks: Hooks) -> anyho
     })
 }
 
-/// Starts every component on `app`, waits for a stop or a valid reload, drains them.
-async fn run_generation(
-    app: AppConfig,
-    config_path: &std::path::Path,
+/// What lives across generations.
+struct Daemon {
+    /// Cloned into every source; dropped at the stop, so that the forwarder sees the end.
+    source_tx: Option<tokio::sync::mpsc::Sender<crate::pipeline::Envelope>>,
+    source_rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::pipeline::Envelope>>>,
+    live: Vec<LiveSource>,
     hooks: Hooks,
-    signals: &mut Signals,
-    generation: u64,
-) -> anyhow::Result<Ended> {
-    let config = app.core.clone();
-    // A registry per generation: firms, meters and their label sets may change with a reload,
-    // and families registered from the old configuration would linger. Counters restart from
-    // zero at a reload, which Prometheus's rate() reads as a counter reset.
-    let metrics = Arc::new(Metrics::new());
-    let (pipeline, outbox) = match open_pipeline(&app, &config.store.path, &metrics) {
-        Ok(opened) => opened,
-        // After a reload, a reader of the old generation (a scrape still being answered) may
-        // hold the outbox, and with it its lock, a moment longer: wait for it, 5 s at most.
-        Err(_) if generation > 0 => {
-            let mut tries = 0;
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                tries += 1;
-                match open_pipeline(&app, &config.store.path, &metrics) {
-                    Ok(opened) => break opened,
-                    Err(e) if tries >= 20 => return Err(e),
-                    Err(_) => {}
-                }
+}
+
+impl Daemon {
+    /// Keeps the live source `name` if its fingerprint is unchanged; else stops it. Whether it
+    /// runs on.
+    async fn keep(&mut self, name: &str, fingerprint: Option<&str>) -> bool {
+        let Some(i) = self.live.iter().position(|l| l.name == name) else {
+            return false;
+        };
+        if fingerprint == Some(self.live[i].fingerprint.as_str()) {
+            return true;
+        }
+        let gone = self.live.remove(i);
+        tracing::info!(source = name, "its settings changed: it restarts");
+        gone.stop().await;
+        false
+    }
+
+    fn context(&self) -> (SourceContext, tokio::sync::watch::Sender<bool>) {
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        (
+            SourceContext {
+                output: self
+                    .source_tx
+                    .clone()
+                    .expect("sources start only while the daemon runs"),
+                shutdown: shutdown_rx,
+                clock: self.hooks.clock,
+            },
+            shutdown_tx,
+        )
+    }
+
+    /// Starts the sources that are not running on unchanged settings.
+    async fn start_sources(&mut self, app: &AppConfig) -> anyhow::Result<()> {
+        let modbus = (app.modbus.device_count() > 0).then(|| modbus_fingerprint(app));
+        if !self.keep("modbus", modbus.as_deref()).await {
+            if let Some(fingerprint) = modbus {
+                let (ctx, shutdown) = self.context();
+                let metrics = Arc::new(Metrics::new());
+                let m = crate::sources::modbus::spawn(&app.modbus, ctx, metrics.clone());
+                self.live.push(LiveSource {
+                    name: "modbus",
+                    fingerprint,
+                    running: Running::new("modbus", m.tasks),
+                    shutdown,
+                    registry: metrics.registry.clone(),
+                    refresh: vec![crate::sources::modbus::metrics::health(
+                        &metrics.registry,
+                        m.health.clone(),
+                    )],
+                    checks: vec![crate::sources::modbus::metrics::readiness(m.health.clone())],
+                    health: vec![crate::sources::modbus::metrics::statuses(m.health.clone())],
+                });
             }
         }
-        Err(e) => return Err(e),
-    };
-    let pipeline_stopping = pipeline.shutdown_flag();
-    {
+        let mqtt = app.mqtt.broker.is_some().then(|| mqtt_fingerprint(app));
+        if !self.keep("mqtt", mqtt.as_deref()).await {
+            if let Some(fingerprint) = mqtt {
+                let (ctx, shutdown) = self.context();
+                let metrics = Arc::new(Metrics::new());
+                let m = crate::sources::mqtt::spawn(
+                    &app.mqtt,
+                    app.core.clone(),
+                    ctx,
+                    metrics.clone(),
+                    &app.modbus.meters(),
+                )
+                .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?;
+                self.live.push(LiveSource {
+                    name: "mqtt",
+                    fingerprint,
+                    running: Running::new("mqtt", vec![m.task]),
+                    shutdown,
+                    registry: metrics.registry.clone(),
+                    refresh: Vec::new(),
+                    checks: vec![crate::sources::mqtt::metrics::readiness(
+                        &app.mqtt, &metrics,
+                    )],
+                    health: vec![m.health.clone()],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the pipeline, sinks and readers on `app` (and the sources not running on
+    /// unchanged settings), waits for a stop or a valid reload, then drains.
+    async fn run_generation(
+        &mut self,
+        app: AppConfig,
+        config_path: &std::path::Path,
+        signals: &mut Signals,
+        generation: u64,
+    ) -> anyhow::Result<Ended> {
+        let hooks = self.hooks;
+        let config = app.core.clone();
+        // A registry per generation for the pipeline and the park's figures: firms, meters and
+        // their label sets may change with a reload. Its counters restart from zero at a reload
+        // (Prometheus's rate() reads that as a reset); a source kept running keeps its own.
+        let metrics = Arc::new(Metrics::new());
+        let (pipeline, outbox) = match open_pipeline(&app, &config.store.path, &metrics) {
+            Ok(opened) => opened,
+            // After a reload, a reader of the old generation (a scrape still being answered)
+            // may hold the outbox, and with it its lock, a moment longer: wait for it, 5 s at
+            // most.
+            Err(_) if generation > 0 => {
+                let mut tries = 0;
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    tries += 1;
+                    match open_pipeline(&app, &config.store.path, &metrics) {
+                        Ok(opened) => break opened,
+                        Err(e) if tries >= 20 => return Err(e),
+                        Err(_) => {}
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let pipeline_stopping = pipeline.shutdown_flag();
         let handle = pipeline::spawn(pipeline, config.clone());
-        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        // Moves readings from the sources' queue to this generation's pipeline; at a reload it
+        // stops and leaves what it has not taken for the next one.
+        let (forward_stop, mut forward_stopped) = tokio::sync::watch::channel(false);
+        let forwarder = {
+            let rx = self.source_rx.clone();
+            let to_pipeline = handle.tx.clone();
+            tokio::spawn(async move {
+                let mut rx = rx.lock().await;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = forward_stopped.changed() => break,
+                        envelope = rx.recv() => match envelope {
+                            Some(e) => {
+                                if to_pipeline.send(e).await.is_err() {
+                                    break;
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            })
+        };
+        let (shutdown_tx, _) = tokio::sync::watch::channel(false);
         // Sinks after the pipeline: drained last.
         let mut sinks: Vec<Running> = Vec::new();
         if let (Some(ic), Some(outbox)) = (&app.influx, outbox.clone()) {
@@ -127,16 +305,14 @@ async fn run_generation(
                 vec![tokio::spawn(sender.run(shutdown_tx.subscribe()))],
             ));
         }
-        let ctx = SourceContext {
-            output: handle.tx.clone(),
-            shutdown: shutdown_rx,
-            clock: hooks.clock,
-        };
-        // Sources, and what reads the store beside them: drained first.
-        let mut sources: Vec<Running> = Vec::new();
+        if let Err(e) = self.start_sources(&app).await {
+            let _ = shutdown_tx.send(true);
+            return Err(e);
+        }
+        // What reads the store beside the sources: drained with them.
+        let mut readers: Vec<Running> = Vec::new();
+        let mut registries = vec![metrics.registry.clone()];
         let mut refresh: Vec<crate::metrics::http::Refresh> = Vec::new();
-        // Every source's meters, in the shared terms (metrics, status page).
-        let mut meter_health: Vec<crate::sources::health::Statuses> = Vec::new();
         let store_writable = metrics.store_writable.clone();
         let mut checks = vec![crate::metrics::http::Check::new("store", move || {
             if store_writable.get() == 1 {
@@ -148,38 +324,14 @@ async fn run_generation(
                 )
             }
         })];
-        if app.modbus.device_count() > 0 {
-            let m = crate::sources::modbus::spawn(&app.modbus, ctx.clone(), metrics.clone());
-            refresh.push(crate::sources::modbus::metrics::health(
-                &metrics.registry,
-                m.health.clone(),
-            ));
-            meter_health.push(crate::sources::modbus::metrics::statuses(m.health.clone()));
-            checks.push(crate::sources::modbus::metrics::readiness(m.health.clone()));
-            sources.push(Running::new("modbus", m.tasks));
+        // Every source's meters, in the shared terms (metrics, status page).
+        let mut meter_health: Vec<crate::sources::health::Statuses> = Vec::new();
+        for l in &self.live {
+            registries.push(l.registry.clone());
+            refresh.extend(l.refresh.iter().cloned());
+            checks.extend(l.checks.iter().cloned());
+            meter_health.extend(l.health.iter().cloned());
         }
-        if app.mqtt.broker.is_some() {
-            match crate::sources::mqtt::spawn(
-                &app.mqtt,
-                config.clone(),
-                ctx.clone(),
-                metrics.clone(),
-                &app.modbus.meters(),
-            ) {
-                Ok(m) => {
-                    meter_health.push(m.health.clone());
-                    checks.push(crate::sources::mqtt::metrics::readiness(
-                        &app.mqtt, &metrics,
-                    ));
-                    sources.push(Running::new("mqtt", vec![m.task]));
-                }
-                Err(e) => {
-                    let _ = shutdown_tx.send(true);
-                    return Err(anyhow::anyhow!("mqtt: {e}"));
-                }
-            }
-        }
-        drop(ctx);
         (hooks.after_start)();
         for statuses in &meter_health {
             refresh.push(crate::sources::health::refresh(&metrics, statuses.clone()));
@@ -218,7 +370,7 @@ async fn run_generation(
         if let Some(listener) = app.listener.clone() {
             let listen = listener.listen;
             let endpoints = crate::metrics::http::Endpoints {
-                registry: metrics.registry.clone(),
+                registries,
                 refresh,
                 checks,
                 pages: Some(Arc::new(move |path: &str, query: &str| {
@@ -229,14 +381,14 @@ async fn run_generation(
             match crate::metrics::http::serve(listen, endpoints, shutdown_tx.subscribe()).await {
                 Ok((addr, task)) => {
                     metrics_addr = Some(addr);
-                    sources.push(Running::new("metrics", vec![task]));
+                    readers.push(Running::new("metrics", vec![task]));
                 }
                 // Collecting data matters more than exposing it: keep running.
                 Err(e) => tracing::error!(%listen, "cannot serve /metrics: {e}"),
             }
         }
         if let Some(a) = app.alerting.clone() {
-            sources.push(Running::new(
+            readers.push(Running::new(
                 "alerting",
                 vec![tokio::spawn(crate::alerting::run(
                     config.clone(),
@@ -285,20 +437,38 @@ async fn run_generation(
             tracing::warn!("no live sources are configured; use `ecogate replay` to load readings");
         }
         let ended = signals.wait(config_path).await;
+        let _ = shutdown_tx.send(true);
+        for r in readers {
+            r.drain().await;
+        }
         match &ended {
             Ended::Stop => {
-                tracing::info!("stopping: sources first, then the pipeline commits what it holds")
+                tracing::info!("stopping: sources first, then the pipeline commits what it holds");
+                for l in self.live.drain(..) {
+                    l.stop().await;
+                }
+                // The sources are gone: the forwarder passes on what they left and ends.
+                self.source_tx = None;
             }
-            Ended::Reload(_) => tracing::info!(
-                generation,
-                "reloading: every component drains, then starts on the new configuration"
-            ),
+            Ended::Reload(_) => {
+                tracing::info!(
+                    generation,
+                    "reloading: the pipeline commits what it holds, then starts on the new configuration"
+                );
+                // What the forwarder has not taken waits in the queue for the next pipeline.
+                let _ = forward_stop.send(true);
+            }
+        }
+        // A source thread that does not end (a stuck socket) must not hold up the stop.
+        let mut forwarder = forwarder;
+        if tokio::time::timeout(crate::component::DRAIN, &mut forwarder)
+            .await
+            .is_err()
+        {
+            let _ = forward_stop.send(true);
+            let _ = forwarder.await;
         }
         pipeline_stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = shutdown_tx.send(true);
-        for s in sources {
-            s.drain().await;
-        }
         drop(handle.tx);
         let drained = tokio::task::spawn_blocking(move || handle.join.join())
             .await

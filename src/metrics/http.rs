@@ -58,7 +58,9 @@ pub type Pages = Arc<dyn Fn(&str, &str) -> Option<Page> + Send + Sync>;
 /// What the listener serves.
 #[derive(Clone)]
 pub struct Endpoints {
-    pub registry: prometheus::Registry,
+    /// Gathered in order; a family already gathered from an earlier registry is skipped in the
+    /// later ones (a source kept across a reload keeps the registry it started with).
+    pub registries: Vec<prometheus::Registry>,
     pub refresh: Vec<Refresh>,
     pub checks: Vec<Check>,
     pub pages: Option<Pages>,
@@ -188,16 +190,25 @@ async fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result
     }
     match route {
         "/metrics" => {
-            let registry = endpoints.registry.clone();
+            let registries = endpoints.registries.clone();
             let refresh = endpoints.refresh.clone();
             // The refreshers read the store: off the async workers.
             let body = tokio::task::spawn_blocking(move || {
                 for r in &refresh {
                     r();
                 }
+                let mut families = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for r in &registries {
+                    for f in r.gather() {
+                        if seen.insert(f.name().to_string()) {
+                            families.push(f);
+                        }
+                    }
+                }
                 let mut body = Vec::new();
                 TextEncoder::new()
-                    .encode(&registry.gather(), &mut body)
+                    .encode(&families, &mut body)
                     .map(|_| body)
             })
             .await
