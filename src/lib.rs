@@ -12,6 +12,7 @@ pub mod alerting;
 pub mod app;
 pub mod component;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod evaluation;
 pub mod figures;

@@ -38,6 +38,7 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[cfg(feature = "demo")]
     /// A simulated park in this process (Modbus TCP factories, MQTT charging hubs and a
     /// hydrogen site, an embedded broker) read by the real daemon, with the status page: no
     /// external service needed. Runs until Ctrl-C.
@@ -182,7 +183,11 @@ impl OutputArgs {
 fn main() -> ExitCode {
     sys::tune_malloc();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
+    #[cfg(feature = "demo")]
+    let daemon = matches!(cli.command, Command::Run { .. } | Command::Demo { .. });
+    #[cfg(not(feature = "demo"))]
+    let daemon = matches!(cli.command, Command::Run { .. });
+    if !daemon {
         sys::default_sigpipe();
     }
     // The daemon says what it runs at the default level; the one-shot commands print their
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Run { .. } => "warn,ecogate=info",
         // The demo prints its own console lines; the daemon inside it says only what is wrong.
+        #[cfg(feature = "demo")]
         Command::Demo { .. } => "warn,rumqttd=off",
         _ => "warn",
     };
@@ -210,6 +216,7 @@ fn main() -> ExitCode {
             print!("{}", c.summary());
             ExitCode::SUCCESS
         }),
+        #[cfg(feature = "demo")]
         Command::Demo { dir, speed, listen } => ecogate::demo::run(
             ecogate::demo::DemoOptions { dir, speed, listen },
             sys::release_startup_heap,
