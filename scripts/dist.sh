@@ -24,7 +24,7 @@ if ! dpkg -s libstd-rust-web-dev:arm64 >/dev/null 2>&1 || ! command -v qemu-aarc
   $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rustc-web cargo-web \
-    libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+    libstd-rust-web-dev:arm64 libc6:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 fi
 
 echo "== x86-64, glibc 2.17"
@@ -46,7 +46,9 @@ cp target/cross/aarch64-unknown-linux-gnu/dist/ecogate "$arm"
 echo "-- smoke test under qemu-aarch64"
 smoke=$(mktemp -d)
 trap 'rm -rf "$smoke"' EXIT
-qemu() { qemu-aarch64 -L /usr/aarch64-linux-gnu "$arm" "$@"; }
+# The arm64 libc of the multiarch install (/lib/aarch64-linux-gnu), not the cross sysroot's:
+# under qemu-aarch64 7.2, the cross sysroot's glibc hangs in the first pthread_create.
+qemu() { qemu-aarch64 "$arm" "$@"; }
 qemu --version
 qemu check --config config/ecogate.example.toml >"$smoke/check.txt"
 head -n 1 "$smoke/check.txt"
