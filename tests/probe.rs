@@ -220,7 +220,10 @@ async fn an_mqtt_meter_is_listened_to_and_each_message_decoded_or_refused() {
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    lines.extend(rx.try_iter());
+    // Until the reader thread has passed on the last line and seen the pipe close.
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(10)) {
+        lines.push(l);
+    }
     let out = lines.join("\n");
     assert!(status.success(), "{out}");
     assert!(
