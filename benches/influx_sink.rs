@@ -118,6 +118,7 @@ fn accepted(seconds: usize, t0: i64) -> Vec<Accepted> {
                 base_amount: 1_000.0 + s as f64 * 0.25 + m as f64,
                 quality: Quality::Good,
                 held: false,
+                maybe_stored: false,
             });
         }
     }

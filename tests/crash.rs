@@ -161,21 +161,12 @@ fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
         assert!(Instant::now() < deadline, "the outbox was not delivered");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Delivery is at least once: readings a restarted replay reads again go out again, with
-    // their series, timestamp and value (InfluxDB keeps one; VictoriaMetrics keeps both). So:
-    // every reading arrives, and a reading that arrived twice has the same value both times.
-    let series = vm.export("ecogate_reading_energy_kwh");
-    let mut distinct = 0usize;
-    for s in &series {
-        let mut by_ts: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-        for &(ts, v) in &s.samples {
-            if let Some(prev) = by_ts.insert(ts, v) {
-                assert_eq!(prev, v, "a reading delivered twice with two values at {ts}");
-            }
-        }
-        distinct += by_ts.len();
-    }
-    assert_eq!(distinct, METERS * PER_METER, "readings in VictoriaMetrics");
+    let readings: usize = vm
+        .export("ecogate_reading_energy_kwh")
+        .iter()
+        .map(|s| s.samples.len())
+        .sum();
+    assert_eq!(readings, METERS * PER_METER, "readings in VictoriaMetrics");
     let year: f64 = vm
         .export(r#"ecogate_window_grid_import_kwh{level="firm",window="year"}"#)
         .iter()

@@ -437,6 +437,7 @@ impl Accountant {
             base_amount: base,
             quality: reading.quality,
             held: false,
+            maybe_stored: false,
         });
         let point = Point {
             micro,
@@ -475,8 +476,14 @@ impl Accountant {
                 }
                 match step {
                     Step::Baseline => event(EventKind::Baseline, None, point, 0),
-                    Step::Duplicate => event(EventKind::Duplicate, before, point, 0),
-                    Step::OutOfOrder => event(EventKind::OutOfOrder, before, point, 0),
+                    Step::Duplicate => {
+                        event(EventKind::Duplicate, before, point, 0);
+                        batch.accepted[accepted_at].maybe_stored = true;
+                    }
+                    Step::OutOfOrder => {
+                        event(EventKind::OutOfOrder, before, point, 0);
+                        batch.accepted[accepted_at].maybe_stored = true;
+                    }
                     Step::BelowHighWater => event(EventKind::BelowHighWater, before, point, 0),
                     Step::Quarantined { from } => {
                         event(
@@ -555,8 +562,14 @@ impl Accountant {
                         point,
                         point.ts_ms - from.ts_ms,
                     ),
-                    GaugeStep::Duplicate => event(EventKind::Duplicate, before, point, 0),
-                    GaugeStep::OutOfOrder => event(EventKind::OutOfOrder, before, point, 0),
+                    GaugeStep::Duplicate => {
+                        event(EventKind::Duplicate, before, point, 0);
+                        batch.accepted[accepted_at].maybe_stored = true;
+                    }
+                    GaugeStep::OutOfOrder => {
+                        event(EventKind::OutOfOrder, before, point, 0);
+                        batch.accepted[accepted_at].maybe_stored = true;
+                    }
                 }
             }
             // A gauge that is only recorded (voltage, power without integration) has no state

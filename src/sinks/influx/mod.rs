@@ -141,9 +141,18 @@ impl CommitHook for InfluxOutput {
         }
     }
 
-    fn before_commit(&mut self, _acct: &Accountant, batch: &Batch) -> Result<u64, StoreError> {
+    fn before_commit(
+        &mut self,
+        _acct: &Accountant,
+        batch: &Batch,
+        already_stored: &[usize],
+    ) -> Result<u64, StoreError> {
         if self.encoder.writes_readings() {
-            for a in &batch.accepted {
+            let mut skip = already_stored.iter().peekable();
+            for (i, a) in batch.accepted.iter().enumerate() {
+                if skip.next_if_eq(&&i).is_some() {
+                    continue;
+                }
                 self.encoder.reading(&mut self.buf, a);
                 self.line_ends.push(self.buf.len());
             }

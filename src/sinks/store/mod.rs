@@ -145,7 +145,14 @@ pub trait CommitSink: CommitHook + Send + std::fmt::Debug {
 pub trait CommitHook {
     fn total(&mut self, key: &AggKey, total: &Sums, delta: &Sums);
     /// Called last, before the transaction commits; returns the sequence to record.
-    fn before_commit(&mut self, acct: &Accountant, batch: &Batch) -> Result<u64, StoreError>;
+    /// `already_stored` (ascending indices into `batch.accepted`) are readings the store held
+    /// before this commit: delivered already, not to be sent again.
+    fn before_commit(
+        &mut self,
+        acct: &Accountant,
+        batch: &Batch,
+        already_stored: &[usize],
+    ) -> Result<u64, StoreError>;
 }
 
 /// Aggregates are stored wide, one integer column per metric (named as the metric, in micro
@@ -486,29 +493,44 @@ impl Store {
             cause,
         };
         let tx = self.conn.transaction().map_err(err)?;
+        // Indices (ascending) of the batch's readings the store held before this commit.
+        let mut already_stored: Vec<usize> = Vec::new();
         {
             // Many rows per statement: at tens of thousands of readings a commit, the per-statement
             // overhead (bind, step, reset) costs as much as the B-tree inserts themselves.
-            let mut chunks = batch.accepted.chunks_exact(READINGS_PER_INSERT);
             let mut ins_many = tx.prepare_cached(&self.insert_readings_sql).map_err(err)?;
-            let series = &self.series;
-            let mut rows: Vec<ReadingRow> = Vec::with_capacity(READINGS_PER_INSERT);
-            for chunk in &mut chunks {
-                rows.clear();
-                rows.extend(chunk.iter().map(|a| reading_row(series, a)));
-                let params: Vec<&dyn rusqlite::ToSql> = rows.iter().flat_map(row_params).collect();
-                ins_many.execute(params.as_slice()).map_err(err)?;
-            }
             let mut ins_reading = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO readings (ts_ms, series, amount_base, quality)
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(err)?;
-            for a in chunks.remainder() {
-                let row = reading_row(series, a);
-                let params: Vec<&dyn rusqlite::ToSql> = row_params(&row).collect();
+            let series = &self.series;
+            let mut rows: Vec<ReadingRow> = Vec::with_capacity(READINGS_PER_INSERT);
+            for a in batch.accepted.iter().filter(|a| !a.maybe_stored) {
+                rows.push(reading_row(series, a));
+                if rows.len() == READINGS_PER_INSERT {
+                    let params: Vec<&dyn rusqlite::ToSql> =
+                        rows.iter().flat_map(row_params).collect();
+                    ins_many.execute(params.as_slice()).map_err(err)?;
+                    rows.clear();
+                }
+            }
+            for row in &rows {
+                let params: Vec<&dyn rusqlite::ToSql> = row_params(row).collect();
                 ins_reading.execute(params.as_slice()).map_err(err)?;
+            }
+            // Duplicates and out-of-order readings after the others (a reading twice in one
+            // batch is then held by the time its copy comes), one row at a time to learn
+            // whether the store already held each.
+            for (i, a) in batch.accepted.iter().enumerate() {
+                if a.maybe_stored {
+                    let row = reading_row(series, a);
+                    let params: Vec<&dyn rusqlite::ToSql> = row_params(&row).collect();
+                    if ins_reading.execute(params.as_slice()).map_err(err)? == 0 {
+                        already_stored.push(i);
+                    }
+                }
             }
             let mut upsert = tx
                 .prepare_cached(if hook.is_some() {
@@ -600,7 +622,7 @@ impl Store {
                     .map_err(err)?;
             }
             if let Some(h) = hook {
-                let seq = h.before_commit(acct, batch)?;
+                let seq = h.before_commit(acct, batch, &already_stored)?;
                 tx.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('outbox_seq', ?1)",
                     [seq.to_string()],
