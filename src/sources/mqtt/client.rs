@@ -186,10 +186,6 @@ pub fn spawn(
         window: Window::default(),
         drop_log: crate::util::Throttle::default(),
         window_warned: false,
-        qos1_total: 0,
-        rate_since: std::time::Instant::now(),
-        rate_from: 0,
-        rate_per_s: 0.0,
     };
     // Its own thread and runtime: the pacing in `run` blocks the thread between socket reads,
     // which must not hold up other tasks, and readiness events of the broker's socket then wake
@@ -253,11 +249,6 @@ struct Loop {
     /// The small-window warning was given (once per run: the broker's settings do not change
     /// without a restart).
     window_warned: bool,
-    /// QoS 1 messages received since start, and the rate they came at over the last second.
-    qos1_total: u64,
-    rate_since: std::time::Instant,
-    rate_from: u64,
-    rate_per_s: f64,
 }
 
 /// A node is asked to rebirth at most this often.
@@ -308,9 +299,10 @@ impl Loop {
                 // to be committed at once when the broker can send nothing more before it is
                 // (group commit).
                 let commit_now = self.commit_pending() > 0
-                    && self
-                        .window
-                        .drained(self.received_qos1.saturating_sub(self.acks_written));
+                    && self.window.drained(
+                        self.received_qos1.saturating_sub(self.acks_written),
+                        std::time::Instant::now(),
+                    );
                 self.observe_window();
                 self.flush(&ack_tx, commit_now).await;
                 // No pause under a learned window: nothing more comes until this read's messages
@@ -578,7 +570,6 @@ impl Loop {
             return;
         }
         self.received_qos1 += 1;
-        self.qos1_total += 1;
         self.batch_acks.push(PendingAck {
             needs_commit,
             pkid: Some(p.pkid),
@@ -595,22 +586,9 @@ impl Loop {
         self.send_batch(messages, commit_now).await;
     }
 
-    /// Exports the learned window, and says once per connection when it is small. Only while
-    /// the flow is bound by it (the window refills at least 4 times a second): a publisher that
-    /// sends a fixed batch every second looks like a window of its batch size, and is not one.
+    /// Exports the learned window, and says once per connection when it is small.
     fn observe_window(&mut self) {
-        let now = std::time::Instant::now();
-        let elapsed = now.duration_since(self.rate_since).as_secs_f64();
-        if elapsed >= 1.0 {
-            self.rate_per_s = (self.qos1_total - self.rate_from) as f64 / elapsed;
-            self.rate_since = now;
-            self.rate_from = self.qos1_total;
-        }
-        let learned = self
-            .window
-            .learned()
-            .filter(|w| self.rate_per_s >= 4.0 * *w as f64)
-            .unwrap_or(0);
+        let learned = self.window.learned().unwrap_or(0);
         let shown = self.metrics.inflight_window.get() as u64;
         if learned == shown {
             return;

@@ -12,6 +12,11 @@
 //! stream under a large window seldom lands on its own maximum; when it does, the cost is one
 //! commit made early. Windows below [`MIN_WINDOW`] are not trusted: a trickle of single
 //! messages would otherwise look like a window of one and commit every message at once.
+//!
+//! A window is only believed while the flow is bound by it: [`BOUND_CYCLES`] cycles within a
+//! second. A publisher that sends the same batch every second (seven meters, one message each)
+//! peaks at the same count every cycle too, but a second apart; taking that for a window would
+//! warn of a small window that is not there, and commit and stop pacing for nothing.
 
 /// Times the highest recent peak must recur among the last [`CYCLES`] before it is taken for
 /// the broker's window.
@@ -20,6 +25,10 @@ pub const CONFIRM: usize = 3;
 pub const CYCLES: usize = 8;
 /// The smallest window believed.
 pub const MIN_WINDOW: u64 = 4;
+/// Cycles that must end within a second for the flow to count as bound by the window: the
+/// ones that confirm it.
+pub const BOUND_CYCLES: usize = CONFIRM;
+
 /// A learned window below this is worth a warning: a burst larger than the broker's queue
 /// behind it is dropped by the broker (docs/mqtt.md).
 pub const SMALL_WINDOW: u64 = 100;
@@ -33,13 +42,21 @@ pub struct Window {
     peak: u64,
     last: u64,
     learned: Option<u64>,
+    /// When the last [`BOUND_CYCLES`] cycles ended, oldest first.
+    ends: std::collections::VecDeque<std::time::Instant>,
+    /// They ended within a second of each other, the last one within the last second.
+    bound: bool,
 }
 
 impl Window {
-    /// The socket is empty and `in_flight` messages are in flight (received, not yet
+    /// The socket is empty at `now` and `in_flight` messages are in flight (received, not yet
     /// acknowledged; those just read included): whether to commit at once.
-    pub fn drained(&mut self, in_flight: u64) -> bool {
+    pub fn drained(&mut self, in_flight: u64, now: std::time::Instant) -> bool {
         if in_flight < self.last {
+            if self.ends.len() == BOUND_CYCLES {
+                self.ends.pop_front();
+            }
+            self.ends.push_back(now);
             // Acknowledgements went out: the cycle that peaked at `peak` is over.
             if self.peaks.len() == CYCLES {
                 self.peaks.pop_front();
@@ -52,6 +69,12 @@ impl Window {
                 self.learned = Some(top);
             }
         }
+        let second = std::time::Duration::from_secs(1);
+        self.bound = self.ends.len() == BOUND_CYCLES
+            && self
+                .ends
+                .front()
+                .is_some_and(|first| now.duration_since(*first) <= second);
         self.last = in_flight;
         self.peak = self.peak.max(in_flight);
         // More in flight than the learned window: it was not the broker's limit.
@@ -59,12 +82,12 @@ impl Window {
             self.learned = None;
             self.peaks.clear();
         }
-        self.learned.is_some_and(|w| in_flight >= w)
+        self.learned().is_some_and(|w| in_flight >= w)
     }
 
-    /// The broker's window, once learned.
+    /// The broker's window, once learned and while the flow is bound by it.
     pub fn learned(&self) -> Option<u64> {
-        self.learned
+        self.learned.filter(|_| self.bound)
     }
 
     /// A new connection may come with other limits.
@@ -77,9 +100,27 @@ impl Window {
 mod tests {
     use super::*;
 
-    /// Drains at the given in-flight counts; what each asked for.
+    /// Drains at the given in-flight counts, a millisecond apart (a bound flow); what each
+    /// asked for.
     fn feed(w: &mut Window, counts: &[u64]) -> Vec<bool> {
-        counts.iter().map(|&n| w.drained(n)).collect()
+        feed_every(w, counts, std::time::Duration::from_millis(1))
+    }
+
+    fn feed_every(w: &mut Window, counts: &[u64], step: std::time::Duration) -> Vec<bool> {
+        thread_local! {
+            static CLOCK: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+        }
+        counts
+            .iter()
+            .map(|&n| {
+                let now = CLOCK.with(|c| {
+                    let t = c.get().map_or_else(std::time::Instant::now, |t| t + step);
+                    c.set(Some(t));
+                    t
+                });
+                w.drained(n, now)
+            })
+            .collect()
     }
 
     #[test]
@@ -125,6 +166,17 @@ mod tests {
         let mut w = Window::default();
         for _ in 0..100 {
             assert_eq!(feed(&mut w, &[1, 0]), [false, false]);
+        }
+        assert_eq!(w.learned(), None);
+    }
+
+    #[test]
+    fn the_same_batch_every_second_is_no_window() {
+        // Seven meters publishing once a second: every cycle peaks at 7, a second apart.
+        let mut w = Window::default();
+        for _ in 0..20 {
+            let asked = feed_every(&mut w, &[7, 0], std::time::Duration::from_millis(500));
+            assert_eq!(asked, [false, false]);
         }
         assert_eq!(w.learned(), None);
     }
