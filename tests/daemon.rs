@@ -304,17 +304,8 @@ fn readyz_is_503_with_the_reason_while_the_broker_does_not_answer() {
     );
     let cfg_path = dir.path().join("ecogate.toml");
     std::fs::write(&cfg_path, text).unwrap();
-    let _child = common::Kill(
-        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
-            .args(["run", "--config", cfg_path.to_str().unwrap()])
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the listener did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _child = run_daemon(&cfg_path);
+    wait_for_port(port);
     let (status, body) = http(port, "GET", "/readyz");
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
     assert_eq!(
@@ -352,17 +343,8 @@ fn a_token_guards_the_pages_and_metrics_but_not_the_probes() {
     let (code, out, err) = ecogate(&["check", "--config", cfg_path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains(token) && !err.contains(token));
-    let _child = Kill(
-        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
-            .args(["run", "--config", cfg_path.to_str().unwrap()])
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the listener did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _child = run_daemon(&cfg_path);
+    wait_for_port(port);
     for path in ["/", "/metrics", "/meters", "/firm/hengda-motors"] {
         assert_eq!(
             http(port, "GET", path).0,

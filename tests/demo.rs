@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn get(port: u16, path: &str) -> (String, String) {
@@ -63,16 +62,7 @@ fn the_demo_shows_data_within_30_s_and_its_pages_load_in_chromium() {
             .unwrap(),
     );
     let started = Instant::now();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = common::stdout_lines(&mut child.0);
     let mut console = Vec::new();
     // The first summary with readings: "[time] N readings (R/s), meters up U/T, ...".
     let flowing = loop {
@@ -167,10 +157,6 @@ fn the_demo_shows_data_within_30_s_and_its_pages_load_in_chromium() {
 
     // Headless Chromium: each page loads (nothing fetched beyond it), logs nothing, and its
     // screenshot is kept.
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok())
-        .expect("chromium must be installed (scripts/test.sh installs it)");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     for (path, file, width) in [
@@ -179,40 +165,12 @@ fn the_demo_shows_data_within_30_s_and_its_pages_load_in_chromium() {
         ("/meters", "status-meters.phone.zh.png", 412),
     ] {
         let shot = shots.join(file);
-        let _ = std::fs::remove_file(&shot);
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--enable-logging=stderr",
-                "--v=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("--window-size={width},1800"))
-            .arg(format!("--screenshot={}", shot.display()))
-            .arg(format!("http://127.0.0.1:{port}{path}"))
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(shot.exists(), "no screenshot of {path}:\n{log}");
-        assert!(
-            std::fs::metadata(&shot).unwrap().len() > 20_000,
-            "{path}: an empty page?"
+        common::screenshot(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &shot,
+            width,
+            1800,
         );
-        for line in log.lines() {
-            assert!(
-                !line.contains("CONSOLE")
-                    && !line.contains("Uncaught")
-                    && !line.contains("net::ERR_"),
-                "chromium on {path}: {line}"
-            );
-        }
         eprintln!("screenshot: {}", shot.display());
     }
 

@@ -89,6 +89,7 @@ async fn collect_with(
     limit: Duration,
     mut ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> (Vec<Reading>, Arc<Metrics>) {
+    init_log();
     let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
@@ -371,23 +372,34 @@ async fn after_a_lost_connection_each_message_is_acknowledged_once() {
     let _ = tokio::time::timeout(Duration::from_secs(10), source.task).await;
 }
 
-/// Sparkplug B through mosquitto: a DBIRTH names the metrics and gives them aliases, the DDATA
-/// after it uses the aliases only. Before the birth, data by alias is refused (`unknown_alias`);
-/// a DEATH reads nothing and is no error; garbage and unknown meters are refused by reason.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sparkplug_b_birth_then_data_by_alias() {
-    use ecogate::sources::mqtt::sparkplug::{encode, Metric, Scalar};
-    let broker = Mosquitto::start();
-    let subs = "[[mqtt.subscriptions]]\ntopic = \"spBv1.0/{group}/{type}/{node}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { delivered = \"Energy/Delivered\", power = \"Power\" }\nunits = { delivered = \"Wh\" }\n";
-    let cfg = config(broker.port, "ecogate-sparkplug", subs, 2);
-    let metric = |name: Option<&str>, alias: u64, datatype: u32, value: Scalar| Metric {
+const SPARKPLUG_SUBSCRIPTION: &str = "[[mqtt.subscriptions]]\ntopic = \"spBv1.0/{group}/{type}/{node}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { delivered = \"Energy/Delivered\", power = \"Power\" }\nunits = { delivered = \"Wh\" }\n";
+
+/// A Sparkplug B metric with an alias, a datatype and a value (no timestamp of its own).
+fn metric(
+    name: Option<&str>,
+    alias: u64,
+    datatype: u32,
+    value: ecogate::sources::mqtt::sparkplug::Scalar,
+) -> ecogate::sources::mqtt::sparkplug::Metric {
+    ecogate::sources::mqtt::sparkplug::Metric {
         name: name.map(String::from),
         alias: Some(alias),
         timestamp_ms: None,
         datatype,
         is_null: false,
         value: Some(value),
-    };
+    }
+}
+
+/// Sparkplug B through mosquitto: a DBIRTH names the metrics and gives them aliases, the DDATA
+/// after it uses the aliases only. Before the birth, data by alias is refused (`unknown_alias`);
+/// a DEATH reads nothing and is no error; garbage and unknown meters are refused by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparkplug_b_birth_then_data_by_alias() {
+    use ecogate::sources::mqtt::sparkplug::{encode, Scalar};
+    let broker = Mosquitto::start();
+    let subs = SPARKPLUG_SUBSCRIPTION;
+    let cfg = config(broker.port, "ecogate-sparkplug", subs, 2);
     let t0 = ts("2026-01-05T00:00:00Z") as u64;
     let birth = encode::payload(
         t0,
@@ -914,18 +926,10 @@ async fn publishing_meters_have_up_last_reading_and_the_reason_they_are_down() {
 /// from the data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sparkplug_alias_only_data_gets_a_rebirth_request_and_then_reads() {
-    use ecogate::sources::mqtt::sparkplug::{encode, parse, Metric, Scalar};
+    use ecogate::sources::mqtt::sparkplug::{encode, parse, Scalar};
     let broker = Mosquitto::start();
-    let subs = "[[mqtt.subscriptions]]\ntopic = \"spBv1.0/{group}/{type}/{node}/{meter}\"\ndecoder = \"sparkplug_b\"\nfields = { delivered = \"Energy/Delivered\", power = \"Power\" }\nunits = { delivered = \"Wh\" }\n";
+    let subs = SPARKPLUG_SUBSCRIPTION;
     let cfg = config(broker.port, "ecogate-rebirth", subs, 1);
-    let metric = |name: Option<&str>, alias: u64, datatype: u32, value: Scalar| Metric {
-        name: name.map(String::from),
-        alias: Some(alias),
-        timestamp_ms: None,
-        datatype,
-        is_null: false,
-        value: Some(value),
-    };
     let t0 = ts("2026-01-05T00:00:00Z") as u64;
     let birth = encode::payload(
         t0,

@@ -10,7 +10,6 @@ mod mosquitto;
 
 use common_sim::{start_tcp, Bank, Behaviour};
 use ecogate::sources::modbus::decode::{DataType, WordOrder};
-use std::io::BufRead;
 use std::time::Duration;
 
 async fn run(args: Vec<String>) -> (i32, String, String) {
@@ -185,16 +184,7 @@ async fn an_mqtt_meter_is_listened_to_and_each_message_decoded_or_refused() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for l in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = common::stdout_lines(&mut child);
     let mut lines = Vec::new();
     while !lines.iter().any(|l: &String| l.starts_with("subscribed")) {
         lines.push(

@@ -296,10 +296,6 @@ fn the_workbook_reads_back_with_its_sheets_units_and_full_precision() {
 /// console error, shows the firms, and its screenshot is kept.
 #[test]
 fn the_html_report_renders_in_chromium_without_errors() {
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok())
-        .expect("chromium must be installed (scripts/test.sh installs it)");
     let p = park();
     let c = p.config.to_str().unwrap();
     let html = p.config.with_file_name("report.html");
@@ -318,42 +314,18 @@ fn the_html_report_renders_in_chromium_without_errors() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("report-2026-11.zh.png");
-    let _ = std::fs::remove_file(&shot);
-    let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", html.display());
-    let base = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--enable-logging=stderr",
-        "--v=0",
-    ];
-    let out = Command::new(chromium)
-        .args(base)
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--window-size=1400,2400")
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(shot.exists(), "no screenshot:\n{log}");
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 20_000,
-        "an empty page?"
-    );
+    common::screenshot(&url, &shot, 1400, 2400);
+    let (chromium, flags) = common::chromium();
+    let profile = tempfile::tempdir().unwrap();
     let dom = Command::new(chromium)
-        .args(base)
+        .args(flags)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
         .arg(&url)
         .output()
         .unwrap();
-    let dom_log = String::from_utf8_lossy(&dom.stderr).to_string();
+    common::assert_no_page_errors(&url, &String::from_utf8_lossy(&dom.stderr));
     let dom = String::from_utf8_lossy(&dom.stdout);
     for firm in [
         "恒达电机有限公司",
@@ -363,17 +335,6 @@ fn the_html_report_renders_in_chromium_without_errors() {
         "<svg",
     ] {
         assert!(dom.contains(firm), "{firm} not on the page");
-    }
-    // Page errors and failed loads are logged as console messages or network errors.
-    for l in [log.as_ref(), dom_log.as_str()] {
-        for line in l.lines() {
-            assert!(
-                !line.contains("CONSOLE")
-                    && !line.contains("Uncaught")
-                    && !line.contains("net::ERR_"),
-                "chromium: {line}"
-            );
-        }
     }
     eprintln!("screenshot: {}", shot.display());
 }

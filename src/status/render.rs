@@ -44,15 +44,20 @@ th{background:#eef2f4;font-weight:600}td.l,th.l{text-align:left}.up{color:#17803
 .cls{display:inline-block;min-width:1.4em;text-align:center;border-radius:3px;color:#fff;font-weight:600}.A{background:#1e8449}.B{background:#2e86c1}.C{background:#d68910}.D{background:#c0392b}\
 svg{max-width:100%;height:auto}.legend{font-size:.8em;color:#5a6b7a}.lang{font-size:.85em}";
 
+/// The query that keeps a link in the page's language.
+fn lang_query(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Zh => "",
+        Lang::En => "?lang=en",
+    }
+}
+
 fn page(lang: Lang, title: &str, park: &str, at: &str, body: &str, path: &str) -> String {
     let other = match lang {
         Lang::Zh => format!("<a class=lang href=\"{path}?lang=en\">English</a>"),
         Lang::En => format!("<a class=lang href=\"{path}?lang=zh\">中文</a>"),
     };
-    let q = match lang {
-        Lang::Zh => "",
-        Lang::En => "?lang=en",
-    };
+    let q = lang_query(lang);
     format!(
         "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -128,10 +133,7 @@ pub fn overview(o: &Overview, lang: Lang) -> String {
         lang.pick("Class", "评价等级"),
         lang.pick("Alerts", "告警"),
     );
-    let q = match lang {
-        Lang::Zh => "",
-        Lang::En => "?lang=en",
-    };
+    let q = lang_query(lang);
     for (i, f) in o.firms.iter().enumerate() {
         let _ = write!(
             b,

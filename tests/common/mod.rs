@@ -113,3 +113,111 @@ pub fn ecogate(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `ecogate run --config CFG`, killed when the guard drops.
+pub fn run_daemon(cfg: &Path) -> Kill {
+    Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits (20 s at most) until something accepts connections on the loopback `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The child's stdout, line by line, from a thread of its own (the channel closes at EOF).
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// Headless Chromium's command (scripts/test.sh installs it) and the flags every test uses.
+pub fn chromium() -> (&'static str, [&'static str; 9]) {
+    let bin = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium must be installed (scripts/test.sh installs it)");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+    ];
+    (bin, flags)
+}
+
+/// Fails on a line of Chromium's log that reports a page error or a failed load.
+pub fn assert_no_page_errors(what: &str, log: &str) {
+    for line in log.lines() {
+        assert!(
+            !line.contains("CONSOLE") && !line.contains("Uncaught") && !line.contains("net::ERR_"),
+            "chromium on {what}: {line}"
+        );
+    }
+}
+
+/// Takes a screenshot of `url` at `width` x `height` into `shot` (kept under
+/// target/screenshots/); fails on a page error or an empty page. Returns Chromium's log.
+pub fn screenshot(url: &str, shot: &Path, width: u32, height: u32) -> String {
+    let (bin, flags) = chromium();
+    let _ = std::fs::remove_file(shot);
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(shot.exists(), "no screenshot of {url}:\n{log}");
+    assert!(
+        std::fs::metadata(shot).unwrap().len() > 20_000,
+        "{url}: an empty page?"
+    );
+    assert_no_page_errors(url, &log);
+    log
+}
+
+/// `ECOGATE_TEST_LOG=ecogate=debug` shows an in-process component's log in a test's output.
+#[allow(dead_code)]
+pub fn init_log() {
+    if let Ok(filter) = std::env::var("ECOGATE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
