@@ -385,7 +385,9 @@ impl Loop {
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
-                    self.acks_written += write_run(&mut eventloop, &runs, pkid).await;
+                    let n = write_run(&mut eventloop, &runs, pkid).await;
+                    tracing::trace!(pkid, acks = n, "mqtt acknowledgements written");
+                    self.acks_written += n;
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     // The topic subscriptions (the $SYS one is acknowledged apart, and may be
@@ -476,7 +478,7 @@ impl Loop {
         // then disconnect. The event loop keeps running meanwhile: it writes the acker's runs,
         // and the DISCONNECT goes out behind the last of them.
         let acks_by = tokio::time::Instant::now() + Duration::from_secs(5);
-        let give_up = acks_by + Duration::from_secs(2);
+        let mut give_up = acks_by + Duration::from_secs(2);
         let mut acker_done = false;
         let mut disconnecting = false;
         loop {
@@ -486,9 +488,18 @@ impl Loop {
                 _ = tokio::time::sleep_until(give_up) => break,
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(pkid))) => {
-                        write_run(&mut eventloop, &runs, pkid).await;
+                        let n = write_run(&mut eventloop, &runs, pkid).await;
+                        tracing::debug!(pkid, acks = n, "mqtt acknowledgements written while stopping");
                     }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    // The broker closes the connection once it has read the DISCONNECT: until
+                    // then this side reads on, so that it closes with nothing unread. A socket
+                    // closed with unread data sends a reset, and a broker that sees the reset
+                    // (mosquitto) drops the client without reading the acknowledgements that
+                    // arrived just before it, and sends their messages again next session.
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                        give_up = give_up.min(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                    Err(_) => break,
                     Ok(_) => {}
                 },
             }

@@ -153,6 +153,12 @@ pub(super) async fn acker(
                     .await
                     .is_err()
             {
+                tracing::debug!(
+                    left = pending.len(),
+                    acked_commits,
+                    committed = committed.committed(),
+                    "mqtt acker stopped"
+                );
                 return;
             }
         }
@@ -187,6 +193,11 @@ fn take(pending: &mut std::collections::VecDeque<PendingAck>, note: AckNote) {
 
 /// Sends a run's leader and queues the run.
 async fn send_run(client: &AsyncClient, runs: &AckRuns, due: Vec<u16>) {
+    tracing::trace!(
+        leader = due[0],
+        acks = due.len(),
+        "mqtt acknowledgements due"
+    );
     let mut leader = Publish::new("", QoS::AtLeastOnce, Vec::new());
     leader.pkid = due[0];
     let mut run = Some(AckRun {
