@@ -3,6 +3,9 @@
 //! to the end. The store must then hold exactly what a replay that was never interrupted holds
 //! (readings, every window total, counter states), the outbox's sequence must be the store's, and
 //! once the outbox is delivered VictoriaMetrics must hold every reading once and the same totals.
+//!
+//! To repeat a failure: `ECOGATE_TEST_SEED` (printed) replays its kill moments,
+//! `ECOGATE_TEST_KILL_MS=850,9000,...` sets them, `ECOGATE_TEST_KEEP=1` keeps the folders.
 
 mod common;
 #[path = "common/mosquitto.rs"]
@@ -51,6 +54,21 @@ fn csv(path: &Path) {
 }
 
 fn replay(cfg: &Path, input: &Path, wait_s: u32) -> std::process::Child {
+    replay_logged(cfg, input, wait_s, None)
+}
+
+/// `log`: where the replay's stdout and stderr go (for a failure's diagnosis).
+fn replay_logged(cfg: &Path, input: &Path, wait_s: u32, log: Option<&Path>) -> std::process::Child {
+    let out = |p: Option<&Path>| match p {
+        Some(p) => std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap(),
+        ),
+        None => std::process::Stdio::null(),
+    };
     Command::new(env!("CARGO_BIN_EXE_ecogate"))
         .args([
             "replay",
@@ -61,8 +79,8 @@ fn replay(cfg: &Path, input: &Path, wait_s: u32) -> std::process::Child {
             "--influx-wait-s",
             &wait_s.to_string(),
         ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(out(log))
+        .stderr(out(log))
         .spawn()
         .unwrap()
 }
@@ -95,29 +113,43 @@ fn snapshot(store: &Path) -> (i64, Vec<String>, Vec<String>) {
 fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
     let influx_port = mosquitto::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("input.csv");
+    let root = dir.path().to_path_buf();
+    if std::env::var("ECOGATE_TEST_KEEP").is_ok() {
+        eprintln!("keeping {}", root.display());
+        std::mem::forget(dir);
+    }
+    let input = root.join("input.csv");
     csv(&input);
     // The reference: one uninterrupted replay.
-    let clean = dir.path().join("clean");
+    let clean = root.join("clean");
     std::fs::create_dir_all(&clean).unwrap();
     let clean_cfg = clean.join("ecogate.toml");
     std::fs::write(&clean_cfg, config(&clean, influx_port)).unwrap();
     let status = replay(&clean_cfg, &input, 0).wait().unwrap();
     assert_eq!(status.code(), Some(0));
     // The victim: killed five times at random moments, then run to the end.
-    let killed = dir.path().join("killed");
+    let killed = root.join("killed");
     std::fs::create_dir_all(&killed).unwrap();
     let cfg = killed.join("ecogate.toml");
     std::fs::write(&cfg, config(&killed, influx_port)).unwrap();
-    let mut seed = chrono::Utc::now().timestamp_millis() as u64;
+    // ECOGATE_TEST_SEED replays the kill moments of a run that failed (it prints its seed).
+    let mut seed = std::env::var("ECOGATE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(chrono::Utc::now().timestamp_millis() as u64);
     eprintln!("seed {seed}");
     let mut kills = 0;
-    for _ in 0..5 {
-        let mut child = replay(&cfg, &input, 0);
+    let runs_log = killed.join("runs.log");
+    for round in 0..5 {
+        let mut child = replay_logged(&cfg, &input, 0, Some(&runs_log));
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 1200));
+        let ms = match std::env::var("ECOGATE_TEST_KILL_MS") {
+            Ok(list) => list.split(',').nth(round).unwrap().parse().unwrap(),
+            Err(_) => 300 + (seed >> 33) % 1200,
+        };
+        std::thread::sleep(Duration::from_millis(ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
@@ -155,17 +187,43 @@ fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
     let vm = victoria::Victoria::start_on(influx_port);
     let empty = killed.join("empty.csv");
     std::fs::write(&empty, "timestamp,meter,channel,value,unit\n").unwrap();
-    let mut deliver = replay(&cfg, &empty, 120);
+    let deliver_log = killed.join("deliver.log");
+    let mut deliver = replay_logged(&cfg, &empty, 120, Some(&deliver_log));
     let deadline = Instant::now() + Duration::from_secs(150);
     while deliver.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the outbox was not delivered");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let readings: usize = vm
-        .export("ecogate_reading_energy_kwh")
-        .iter()
-        .map(|s| s.samples.len())
-        .sum();
+    let series = vm.export("ecogate_reading_energy_kwh");
+    let readings: usize = series.iter().map(|s| s.samples.len()).sum();
+    if readings != METERS * PER_METER {
+        // What a failure on another machine needs to be understood.
+        for s in &series {
+            let distinct: std::collections::BTreeSet<i64> = s.samples.iter().map(|x| x.0).collect();
+            eprintln!(
+                "{:?}: {} samples, {} distinct, {:?} .. {:?}",
+                s.labels.get("meter"),
+                s.samples.len(),
+                distinct.len(),
+                distinct.first(),
+                distinct.last()
+            );
+        }
+        eprintln!(
+            "the killed runs' output:\n{}",
+            std::fs::read_to_string(&runs_log).unwrap_or_default()
+        );
+        eprintln!(
+            "delivery's output:\n{}",
+            std::fs::read_to_string(&deliver_log).unwrap_or_default()
+        );
+        let outbox_files: Vec<_> = std::fs::read_dir(killed.join("outbox"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect();
+        eprintln!("outbox files: {outbox_files:?}");
+    }
     assert_eq!(readings, METERS * PER_METER, "readings in VictoriaMetrics");
     let year: f64 = vm
         .export(r#"ecogate_window_grid_import_kwh{level="firm",window="year"}"#)

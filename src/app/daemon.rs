@@ -36,11 +36,10 @@ pub fn open_pipeline(
     let outbox = match &app.influx {
         None => None,
         Some(ic) => {
-            let seq = pipeline.store().committed_seq()?;
             let (output, outbox) = crate::sinks::influx::build(
                 ic,
                 app.core.clone(),
-                seq,
+                pipeline.store(),
                 metrics,
                 pipeline.shutdown_flag(),
             )?;

@@ -104,17 +104,30 @@ impl crate::sinks::store::CommitSink for InfluxOutput {
     }
 }
 
-/// Builds the InfluxDB sink: opens its outbox (cutting records the store never committed,
-/// `store_seq`), registers its metrics, and returns the pipeline's end and the outbox the
+/// Why the InfluxDB sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// Builds the InfluxDB sink: opens its outbox (cutting records `store` never committed), registers its metrics, and returns the pipeline's end and the outbox the
 /// sender delivers from.
 pub fn build(
     ic: &config::InfluxConfig,
     core: Arc<crate::config::Config>,
-    store_seq: Option<u64>,
+    store: &crate::sinks::store::Store,
     metrics: &crate::metrics::Metrics,
     shutdown: Arc<AtomicBool>,
-) -> Result<(InfluxOutput, Arc<Outbox>), OutboxError> {
-    let (outbox, report) = Outbox::open(ic.outbox.clone(), store_seq)?;
+) -> Result<(InfluxOutput, Arc<Outbox>), BuildError> {
+    let (outbox, report) = Outbox::open_for_store(
+        ic.outbox.clone(),
+        &store.store_id()?,
+        store.path(),
+        store.committed_seq()?,
+    )?;
     tracing::info!(
         dir = %ic.outbox.dir.display(),
         pending_records = report.pending_records,

@@ -14,7 +14,8 @@
 //! pipeline's commit sequence: a record becomes readable only once the store has committed that
 //! sequence, and on open, records beyond the store's last committed sequence (appended just before
 //! a crash that stopped the store commit) are cut off, so the outbox never holds figures the store
-//! does not. The `ack` file holds the position of the first record not yet delivered; segments
+//! does not. The `store-id` file names the store that commits with the outbox
+//! ([`Outbox::open_for_store`]). The `ack` file holds the position of the first record not yet delivered; segments
 //! wholly before it are deleted.
 //!
 //! # Faults
@@ -87,6 +88,15 @@ pub enum OutboxError {
     },
     #[error("outbox record of {bytes} bytes is larger than the {max} byte limit")]
     TooLarge { bytes: u64, max: u64 },
+    #[error(
+        "outbox {dir} holds the records of another store (store id {owner}; {store} has id {store_id}): run ecogate with the store that wrote them until they are delivered, or give this store an outbox of its own ([influx.outbox] dir)"
+    )]
+    OtherStore {
+        dir: PathBuf,
+        owner: String,
+        store: PathBuf,
+        store_id: String,
+    },
     /// Another process writes to this outbox.
     #[error(transparent)]
     Locked(#[from] crate::sinks::lock::LockError),
@@ -246,9 +256,58 @@ impl Outbox {
         config: OutboxConfig,
         committed_seq: Option<u64>,
     ) -> Result<(Outbox, OpenReport), OutboxError> {
+        let lock = crate::sinks::lock::ExclusiveLock::acquire(&config.dir, "outbox")?;
+        fs::create_dir_all(&config.dir).map_err(io_err(&config.dir, "create the folder"))?;
+        Self::open_locked(config, lock, committed_seq)
+    }
+
+    /// [`Outbox::open`] for the store whose id is `store_id`, which commits with this outbox.
+    /// The outbox remembers its store (a `store-id` file written before its first record), so:
+    /// a store that never committed (`committed_seq` `None`) cuts every record (they were
+    /// appended before a crash stopped the store's first commit, and the readings will be read
+    /// again), and an outbox of another store is refused rather than cut to this store's
+    /// sequence.
+    pub fn open_for_store(
+        config: OutboxConfig,
+        store_id: &str,
+        store_path: &Path,
+        committed_seq: Option<u64>,
+    ) -> Result<(Outbox, OpenReport), OutboxError> {
         let dir = config.dir.clone();
         let lock = crate::sinks::lock::ExclusiveLock::acquire(&dir, "outbox")?;
         fs::create_dir_all(&dir).map_err(io_err(&dir, "create the folder"))?;
+        let owner_path = dir.join(OWNER_FILE);
+        let seq = match fs::read_to_string(&owner_path) {
+            Ok(owner) if owner.trim() == store_id => Some(committed_seq.unwrap_or(0)),
+            Ok(owner) => {
+                return Err(OutboxError::OtherStore {
+                    dir,
+                    owner: owner.trim().to_string(),
+                    store: store_path.to_path_buf(),
+                    store_id: store_id.to_string(),
+                })
+            }
+            // An outbox written before outboxes knew their store: kept as it is, and adopted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let tmp = dir.join("store-id.tmp");
+                fs::write(&tmp, format!("{store_id}\n"))
+                    .and_then(|_| File::open(&tmp)?.sync_all())
+                    .map_err(io_err(&tmp, "write the store id"))?;
+                fs::rename(&tmp, &owner_path).map_err(io_err(&tmp, "replace the store id"))?;
+                sync_dir(&dir)?;
+                committed_seq
+            }
+            Err(e) => return Err(io_err(&owner_path, "read the store id")(e)),
+        };
+        Self::open_locked(config, lock, seq)
+    }
+
+    fn open_locked(
+        config: OutboxConfig,
+        lock: crate::sinks::lock::ExclusiveLock,
+        committed_seq: Option<u64>,
+    ) -> Result<(Outbox, OpenReport), OutboxError> {
+        let dir = config.dir.clone();
         let mut ids: Vec<u64> = fs::read_dir(&dir)
             .map_err(io_err(&dir, "list the folder"))?
             .filter_map(|e| e.ok())
@@ -767,6 +826,8 @@ fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
 }
 
 const ACK_FILE: &str = "ack";
+/// The id of the store that commits with this outbox.
+const OWNER_FILE: &str = "store-id";
 
 fn read_ack(dir: &Path) -> Option<Cursor> {
     let bytes = fs::read(dir.join(ACK_FILE)).ok()?;

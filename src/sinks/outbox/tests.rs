@@ -264,3 +264,51 @@ proptest! {
         prop_assert_eq!(drain(&o), Vec::from(model));
     }
 }
+
+#[test]
+fn an_outbox_knows_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20, 1 << 20, WhenFull::Block);
+    let store = Path::new("/var/lib/ecogate/store.db");
+    // A crash after the first append, before the store's first commit: the store has no
+    // sequence, and the record (whose readings will be read again) must go.
+    {
+        let (o, _) = Outbox::open_for_store(cfg.clone(), "aa", store, None).unwrap();
+        let go = AtomicBool::new(false);
+        o.append(1, 1, &payload(1), &go).unwrap();
+    }
+    let (o, report) = Outbox::open_for_store(cfg.clone(), "aa", store, None).unwrap();
+    assert_eq!(report.uncommitted_records, 1);
+    assert_eq!(report.pending_records, 0);
+    append_committed(&o, 1);
+    drop(o);
+    // Another store's outbox is refused, not cut to that store's sequence.
+    let e = Outbox::open_for_store(cfg.clone(), "bb", Path::new("/tmp/scratch.db"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("another store") && e.contains("store id aa") && e.contains("scratch.db"),
+        "{e}"
+    );
+    let (o, report) = Outbox::open_for_store(cfg, "aa", store, Some(1)).unwrap();
+    assert_eq!(report.pending_records, 1, "the committed record was kept");
+    assert_eq!(drain(&o), vec![payload(1)]);
+}
+
+#[test]
+fn an_outbox_from_before_store_ids_is_kept_and_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20, 1 << 20, WhenFull::Block);
+    {
+        let (o, _) = Outbox::open(cfg.clone(), None).unwrap();
+        append_committed(&o, 1);
+    }
+    let store = Path::new("store.db");
+    let (o, report) = Outbox::open_for_store(cfg.clone(), "cc", store, None).unwrap();
+    assert_eq!(report.pending_records, 1);
+    drop(o);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("store-id")).unwrap(),
+        "cc\n"
+    );
+}

@@ -184,6 +184,19 @@ fn aggregate_sql() -> (String, String, String) {
     (upsert, returning, sums)
 }
 
+/// 64 random bits (the standard library's hasher keys come from the OS), with the clock mixed in.
+fn new_store_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -320,6 +333,12 @@ impl Store {
                     .map_err(|e| self.err(e))?;
             }
         }
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)",
+                [new_store_id()],
+            )
+            .map_err(|e| self.err(e))?;
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -465,6 +484,16 @@ impl Store {
     /// Commits a batch atomically: readings, aggregates, events and counter states.
     pub fn commit(&mut self, acct: &Accountant, batch: &Batch) -> Result<(), StoreError> {
         self.commit_with(acct, batch, None)
+    }
+
+    /// This store's id, made when it was created: an outbox knows by it which store it commits
+    /// with.
+    pub fn store_id(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// The sequence the last commit with a hook recorded (`None` if none ever did).
