@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The fault suite in full: every scenario of tests/chaos.rs (kill -9 of ecogate, a broker
-# restart, VictoriaMetrics stopped, broker connections reset), with and without payload
-# timestamps, ECOGATE_CHAOS_ROUNDS rounds each (default 5; about 30 s a round of all scenarios).
+# restart, VictoriaMetrics stopped, broker connections reset, a fault proxy in front of the
+# Modbus gateway and of the InfluxDB endpoint: latency, blackhole, resets), under MQTT and Modbus
+# load, with and without payload timestamps, ECOGATE_CHAOS_ROUNDS rounds each (default 5; about
+# 2 minutes a round of all scenarios). ECOGATE_CHAOS_ONLY=modbus picks scenarios by name;
+# ECOGATE_CHAOS_KEEP=1 keeps each round's folder (store, outbox, ecogate.log).
 # Prints one table: scenario, rounds, readings, lost, doubled, rows missing, InfluxDB = truth,
 # recovery time. ECOGATE_CHAOS_SEED repeats a run's random moments. `./scripts/test.sh` runs the
 # short form (one round each).

@@ -1,19 +1,27 @@
-//! The fault suite: steady MQTT load (QoS 1 counters, with and without payload timestamps) into
-//! `ecogate run` with an InfluxDB sink (VictoriaMetrics), while faults strike at random moments:
-//! kill -9 and restart of ecogate, a broker restart, VictoriaMetrics stopped for a while, and
-//! connections between ecogate and the broker reset by a proxy. After each round the store's
-//! per-meter totals and VictoriaMetrics' per-firm year total are compared with the publisher's
-//! ground truth, and the time from the end of each fault to the next reading stored is measured.
+//! The fault suite: steady load from MQTT publishers (QoS 1 counters, with and without payload
+//! timestamps) and from Modbus TCP meters behind one gateway (tokio-modbus servers, counters
+//! advancing) into `ecogate run` with an InfluxDB sink (VictoriaMetrics), while faults strike at
+//! random moments: kill -9 and restart of ecogate, a broker restart, VictoriaMetrics stopped for
+//! a while, connections between ecogate and the broker reset by a proxy, and a TCP proxy in front
+//! of the Modbus gateway and of the InfluxDB endpoint that adds latency, blackholes and resets
+//! connections. After each round the store's per-meter totals and VictoriaMetrics' per-firm year
+//! total are compared with the simulators' ground truth, and the time from the end of each fault
+//! to the next reading stored (or, for the InfluxDB faults, until VictoriaMetrics holds the
+//! truth) is measured.
 //!
 //! Short form here (one round per scenario; `cargo test --test chaos`); the full form is
 //! `scripts/chaos.sh` (ECOGATE_CHAOS_ROUNDS rounds each, default 5). Every loop is bounded in
 //! rounds and time. ECOGATE_CHAOS_SEED repeats a run's random moments.
 
 mod common;
+#[path = "common/modbus_sim.rs"]
+mod modbus_sim;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
 #[path = "common/mqtt_proxy.rs"]
 mod mqtt_proxy;
+#[path = "common/tcp_proxy.rs"]
+mod tcp_proxy;
 #[path = "common/victoria.rs"]
 mod victoria;
 
@@ -23,6 +31,10 @@ use std::time::{Duration, Instant};
 
 const METERS: usize = 20;
 const PER_METER: usize = 250;
+/// Modbus meters g1..g4 on one gateway, after the MQTT meters in the park model.
+const MODBUS_METERS: usize = 4;
+/// Each Modbus counter's register before the load, Wh.
+const MODBUS_START_WH: u32 = 5_000;
 /// Messages published per step, and the pause between steps: about 2.5 s of load.
 const STEP: usize = 200;
 const STEP_PAUSE: Duration = Duration::from_millis(100);
@@ -33,6 +45,8 @@ enum Fault {
     BrokerRestart,
     InfluxDown,
     ConnectionResets,
+    ModbusGateway,
+    InfluxPath,
 }
 
 impl Fault {
@@ -42,6 +56,20 @@ impl Fault {
             Fault::BrokerRestart => "restart the broker",
             Fault::InfluxDown => "VictoriaMetrics down 2 s (recovery: until it holds the truth)",
             Fault::ConnectionResets => "broker connection reset (x3)",
+            Fault::ModbusGateway => {
+                "Modbus gateway: reset, blackhole 1.5 s, +100 ms latency 1 s (x2)"
+            }
+            Fault::InfluxPath => {
+                "InfluxDB path: +400 ms latency 1 s, blackhole 2 s, reset (recovery: until it holds the truth)"
+            }
+        }
+    }
+
+    fn strikes(self) -> usize {
+        match self {
+            Fault::Kill9 | Fault::ConnectionResets => 3,
+            Fault::ModbusGateway => 2,
+            Fault::BrokerRestart | Fault::InfluxDown | Fault::InfluxPath => 1,
         }
     }
 }
@@ -71,7 +99,13 @@ impl Rig {
         self.child = Some(
             Command::new(env!("CARGO_BIN_EXE_ecogate"))
                 .args(["run", "--config", self.cfg.to_str().unwrap()])
-                .stderr(std::process::Stdio::null())
+                .stderr(std::process::Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.dir.path().join("ecogate.log"))
+                        .unwrap(),
+                ))
                 .spawn()
                 .unwrap(),
         );
@@ -93,9 +127,29 @@ impl Rig {
         }
     }
 
-    fn rows(&self) -> i64 {
+    /// Stored readings of the meters whose id starts with `prefix` (`c`: MQTT, `g`: Modbus).
+    fn rows(&self, prefix: &str) -> i64 {
         rusqlite::Connection::open(&self.store)
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM readings_by_name WHERE meter LIKE ?1",
+                    [format!("{prefix}%")],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    }
+
+    /// Modbus meters with at least one stored reading.
+    fn modbus_meters_seen(&self) -> i64 {
+        rusqlite::Connection::open(&self.store)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(DISTINCT meter) FROM readings_by_name WHERE meter LIKE 'g%'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
             .unwrap_or(0)
     }
 
@@ -106,14 +160,14 @@ impl Rig {
         use ecogate::accounting::window::WindowKind;
         use ecogate::accounting::{Accountant, Entity};
         let Ok(s) = ecogate::sinks::store::Store::open(&self.store) else {
-            return vec![0; METERS];
+            return vec![0; METERS + MODBUS_METERS];
         };
         let text = std::fs::read_to_string(&self.cfg).unwrap();
         let cfg = ecogate::app::AppConfig::parse(&self.cfg, &text)
             .unwrap()
             .core;
         let acct = Accountant::new(cfg);
-        (0..METERS)
+        (0..METERS + MODBUS_METERS)
             .map(|i| {
                 s.sums(
                     &acct,
@@ -133,17 +187,38 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.kill9();
-        let _ = &self.dir;
+        // ECOGATE_CHAOS_KEEP=1 keeps each round's folder (store, outbox, ecogate.log).
+        if std::env::var("ECOGATE_CHAOS_KEEP").is_ok() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            println!("kept {}", dir.keep().display());
+        }
     }
 }
 
-fn config(dir: &Path, broker_port: u16, influx: &str, payload_ts: bool) -> String {
+fn config(
+    dir: &Path,
+    broker_port: u16,
+    gateway_port: u16,
+    influx: &str,
+    payload_ts: bool,
+) -> String {
     let mut t = String::from(
         "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
     );
     for i in 0..METERS {
         t.push_str(&format!(
             "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 100000000 }}]\n"
+        ));
+    }
+    for u in 1..=MODBUS_METERS {
+        t.push_str(&format!(
+            "[[meters]]\nid = \"g{u}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 100000000 }}]\n"
+        ));
+    }
+    for u in 1..=MODBUS_METERS {
+        t.push_str(&format!(
+            "[[modbus.devices]]\nmeter = \"g{u}\"\ntcp = \"127.0.0.1:{gateway_port}\"\nunit_id = {u}\npoll_interval_ms = 200\ntimeout_ms = 300\n\
+             [[modbus.devices.registers]]\nchannel = \"delivered\"\nfunction = \"holding\"\naddress = 0\naddress_base = 0\ntype = \"u32\"\nunit = \"Wh\"\n"
         ));
     }
     t.push_str(&format!(
@@ -180,6 +255,11 @@ fn truth_wh(i: usize) -> i64 {
     ((PER_METER - 1) * (10 + i)) as i64
 }
 
+/// Modbus meter g_u's counter advances this much every 100 ms of the load.
+fn modbus_step_wh(u: usize) -> u32 {
+    7 * u as u32
+}
+
 #[derive(Debug)]
 struct Outcome {
     readings: usize,
@@ -191,9 +271,15 @@ struct Outcome {
 }
 
 /// Waits for the next stored reading after a fault ended: the recovery time.
-fn recovery(rig: &Rig, before: i64, ended: Instant, until: Instant) -> Option<Duration> {
+fn recovery(
+    rig: &Rig,
+    meters: &str,
+    before: i64,
+    ended: Instant,
+    until: Instant,
+) -> Option<Duration> {
     while Instant::now() < until {
-        if rig.rows() > before {
+        if rig.rows(meters) > before {
             return Some(ended.elapsed());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -210,9 +296,36 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         .unwrap();
     let proxy = proxy_rt.block_on(mqtt_proxy::MqttProxy::start(broker.port));
     let mut vm = victoria::Victoria::start();
+    // The Modbus gateway: one server for units 1..4, behind a fault proxy.
+    let bank = modbus_sim::Bank::default();
+    let set_wh = |bank: &modbus_sim::Bank, u: usize, wh: u32| {
+        use ecogate::sources::modbus::decode::{DataType, WordOrder};
+        bank.set(u as u8, 0, 0, f64::from(wh), DataType::U32, WordOrder::Abcd);
+    };
+    for u in 1..=MODBUS_METERS {
+        set_wh(&bank, u, MODBUS_START_WH);
+    }
+    let (gateway, _gateway_task) = proxy_rt.block_on(modbus_sim::start_tcp(
+        bank.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    let gateway_proxy = proxy_rt.block_on(tcp_proxy::TcpProxy::start(gateway));
+    let influx_proxy = proxy_rt.block_on(tcp_proxy::TcpProxy::start(
+        format!("127.0.0.1:{}", vm.port).parse().unwrap(),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("ecogate.toml");
-    std::fs::write(&cfg, config(dir.path(), proxy.port, &vm.url(), payload_ts)).unwrap();
+    std::fs::write(
+        &cfg,
+        config(
+            dir.path(),
+            proxy.port,
+            gateway_proxy.port,
+            &format!("http://127.0.0.1:{}", influx_proxy.port),
+            payload_ts,
+        ),
+    )
+    .unwrap();
     let mut rig = Rig {
         store: dir.path().join("store.db"),
         dir,
@@ -223,6 +336,14 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
     let ready = Instant::now() + Duration::from_secs(20);
     while !proxy.seen().iter().any(|p| p.kind == mqtt_proxy::SUBSCRIBE) {
         assert!(Instant::now() < ready, "ecogate never subscribed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every Modbus counter's first reading (its baseline) is in before the counters move.
+    while rig.modbus_meters_seen() < MODBUS_METERS as i64 {
+        assert!(
+            Instant::now() < ready,
+            "ecogate never read every Modbus meter"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The publisher, paced, on its own thread: steady load while the faults strike.
@@ -246,13 +367,29 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         }
     });
     let load = STEP_PAUSE * (total / STEP) as u32;
+    // The Modbus counters advance every 100 ms for as long as the MQTT load lasts.
+    let ticks = (load.as_millis() / 100) as u32;
+    let ticker = {
+        let bank = bank.clone();
+        std::thread::spawn(move || {
+            for k in 1..=ticks {
+                std::thread::sleep(Duration::from_millis(100));
+                for u in 1..=MODBUS_METERS {
+                    set_wh(&bank, u, MODBUS_START_WH + k * modbus_step_wh(u));
+                }
+            }
+        })
+    };
+    let truth = |i: usize| -> i64 {
+        if i < METERS {
+            truth_wh(i)
+        } else {
+            i64::from(ticks * modbus_step_wh(i - METERS + 1))
+        }
+    };
     let mut recoveries = Vec::new();
     let mut influx_back: Option<Instant> = None;
-    let strikes = if matches!(fault, Fault::Kill9 | Fault::ConnectionResets) {
-        3
-    } else {
-        1
-    };
+    let strikes = fault.strikes() as u32;
     let started = Instant::now();
     for s in 0..strikes {
         // A random moment in this strike's share of the first 70 % of the load (so that data
@@ -284,15 +421,39 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
                 proxy.cut();
                 Instant::now()
             }
+            Fault::ModbusGateway => {
+                gateway_proxy.reset();
+                gateway_proxy.set(tcp_proxy::Mode::Blackhole);
+                std::thread::sleep(Duration::from_millis(1500));
+                gateway_proxy.set(tcp_proxy::Mode::Latency(Duration::from_millis(100)));
+                std::thread::sleep(Duration::from_secs(1));
+                gateway_proxy.set(tcp_proxy::Mode::Pass);
+                Instant::now()
+            }
+            Fault::InfluxPath => {
+                influx_proxy.set(tcp_proxy::Mode::Latency(Duration::from_millis(400)));
+                std::thread::sleep(Duration::from_secs(1));
+                influx_proxy.set(tcp_proxy::Mode::Blackhole);
+                std::thread::sleep(Duration::from_secs(2));
+                influx_proxy.reset();
+                influx_proxy.set(tcp_proxy::Mode::Pass);
+                Instant::now()
+            }
         };
-        if fault == Fault::InfluxDown {
+        if matches!(fault, Fault::InfluxDown | Fault::InfluxPath) {
             // Timed below: until VictoriaMetrics holds the truth.
             influx_back = Some(ended);
             continue;
         }
-        let before = rig.rows();
+        let meters = if fault == Fault::ModbusGateway {
+            "g"
+        } else {
+            "c"
+        };
+        let before = rig.rows(meters);
         if let Some(d) = recovery(
             &rig,
+            meters,
             before,
             ended,
             Instant::now() + Duration::from_secs(30),
@@ -301,20 +462,22 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         }
     }
     publisher.join().expect("the publisher finished");
+    ticker.join().expect("the Modbus counters advanced");
     // Drained: every meter at its truth, or 60 s.
+    let all = METERS + MODBUS_METERS;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut got = rig.meter_wh();
-    while Instant::now() < deadline && (0..METERS).any(|i| got[i] != truth_wh(i)) {
+    while Instant::now() < deadline && (0..all).any(|i| got[i] != truth(i)) {
         std::thread::sleep(Duration::from_millis(200));
         got = rig.meter_wh();
     }
     let lost_rows = if payload_ts {
-        total as i64 - rig.rows()
+        total as i64 - rig.rows("c")
     } else {
         0
     };
     // VictoriaMetrics: the firm's year total, once the outbox has delivered.
-    let truth_kwh: f64 = (0..METERS).map(truth_wh).sum::<i64>() as f64 / 1000.0;
+    let truth_kwh: f64 = (0..all).map(truth).sum::<i64>() as f64 / 1000.0;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut influx_ok = false;
     while Instant::now() < deadline {
@@ -331,9 +494,9 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
     }
     rig.stop();
     Outcome {
-        readings: total,
-        lost_wh: (0..METERS).map(|i| (truth_wh(i) - got[i]).max(0)).sum(),
-        doubled_wh: (0..METERS).map(|i| (got[i] - truth_wh(i)).max(0)).sum(),
+        readings: total + rig.rows("g") as usize,
+        lost_wh: (0..all).map(|i| (truth(i) - got[i]).max(0)).sum(),
+        doubled_wh: (0..all).map(|i| (got[i] - truth(i)).max(0)).sum(),
         lost_rows,
         influx_ok,
         recovery: recoveries,
@@ -363,7 +526,15 @@ fn fault_suite() {
         Fault::BrokerRestart,
         Fault::InfluxDown,
         Fault::ConnectionResets,
+        Fault::ModbusGateway,
+        Fault::InfluxPath,
     ] {
+        // ECOGATE_CHAOS_ONLY=modbus runs the scenarios whose name holds it (case-insensitive).
+        if let Ok(only) = std::env::var("ECOGATE_CHAOS_ONLY") {
+            if !fault.name().to_lowercase().contains(&only.to_lowercase()) {
+                continue;
+            }
+        }
         for payload_ts in [true, false] {
             let mut readings = 0;
             let (mut lost, mut doubled, mut missing) = (0, 0, 0);
@@ -378,11 +549,7 @@ fn fault_suite() {
                 doubled += o.doubled_wh;
                 missing += o.lost_rows;
                 influx &= o.influx_ok;
-                strikes += if matches!(fault, Fault::Kill9 | Fault::ConnectionResets) {
-                    3
-                } else {
-                    1
-                };
+                strikes += fault.strikes();
                 recovered += o.recovery.len();
                 worst = worst.max(o.recovery.iter().copied().max().unwrap_or_default());
             }

@@ -6,7 +6,11 @@
 //! would otherwise be taken as the answer to the next request (tokio-modbus #324). A device that
 //! keeps failing is backed off (exponential, with jitter, up to a minute) so that it costs its bus
 //! one request per back-off period instead of a timeout every poll: the other devices on the bus
-//! stay on schedule. Readings are timestamped when their response arrives.
+//! stay on schedule. A failing device is asked only in the line's slack, with the slack as its
+//! timeout, so that it never holds the line when a healthy poll is due, and yet is not starved
+//! when the slack is shorter than its timeout (healthy devices polled more often than a failing
+//! one's timeout: without this it was never asked again, tests/chaos.rs). Readings are
+//! timestamped when their response arrives.
 
 use super::config::{Device, Transport};
 use super::decode;
@@ -113,8 +117,20 @@ struct DeviceState {
     health: Arc<DeviceHealth>,
     next_due_ms: i64,
     backoff_until_ms: i64,
+    /// When it was last asked with its whole timeout (see [`FULL_PROBE_EVERY_MS`]).
+    last_full_probe_ms: i64,
     bad_log: crate::util::Throttle,
 }
+
+/// A failing device is probed in the line's slack with the slack as its timeout (a device that
+/// has come back answers in a few milliseconds; a dead one gives up the line before the next
+/// healthy poll is due), if the slack is at least this long (or its whole timeout, if shorter).
+const PROBE_FLOOR_MS: i64 = 50;
+
+/// A failing device that the slack never let be asked with its whole timeout (a slow device,
+/// answering later than the slack lasts) is asked with it once this long: it may then hold up
+/// a healthy poll by at most its timeout, once a minute, rather than never come back.
+const FULL_PROBE_EVERY_MS: i64 = 60_000;
 
 impl DeviceState {
     fn new(device: Arc<Device>, health: Arc<DeviceHealth>) -> Self {
@@ -127,6 +143,7 @@ impl DeviceState {
             health,
             next_due_ms: (now / interval + 1) * interval,
             backoff_until_ms: 0,
+            last_full_probe_ms: now,
             bad_log: crate::util::Throttle::default(),
             device,
         }
@@ -140,6 +157,23 @@ impl DeviceState {
     /// retries) only in the line's slack.
     fn failing(&self) -> bool {
         self.health.consecutive_failures.load(Ordering::Relaxed) >= 1
+    }
+
+    /// How long a probe of this failing device starting at `at` may wait for its answer, with
+    /// the next healthy poll of the line due at `healthy_next`; `None` if it may not start then.
+    fn probe_timeout_ms(&self, at: i64, healthy_next: Option<i64>) -> Option<i64> {
+        let full = self.device.timeout_ms as i64;
+        let Some(h) = healthy_next else {
+            return Some(full);
+        };
+        let slack = h - at;
+        if slack >= full || at - self.last_full_probe_ms >= FULL_PROBE_EVERY_MS {
+            Some(full)
+        } else if slack >= PROBE_FLOOR_MS.min(full) {
+            Some(slack)
+        } else {
+            None
+        }
     }
 }
 
@@ -234,8 +268,7 @@ impl BusTask {
                         return Some((i, d.next_due_ms));
                     }
                     let at = d.due_ms().max(now);
-                    let ends = at + d.device.timeout_ms as i64;
-                    healthy_next.is_none_or(|h| ends <= h).then_some((i, at))
+                    d.probe_timeout_ms(at, healthy_next).map(|_| (i, at))
                 })
                 .min_by_key(|(_, due)| *due)
             else {
@@ -330,7 +363,26 @@ impl BusTask {
     async fn poll(&mut self, idx: usize) {
         let device = Arc::clone(&self.devices[idx].device);
         let requests = Arc::clone(&self.devices[idx].requests);
-        let timeout = Duration::from_millis(device.timeout_ms);
+        let mut timeout = Duration::from_millis(device.timeout_ms);
+        if self.devices[idx].failing() {
+            let now = now_ms();
+            let healthy_next = self
+                .devices
+                .iter()
+                .filter(|d| !d.failing())
+                .map(|d| d.next_due_ms)
+                .min();
+            let d = &mut self.devices[idx];
+            let ms = d
+                .probe_timeout_ms(now, healthy_next)
+                .unwrap_or(PROBE_FLOOR_MS.min(device.timeout_ms as i64));
+            if ms >= device.timeout_ms as i64 {
+                d.last_full_probe_ms = now;
+            }
+            timeout = Duration::from_millis(ms.max(1) as u64);
+        } else {
+            self.devices[idx].last_full_probe_ms = now_ms();
+        }
         // A device that keeps failing is probed once, without retries: retrying a dead device
         // only takes bus time from the healthy ones.
         let retries = if self.devices[idx]
