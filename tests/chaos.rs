@@ -47,6 +47,7 @@ enum Fault {
     ConnectionResets,
     ModbusGateway,
     InfluxPath,
+    DiskFull,
 }
 
 impl Fault {
@@ -62,6 +63,7 @@ impl Fault {
             Fault::InfluxPath => {
                 "InfluxDB path: +400 ms latency 1 s, blackhole 2 s, reset (recovery: until it holds the truth)"
             }
+            Fault::DiskFull => "disk full 2 s (store and outbox on a 64 MiB tmpfs)",
         }
     }
 
@@ -69,7 +71,7 @@ impl Fault {
         match self {
             Fault::Kill9 | Fault::ConnectionResets => 3,
             Fault::ModbusGateway => 2,
-            Fault::BrokerRestart | Fault::InfluxDown | Fault::InfluxPath => 1,
+            Fault::BrokerRestart | Fault::InfluxDown | Fault::InfluxPath | Fault::DiskFull => 1,
         }
     }
 }
@@ -92,6 +94,8 @@ struct Rig {
     cfg: PathBuf,
     store: PathBuf,
     child: Option<Child>,
+    /// A tmpfs mounted on `dir` (the disk-full scenario), unmounted at the end.
+    tmpfs: bool,
 }
 
 impl Rig {
@@ -187,6 +191,10 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.kill9();
+        if self.tmpfs {
+            let _ = Command::new("umount").arg(self.dir.path()).status();
+            return;
+        }
         // ECOGATE_CHAOS_KEEP=1 keeps each round's folder (store, outbox, ecogate.log).
         if std::env::var("ECOGATE_CHAOS_KEEP").is_ok() {
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
@@ -260,14 +268,26 @@ fn modbus_step_wh(u: usize) -> u32 {
     7 * u as u32
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Outcome {
+    /// Why the scenario could not run here.
+    skipped: Option<&'static str>,
     readings: usize,
     lost_wh: i64,
     doubled_wh: i64,
     lost_rows: i64,
     influx_ok: bool,
     recovery: Vec<Duration>,
+}
+
+impl Outcome {
+    fn skipped(why: &'static str) -> Outcome {
+        Outcome {
+            skipped: Some(why),
+            influx_ok: true,
+            ..Outcome::default()
+        }
+    }
 }
 
 /// Waits for the next stored reading after a fault ended: the recovery time.
@@ -314,6 +334,17 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         format!("127.0.0.1:{}", vm.port).parse().unwrap(),
     ));
     let dir = tempfile::tempdir().unwrap();
+    // A small file system of its own, to fill without filling the machine's. Mounting needs
+    // root (CI runs as root); without it the scenario says so in the table.
+    let tmpfs = fault == Fault::DiskFull
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+    if fault == Fault::DiskFull && !tmpfs {
+        return Outcome::skipped("needs root to mount a tmpfs");
+    }
     let cfg = dir.path().join("ecogate.toml");
     std::fs::write(
         &cfg,
@@ -331,6 +362,7 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         dir,
         cfg,
         child: None,
+        tmpfs,
     };
     rig.start();
     let ready = Instant::now() + Duration::from_secs(20);
@@ -430,6 +462,21 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
                 gateway_proxy.set(tcp_proxy::Mode::Pass);
                 Instant::now()
             }
+            Fault::DiskFull => {
+                // Every free byte taken, for 2 s: the store's commits and the outbox's appends
+                // fail meanwhile.
+                use std::io::Write;
+                let filler = rig.dir.path().join("filler");
+                let mut f = std::fs::File::create(&filler).unwrap();
+                let chunk = vec![0u8; 1 << 20];
+                while f.write_all(&chunk).is_ok() {}
+                let _ = f.write_all(&chunk[..4096]);
+                while f.write_all(&[0u8; 64]).is_ok() {}
+                std::thread::sleep(Duration::from_secs(2));
+                drop(f);
+                std::fs::remove_file(&filler).unwrap();
+                Instant::now()
+            }
             Fault::InfluxPath => {
                 influx_proxy.set(tcp_proxy::Mode::Latency(Duration::from_millis(400)));
                 std::thread::sleep(Duration::from_secs(1));
@@ -493,7 +540,15 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         std::thread::sleep(Duration::from_millis(250));
     }
     rig.stop();
+    if fault == Fault::DiskFull {
+        // The fault struck only if ecogate met it.
+        let log = std::fs::read_to_string(rig.dir.path().join("ecogate.log")).unwrap_or_default();
+        let met = log.lines().filter(|l| l.contains("No space left")).count();
+        println!("disk full: ecogate logged {met} line(s) naming it");
+        assert!(met > 0, "the disk-full fault did not reach ecogate");
+    }
     Outcome {
+        skipped: None,
         readings: total + rig.rows("g") as usize,
         lost_wh: (0..all).map(|i| (truth(i) - got[i]).max(0)).sum(),
         doubled_wh: (0..all).map(|i| (got[i] - truth(i)).max(0)).sum(),
@@ -528,6 +583,7 @@ fn fault_suite() {
         Fault::ConnectionResets,
         Fault::ModbusGateway,
         Fault::InfluxPath,
+        Fault::DiskFull,
     ] {
         // ECOGATE_CHAOS_ONLY=modbus runs the scenarios whose name holds it (case-insensitive).
         if let Ok(only) = std::env::var("ECOGATE_CHAOS_ONLY") {
@@ -542,8 +598,13 @@ fn fault_suite() {
             let mut worst = Duration::ZERO;
             let mut recovered = 0;
             let mut strikes = 0;
+            let mut skipped = None;
             for _ in 0..rounds {
                 let o = round(fault, payload_ts, &mut rng);
+                if o.skipped.is_some() {
+                    skipped = o.skipped;
+                    break;
+                }
                 readings += o.readings;
                 lost += o.lost_wh;
                 doubled += o.doubled_wh;
@@ -552,6 +613,16 @@ fn fault_suite() {
                 strikes += fault.strikes();
                 recovered += o.recovery.len();
                 worst = worst.max(o.recovery.iter().copied().max().unwrap_or_default());
+            }
+            if let Some(why) = skipped {
+                let line = format!(
+                    "| {} | {} | skipped: {why} | | | | | | |",
+                    fault.name(),
+                    if payload_ts { "yes" } else { "no" },
+                );
+                println!("{line}");
+                table.push(line);
+                continue;
             }
             let line = format!(
                 "| {} | {} | {rounds} | {readings} | {lost} | {doubled} | {missing} | {} | {}{} |",
