@@ -336,11 +336,14 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                             {
                                 break;
                             }
-                            std::thread::sleep(Duration::from_millis(if acks.is_empty() {
-                                5
+                            // With acknowledgements waiting, a source may ask for the commit at
+                            // any moment (a nudge under a broker's small window): looked for
+                            // every 200 µs, as a millisecond here was most of a window's turn.
+                            std::thread::sleep(if acks.is_empty() {
+                                Duration::from_millis(5)
                             } else {
-                                1
-                            }));
+                                Duration::from_micros(200)
+                            });
                         }
                         Err(mpsc::error::TryRecvError::Disconnected) => {
                             open = false;
@@ -352,6 +355,13 @@ pub fn spawn(mut pipeline: Pipeline, config: Arc<Config>) -> PipelineHandle {
                 if commit_now {
                     pipeline.metrics.group_commits.inc();
                 }
+                tracing::trace!(
+                    readings = readings.len(),
+                    ack_messages,
+                    commit_now,
+                    gathered_us = started.elapsed().as_micros() as u64,
+                    "commit"
+                );
                 if commit_with_retry(&mut pipeline, &readings) {
                     acknowledge(acks);
                 } else {

@@ -256,7 +256,7 @@ const REBIRTH_EVERY: Duration = Duration::from_secs(10);
 
 /// How long messages waiting under a learned window may see nothing arrive before the source
 /// asks for their commit (a loopback or LAN round trip is well below it).
-const NUDGE_AFTER: Duration = Duration::from_millis(2);
+const NUDGE_AFTER: Duration = Duration::from_millis(1);
 
 /// mosquitto's count of messages it dropped for full queues and in-flight windows.
 const SYS_DROPPED: &str = "$SYS/broker/publish/messages/dropped";
@@ -298,11 +298,17 @@ impl Loop {
                 // The next poll reads the socket: what this read gave goes to the pipeline first,
                 // to be committed at once when the broker can send nothing more before it is
                 // (group commit).
+                let in_flight = self.received_qos1.saturating_sub(self.acks_written);
                 let commit_now = self.commit_pending() > 0
-                    && self.window.drained(
-                        self.received_qos1.saturating_sub(self.acks_written),
-                        std::time::Instant::now(),
-                    );
+                    && self.window.drained(in_flight, std::time::Instant::now());
+                tracing::trace!(
+                    in_flight,
+                    read,
+                    pending = self.commit_pending(),
+                    commit_now,
+                    window = ?self.window.learned(),
+                    "mqtt socket drained"
+                );
                 self.observe_window();
                 self.flush(&ack_tx, commit_now).await;
                 // No pause under a learned window: nothing more comes until this read's messages
