@@ -111,7 +111,11 @@ fn snapshot(store: &Path) -> (i64, Vec<String>, Vec<String>) {
 
 #[test]
 fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
-    let influx_port = mosquitto::free_port();
+    // Held until VictoriaMetrics starts on it at the end, so that nothing else takes it
+    // meanwhile (a server already there would answer in its place). No run before then
+    // delivers, so none connects.
+    let influx_holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let influx_port = influx_holder.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     if std::env::var("ECOGATE_TEST_KEEP").is_ok() {
@@ -184,6 +188,7 @@ fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
     assert_eq!(Some(outbox.committed_seq()), seq);
     drop(outbox);
     // Delivered: every reading once in VictoriaMetrics, and the store's year total.
+    drop(influx_holder);
     let vm = victoria::Victoria::start_on(influx_port);
     let empty = killed.join("empty.csv");
     std::fs::write(&empty, "timestamp,meter,channel,value,unit\n").unwrap();

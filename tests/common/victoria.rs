@@ -24,7 +24,19 @@ pub struct Series {
 
 impl Victoria {
     pub fn start() -> Victoria {
-        Victoria::start_on(super::mosquitto::free_port())
+        // The port is free when picked, but another process may take it before the server
+        // binds it: then the server exits, and it starts again on another port.
+        for _ in 0..5 {
+            let mut v = Victoria {
+                child: None,
+                port: super::mosquitto::free_port(),
+                dir: tempfile::tempdir().unwrap(),
+            };
+            if v.try_spawn() {
+                return v;
+            }
+        }
+        panic!("victoria-metrics did not start on any of 5 free ports");
     }
 
     /// On a given port (to bring the server up where a client already points).
@@ -43,6 +55,16 @@ impl Victoria {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "victoria-metrics exited at start: port {} is taken by another process",
+            self.port
+        );
+    }
+
+    /// Starts the server and waits until it answers; false if it exited (its port was taken:
+    /// a health check answered then would come from someone else's server).
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new("victoria-metrics")
             .arg(format!("-storageDataPath={}", self.dir.path().display()))
             .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
@@ -57,10 +79,20 @@ impl Victoria {
         self.child = Some(child);
         let started = Instant::now();
         loop {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            // Ours only if it names our data folder (a server already on the port answers
+            // /health as well).
+            let ours = self.dir.path().display().to_string();
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && http_get(self.port, "/health").is_some_and(|b| b.contains("OK"))
+                && http_get(self.port, "/flags").is_some_and(|b| b.contains(&ours))
             {
-                break;
+                return true;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
