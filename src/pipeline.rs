@@ -45,6 +45,7 @@ impl Pipeline {
         let states = store.load_states(&accountant)?;
         tracing::info!(channels = states.len(), store = %store.path().display(), "counter baselines loaded");
         accountant.load_states(states);
+        accountant.set_stored_until(store.newest_reading_ms()?);
         Ok(Pipeline {
             accountant,
             store,

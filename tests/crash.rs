@@ -243,3 +243,66 @@ fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
         "VictoriaMetrics' year total {year} != {truth}"
     );
 }
+
+/// A recorded gauge keeps no state, so a reading of it read again after a restart (a replay run
+/// again, a broker redelivering) was not known as a repeat and went to the outbox a second time:
+/// VictoriaMetrics, which keeps every write, then held it twice. Told now by the store's newest
+/// reading time when the pipeline opened. Two replays of one file: the outbox holds each
+/// voltage reading once, and each energy reading once.
+#[test]
+fn a_recorded_gauge_read_again_after_a_restart_goes_out_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ecogate.toml");
+    // Nothing listens on the InfluxDB port: the outbox keeps everything, to be counted.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = nobody.local_addr().unwrap().port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n\
+             [[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000 }}, {{ id = \"v\", kind = \"gauge\", unit = \"V\" }}]\n\
+             [store]\npath = \"{}\"\n[influx]\nurl = \"http://127.0.0.1:{port}\"\norg = \"o\"\nbucket = \"b\"\n[influx.outbox]\ndir = \"{}\"\n",
+            dir.path().join("store.db").display(),
+            dir.path().join("outbox").display()
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("input.csv");
+    let t0 = chrono::Utc::now().timestamp() - 200 * 60;
+    let mut s = String::from("timestamp,meter,channel,value,unit\n");
+    for k in 0..100 {
+        let t = t0 + k * 60;
+        s.push_str(&format!("{t},m,import,{},kWh\n", 1000 + k));
+        s.push_str(&format!("{t},m,v,{},V\n", 230.0 + (k % 7) as f64));
+    }
+    std::fs::write(&input, s).unwrap();
+    for _ in 0..2 {
+        let status = replay(&cfg, &input, 0).wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+    drop(nobody);
+    let store = ecogate::sinks::store::Store::open(&dir.path().join("store.db")).unwrap();
+    let seq = store.committed_seq().unwrap();
+    drop(store);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let app = ecogate::app::AppConfig::parse(&cfg, &text).unwrap();
+    let oc = app.influx.as_ref().unwrap().outbox.clone();
+    let (outbox, _) = ecogate::sinks::outbox::Outbox::open(oc, seq).unwrap();
+    let (mut volts, mut kwh) = (0, 0);
+    while let Some(batch) = outbox.read(10_000, 64 << 20).unwrap() {
+        for r in &batch.records {
+            let text = String::from_utf8_lossy(&r.payload);
+            volts += text.lines().filter(|l| l.contains("voltage_v=")).count();
+            kwh += text
+                .lines()
+                .filter(|l| l.starts_with("ecogate_reading") && l.contains("energy_kwh="))
+                .count();
+        }
+        outbox.ack(&batch).unwrap();
+    }
+    assert_eq!(
+        volts, 100,
+        "voltage readings in the outbox after two replays"
+    );
+    assert_eq!(kwh, 100, "energy readings in the outbox after two replays");
+}

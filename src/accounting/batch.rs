@@ -231,10 +231,11 @@ pub struct Accepted {
     pub quality: Quality,
     /// The counter held this value (quarantined jump or held drop) instead of counting it.
     pub held: bool,
-    /// Not newer than its channel's last reading (a duplicate or an out-of-order one), so the
-    /// store may already hold it: a replay restarted after a crash, or a broker redelivering,
-    /// reads it again. Newer readings cannot be stored yet, since a channel's state commits
-    /// with its readings.
+    /// Not newer than its channel's last reading (a duplicate or an out-of-order one), or, for
+    /// a recorded gauge (which keeps no state), not newer than the store's newest reading when
+    /// the accountant was loaded: so the store may already hold it (a replay restarted after a
+    /// crash, or a broker redelivering, reads it again). Newer readings cannot be stored yet,
+    /// since a channel's state commits with its readings.
     pub maybe_stored: bool,
 }
 

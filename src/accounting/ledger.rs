@@ -77,6 +77,10 @@ pub struct Accountant {
     factors: FactorSet,
     max_future_ms: i64,
     states: HashMap<ChannelRef, CounterState, FastHash>,
+    /// The newest reading time the store held when this accountant was loaded (`i64::MIN` for
+    /// none): a recorded gauge keeps no state to tell a reading read again after a restart, so
+    /// one at or before this time may be stored already.
+    stored_until_ms: i64,
     /// Unique per accountant built in this process, so that a store can tell whether ids it
     /// resolved for one accountant's channel indices still apply.
     instance: u64,
@@ -168,6 +172,7 @@ impl Accountant {
             channels,
             factors,
             states: HashMap::default(),
+            stored_until_ms: i64::MIN,
         }
     }
 
@@ -225,6 +230,11 @@ impl Accountant {
     /// Installs persisted states (at start-up).
     pub fn load_states(&mut self, states: impl IntoIterator<Item = (ChannelRef, CounterState)>) {
         self.states.extend(states);
+    }
+
+    /// The newest reading time in the store this accountant continues (see `stored_until_ms`).
+    pub fn set_stored_until(&mut self, ts_ms: Option<i64>) {
+        self.stored_until_ms = ts_ms.unwrap_or(i64::MIN);
     }
 
     pub fn state(&self, r: ChannelRef) -> Option<&CounterState> {
@@ -574,8 +584,12 @@ impl Accountant {
             }
             // A gauge that is only recorded (voltage, power without integration) has no state
             // to keep: its readings are stored, and no later figure depends on its last one.
-            // Keeping it cost a state row written per reading at every commit.
-            _ => return,
+            // Keeping it cost a state row written per reading at every commit. Without a state,
+            // a reading read again after a restart is told by the store's newest reading time.
+            _ => {
+                batch.accepted[accepted_at].maybe_stored = point.ts_ms <= self.stored_until_ms;
+                return;
+            }
         };
         batch.states.insert(r, state);
         for (delta_micro, from_ts_ms, profile, carrier, co2, tce) in parts {

@@ -486,6 +486,13 @@ impl Store {
         self.commit_with(acct, batch, None)
     }
 
+    /// The newest reading's time, if any (readings are keyed by time first: one B-tree step).
+    pub fn newest_reading_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT MAX(ts_ms) FROM readings", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
     /// This store's id, made when it was created: an outbox knows by it which store it commits
     /// with.
     pub fn store_id(&self) -> Result<String, StoreError> {
