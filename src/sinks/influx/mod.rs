@@ -113,8 +113,9 @@ pub enum BuildError {
     Outbox(#[from] OutboxError),
 }
 
-/// Builds the InfluxDB sink: opens its outbox (cutting records `store` never committed), registers its metrics, and returns the pipeline's end and the outbox the
-/// sender delivers from.
+/// Builds the InfluxDB sink: opens its outbox (cutting records `store` never committed),
+/// registers its metrics, and returns the pipeline's end and the outbox the sender delivers
+/// from.
 pub fn build(
     ic: &config::InfluxConfig,
     core: Arc<crate::config::Config>,

@@ -15,8 +15,8 @@
 //! sequence, and on open, records beyond the store's last committed sequence (appended just before
 //! a crash that stopped the store commit) are cut off, so the outbox never holds figures the store
 //! does not. The `store-id` file names the store that commits with the outbox
-//! ([`Outbox::open_for_store`]). The `ack` file holds the position of the first record not yet delivered; segments
-//! wholly before it are deleted.
+//! ([`Outbox::open_for_store`]). The `ack` file holds the position of the first record not yet
+//! delivered; segments wholly before it are deleted.
 //!
 //! # Faults
 //! A torn tail (a header or payload cut short, a bad magic) is truncated on open, counted and
