@@ -85,6 +85,22 @@ fn replay_logged(cfg: &Path, input: &Path, wait_s: u32, log: Option<&Path>) -> s
         .unwrap()
 }
 
+/// The configuration's outbox, opened (as the daemon would) at the store's committed sequence,
+/// which is returned too.
+fn open_outbox(cfg: &Path, store: &Path) -> (ecogate::sinks::outbox::Outbox, Option<u64>) {
+    let seq = ecogate::sinks::store::Store::open(store)
+        .unwrap()
+        .committed_seq()
+        .unwrap();
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let app = ecogate::app::AppConfig::parse(cfg, &text).unwrap();
+    let oc = app.influx.as_ref().unwrap().outbox.clone();
+    (
+        ecogate::sinks::outbox::Outbox::open(oc, seq).unwrap().0,
+        seq,
+    )
+}
+
 /// Everything the store holds that a report or a restart reads, as comparable text.
 fn snapshot(store: &Path) -> (i64, Vec<String>, Vec<String>) {
     let c = rusqlite::Connection::open(store).unwrap();
@@ -178,13 +194,7 @@ fn kill_9_inside_commits_leaves_store_outbox_and_delivery_consistent() {
     );
     assert!(states == clean_states, "counter states differ");
     // The outbox holds exactly the records the store committed.
-    let store = ecogate::sinks::store::Store::open(&killed.join("store.db")).unwrap();
-    let seq = store.committed_seq().unwrap();
-    drop(store);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let app = ecogate::app::AppConfig::parse(&cfg, &text).unwrap();
-    let oc = app.influx.as_ref().unwrap().outbox.clone();
-    let (outbox, _) = ecogate::sinks::outbox::Outbox::open(oc, seq).unwrap();
+    let (outbox, seq) = open_outbox(&cfg, &killed.join("store.db"));
     assert_eq!(Some(outbox.committed_seq()), seq);
     drop(outbox);
     // Delivered: every reading once in VictoriaMetrics, and the store's year total.
@@ -281,13 +291,7 @@ fn a_recorded_gauge_read_again_after_a_restart_goes_out_once() {
         assert_eq!(status.code(), Some(0));
     }
     drop(nobody);
-    let store = ecogate::sinks::store::Store::open(&dir.path().join("store.db")).unwrap();
-    let seq = store.committed_seq().unwrap();
-    drop(store);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let app = ecogate::app::AppConfig::parse(&cfg, &text).unwrap();
-    let oc = app.influx.as_ref().unwrap().outbox.clone();
-    let (outbox, _) = ecogate::sinks::outbox::Outbox::open(oc, seq).unwrap();
+    let (outbox, _) = open_outbox(&cfg, &dir.path().join("store.db"));
     let (mut volts, mut kwh) = (0, 0);
     while let Some(batch) = outbox.read(10_000, 64 << 20).unwrap() {
         for r in &batch.records {

@@ -253,12 +253,7 @@ impl BusTask {
             // where it ends before the next healthy poll is due (the line's slack), never ahead
             // of one. With every device failing, probes go as their back-off allows.
             let now = now_ms();
-            let healthy_next = self
-                .devices
-                .iter()
-                .filter(|d| !d.failing())
-                .map(|d| d.next_due_ms)
-                .min();
+            let healthy_next = self.healthy_next_due_ms();
             let Some((idx, due)) = self
                 .devices
                 .iter()
@@ -305,6 +300,15 @@ impl BusTask {
             let _ = tokio_modbus::client::Client::disconnect(&mut conn).await;
         }
         tracing::info!(bus = %self.bus.id, "modbus bus stopped");
+    }
+
+    /// When the next poll of a healthy device on this line is due (`None`: every one failing).
+    fn healthy_next_due_ms(&self) -> Option<i64> {
+        self.devices
+            .iter()
+            .filter(|d| !d.failing())
+            .map(|d| d.next_due_ms)
+            .min()
     }
 
     /// Whether a request of `timeout` started now ends before any other device's healthy poll
@@ -366,12 +370,7 @@ impl BusTask {
         let mut timeout = Duration::from_millis(device.timeout_ms);
         if self.devices[idx].failing() {
             let now = now_ms();
-            let healthy_next = self
-                .devices
-                .iter()
-                .filter(|d| !d.failing())
-                .map(|d| d.next_due_ms)
-                .min();
+            let healthy_next = self.healthy_next_due_ms();
             let d = &mut self.devices[idx];
             let ms = d
                 .probe_timeout_ms(now, healthy_next)
