@@ -6,6 +6,11 @@
 //! client's PUBACK: a strict in-flight window, as a broker with `max_inflight_messages 20` keeps
 //! it. Debian 12's mosquitto 2.0.11 does not: once its first 20 are acknowledged it sends the
 //! rest without waiting (seen: 200 messages to a client that acknowledged 20).
+//!
+//! Its sockets keep Nagle's algorithm on, as mosquitto's do by default (`set_tcp_nodelay
+//! false`): after a window's acknowledgements it sends one PUBLISH at once and holds the rest
+//! until the client's side acknowledges that one at the TCP level. `start_with(.., true)` models
+//! a broker that sends each packet at once.
 
 #![allow(dead_code)]
 
@@ -44,6 +49,11 @@ impl MqttProxy {
 
     /// As `start`, holding QoS 1 deliveries to a strict in-flight window of `window` messages.
     pub async fn start_with_window(upstream_port: u16, window: Option<usize>) -> MqttProxy {
+        MqttProxy::start_with(upstream_port, window, false).await
+    }
+
+    /// As `start_with_window`; with `nodelay`, TCP_NODELAY on both sockets.
+    pub async fn start_with(upstream_port: u16, window: Option<usize>, nodelay: bool) -> MqttProxy {
         let max_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let max2 = max_in_flight.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,6 +78,7 @@ impl MqttProxy {
                     cut_rx.clone(),
                     Window {
                         size: window,
+                        nodelay,
                         max: max2.clone(),
                         ..Window::default()
                     },
@@ -97,6 +108,7 @@ impl MqttProxy {
 #[derive(Default, Clone)]
 struct Window {
     size: Option<usize>,
+    nodelay: bool,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     freed: Arc<tokio::sync::Notify>,
     max: Arc<std::sync::atomic::AtomicUsize>,
@@ -112,6 +124,10 @@ async fn relay(
 ) {
     use std::sync::atomic::Ordering;
     cut.borrow_and_update();
+    if window.nodelay {
+        let _ = client.set_nodelay(true);
+        let _ = broker.set_nodelay(true);
+    }
     let (mut client_r, mut client_w) = client.into_split();
     let (mut broker_r, mut broker_w) = broker.into_split();
     let upstream = async {

@@ -149,7 +149,13 @@ pub fn spawn(
 ) -> Result<MqttSource, String> {
     let broker = mqtt.broker.clone().ok_or("no [mqtt] broker configured")?;
     let opts = options(&broker)?;
-    let (client, eventloop) = AsyncClient::new(opts, 10_000);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+    // Acknowledgements go out in runs already (puback.rs); Nagle's algorithm would hold a run
+    // behind an earlier small segment (a PINGREQ) until the broker's delayed ACK, 40 ms on
+    // Linux. Seen: 468 msg/s under a strict 20-message window.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let mut units: HashMap<String, HashMap<String, Unit, FastHash>, FastHash> = HashMap::default();
     for m in &config.meters {
         units.insert(
@@ -258,6 +264,9 @@ const REBIRTH_EVERY: Duration = Duration::from_secs(10);
 /// asks for their commit (a loopback or LAN round trip is well below it).
 const NUDGE_AFTER: Duration = Duration::from_millis(1);
 
+/// PINGREQs at most after one run of acknowledgements (`puback::kick`).
+const KICKS_PER_REFILL: u32 = 3;
+
 /// mosquitto's count of messages it dropped for full queues and in-flight windows.
 const SYS_DROPPED: &str = "$SYS/broker/publish/messages/dropped";
 
@@ -293,6 +302,8 @@ impl Loop {
         let mut read = 0usize;
         let mut pace = Pace::default();
         let mut nudged = false;
+        // Kicks since acknowledgements last went out, and how many had gone out then.
+        let mut kicks: (u64, u32) = (0, 0);
         loop {
             if puback::read_drained(&eventloop) {
                 // The next poll reads the socket: what this read gave goes to the pipeline first,
@@ -311,6 +322,20 @@ impl Loop {
                 );
                 self.observe_window();
                 self.flush(&ack_tx, commit_now).await;
+                if kicks.0 != self.acks_written {
+                    kicks = (self.acks_written, 0);
+                }
+                // A broker with Nagle's algorithm on releases a refill a segment at a time, each
+                // one after the last was acknowledged: a few kicks take a whole window in; more
+                // would cost the broker a ping per read.
+                if read > 0
+                    && kicks.1 < KICKS_PER_REFILL
+                    && self.window.refilling()
+                    && puback::kick(&mut eventloop).await
+                {
+                    kicks.1 += 1;
+                    self.metrics.kicks.inc();
+                }
                 // No pause under a learned window: nothing more comes until this read's messages
                 // are acknowledged, and the pause would hold up the acker on this thread.
                 if read < READ_BATCH && self.window.learned().is_none() {

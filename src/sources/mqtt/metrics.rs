@@ -18,6 +18,8 @@ pub struct MqttMetrics {
     pub broker_dropped: prometheus::IntGauge,
     /// Sparkplug B rebirth requests sent (NCMD `Node Control/Rebirth`).
     pub rebirths: IntCounter,
+    /// PINGREQs written to release messages a broker held behind a window's acknowledgements.
+    pub kicks: IntCounter,
 }
 
 impl MqttMetrics {
@@ -69,6 +71,11 @@ impl MqttMetrics {
             "Sparkplug B rebirth requests sent to edge nodes whose DATA used aliases no BIRTH had mapped (at most one per node every 10 s).",
         )
         .expect("valid metric");
+        let kicks = IntCounter::new(
+            "ecogate_mqtt_refill_pings_total",
+            "PINGREQs sent right after a partial refill of the broker's in-flight window, to acknowledge at the TCP level what a broker with Nagle's algorithm holds back (docs/mqtt.md).",
+        )
+        .expect("valid metric");
         for r in ["accepted", "rejected"] {
             mqtt_messages.with_label_values(&[r]);
         }
@@ -84,6 +91,7 @@ impl MqttMetrics {
             Box::new(inflight_window.clone()),
             Box::new(broker_dropped.clone()),
             Box::new(rebirths.clone()),
+            Box::new(kicks.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -96,6 +104,7 @@ impl MqttMetrics {
             inflight_window,
             broker_dropped,
             rebirths,
+            kicks,
         }
     }
 }

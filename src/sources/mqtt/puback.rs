@@ -26,6 +26,25 @@ pub(super) fn read_drained(eventloop: &EventLoop) -> bool {
     eventloop.state.events.is_empty()
 }
 
+/// Writes a PINGREQ at once, outside rumqttc's keep-alive (an unasked PINGRESP only clears its
+/// wait for one). Sent when a learned window refilled only in part: a broker with Nagle's
+/// algorithm on (mosquitto's default, `set_tcp_nodelay false`) sends one PUBLISH after a run of
+/// acknowledgements and holds the others until that one is acknowledged at the TCP level, which
+/// the kernel delays (delayed ACK) until ecogate next writes. The ping's segment carries that
+/// ACK. Measured under a strict 20-message window: 3,243 msg/s without it (docs/benchmarks.md).
+/// Returns whether it was written.
+pub(super) async fn kick(eventloop: &mut EventLoop) -> bool {
+    let Some(network) = eventloop.network.as_mut() else {
+        return false;
+    };
+    if network.write(Packet::PingReq).await.is_err() {
+        return false;
+    }
+    tokio::time::timeout(Duration::from_secs(10), network.flush())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
 /// The publishes rumqttc decoded but has not handed out yet (on a lost connection).
 pub(super) fn take_unread_publishes(eventloop: &mut EventLoop) -> Vec<Publish> {
     let mut out = Vec::new();

@@ -85,6 +85,18 @@ impl Window {
         self.learned().is_some_and(|w| in_flight >= w)
     }
 
+    /// After the last [`Window::drained`]: the cycle under way has fewer messages in flight than
+    /// the one before it peaked at, a peak below [`SMALL_WINDOW`], so the broker may hold more
+    /// behind the acknowledgements that went out (see `puback::kick`). Needs no learned window:
+    /// a broker that holds part of every refill back hides its window from the learning too.
+    /// Larger windows are left alone: their refills fill whole segments, which Nagle's algorithm
+    /// does not hold, and a ping after every read of a fast stream would cost the broker.
+    pub fn refilling(&self) -> bool {
+        self.peaks
+            .back()
+            .is_some_and(|&before| before < SMALL_WINDOW && self.last > 0 && self.last < before)
+    }
+
     /// The broker's window, once learned and while the flow is bound by it.
     pub fn learned(&self) -> Option<u64> {
         self.learned.filter(|_| self.bound)
@@ -144,6 +156,22 @@ mod tests {
         }
         assert_eq!(w.learned(), Some(19));
         assert_eq!(feed(&mut w, &[9, 18, 19]), [false, false, true]);
+    }
+
+    #[test]
+    fn a_cycle_below_the_last_peak_is_refilling() {
+        let mut w = Window::default();
+        feed(&mut w, &[9, 18, 20]);
+        assert!(!w.refilling(), "no cycle has ended yet");
+        feed(&mut w, &[0, 2]);
+        assert!(w.refilling(), "2 in flight after a cycle that peaked at 20");
+        feed(&mut w, &[20]);
+        assert!(!w.refilling(), "refilled");
+        feed(&mut w, &[0]);
+        assert!(!w.refilling(), "nothing in flight");
+        let mut large = Window::default();
+        feed(&mut large, &[400, 0, 9]);
+        assert!(!large.refilling(), "a window of 400 is not held back");
     }
 
     #[test]
