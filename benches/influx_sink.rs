@@ -290,6 +290,7 @@ fn readings(seconds: usize, t0: i64) -> Vec<Reading> {
                 unit: kwh,
                 ts_ms: t0 + s as i64 * 1000,
                 quality: Quality::Good,
+                stamped_on_arrival: false,
             })
         })
         .collect()

@@ -46,6 +46,7 @@ fn readings() -> Vec<Reading> {
                 unit: kwh,
                 ts_ms: t0 + s as i64 * 1000,
                 quality: Quality::Good,
+                stamped_on_arrival: false,
             });
         }
     }

@@ -17,6 +17,7 @@ NEEDED=(
   "amtool:prometheus-alertmanager" # amtool checks the example Alertmanager configuration
   "victoria-metrics:victoria-metrics" # the store behind the InfluxDB v2 write API in the sink tests
   "chromium:chromium"   # headless Chromium opens the HTML report and takes its screenshot
+  "faketime:faketime"   # libfaketime steps ecogate's wall clock in the fault suite
 )
 
 missing=()

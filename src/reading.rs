@@ -47,4 +47,9 @@ pub struct Reading {
     /// When the value was measured (or, failing that, received), milliseconds since the Unix epoch.
     pub ts_ms: i64,
     pub quality: Quality,
+    /// `ts_ms` is the gateway's clock when the value arrived (a Modbus poll, an MQTT payload
+    /// without a time of its own), not a time the device gave. Such readings of one channel
+    /// arrive in order, so one stamped before the last means the clock was stepped back
+    /// (docs/accounting.md, "The gateway's clock"), and none can be in the future.
+    pub stamped_on_arrival: bool,
 }

@@ -7,7 +7,8 @@
 //! connections. After each round the store's per-meter totals and VictoriaMetrics' per-firm year
 //! total are compared with the simulators' ground truth, and the time from the end of each fault
 //! to the next reading stored (or, for the InfluxDB faults, until VictoriaMetrics holds the
-//! truth) is measured.
+//! truth) is measured. The clock scenario runs ecogate under libfaketime with its wall clock an
+//! hour ahead, then steps it back to the true time.
 //!
 //! Short form here (one round per scenario; `cargo test --test chaos`); the full form is
 //! `scripts/chaos.sh` (ECOGATE_CHAOS_ROUNDS rounds each, default 5). Every loop is bounded in
@@ -48,6 +49,7 @@ enum Fault {
     ModbusGateway,
     InfluxPath,
     DiskFull,
+    ClockStep,
 }
 
 impl Fault {
@@ -64,6 +66,9 @@ impl Fault {
                 "InfluxDB path: +400 ms latency 1 s, blackhole 2 s, reset (recovery: until it holds the truth)"
             }
             Fault::DiskFull => "disk full 2 s (store and outbox on a 64 MiB tmpfs)",
+            Fault::ClockStep => {
+                "gateway clock 1 h ahead, stepped back to the true time (libfaketime)"
+            }
         }
     }
 
@@ -71,7 +76,11 @@ impl Fault {
         match self {
             Fault::Kill9 | Fault::ConnectionResets => 3,
             Fault::ModbusGateway => 2,
-            Fault::BrokerRestart | Fault::InfluxDown | Fault::InfluxPath | Fault::DiskFull => 1,
+            Fault::BrokerRestart
+            | Fault::InfluxDown
+            | Fault::InfluxPath
+            | Fault::DiskFull
+            | Fault::ClockStep => 1,
         }
     }
 }
@@ -96,13 +105,35 @@ struct Rig {
     child: Option<Child>,
     /// A tmpfs mounted on `dir` (the disk-full scenario), unmounted at the end.
     tmpfs: bool,
+    /// libfaketime and the file that sets ecogate's clock (the clock-step scenario): ecogate's
+    /// wall clock is the true time plus the offset in the file, read at every call; its
+    /// monotonic clock stays true.
+    faketime: Option<(PathBuf, PathBuf)>,
+}
+
+/// libfaketime's multi-threaded library (Debian's `faketime` package), where it is installed.
+fn libfaketime() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 impl Rig {
     fn start(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecogate"));
+        if let Some((lib, file)) = &self.faketime {
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", file)
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_ecogate"))
-                .args(["run", "--config", self.cfg.to_str().unwrap()])
+            cmd.args(["run", "--config", self.cfg.to_str().unwrap()])
                 .stderr(std::process::Stdio::from(
                     std::fs::OpenOptions::new()
                         .create(true)
@@ -345,6 +376,19 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
     if fault == Fault::DiskFull && !tmpfs {
         return Outcome::skipped("needs root to mount a tmpfs");
     }
+    let faketime = match (fault, libfaketime()) {
+        (Fault::ClockStep, None) => {
+            return Outcome::skipped("needs libfaketime (Debian: apt-get install faketime)")
+        }
+        (Fault::ClockStep, Some(lib)) => {
+            // The common case: a gateway clock that ran ahead (a wrong RTC at boot) until NTP
+            // set it right. Devices' own timestamps are true time throughout.
+            let file = dir.path().join("faketime");
+            std::fs::write(&file, "+1h\n").unwrap();
+            Some((lib, file))
+        }
+        _ => None,
+    };
     let cfg = dir.path().join("ecogate.toml");
     std::fs::write(
         &cfg,
@@ -363,6 +407,7 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
         cfg,
         child: None,
         tmpfs,
+        faketime,
     };
     rig.start();
     let ready = Instant::now() + Duration::from_secs(20);
@@ -477,6 +522,11 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
                 std::fs::remove_file(&filler).unwrap();
                 Instant::now()
             }
+            Fault::ClockStep => {
+                let (_, file) = rig.faketime.as_ref().expect("set for this scenario");
+                std::fs::write(file, "+0\n").unwrap();
+                Instant::now()
+            }
             Fault::InfluxPath => {
                 influx_proxy.set(tcp_proxy::Mode::Latency(Duration::from_millis(400)));
                 std::thread::sleep(Duration::from_secs(1));
@@ -527,9 +577,11 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
     let truth_kwh: f64 = (0..all).map(truth).sum::<i64>() as f64 / 1000.0;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut influx_ok = false;
+    let mut influx_kwh = 0.0;
     while Instant::now() < deadline {
         let s = vm.export(r#"ecogate_window_charging_delivered_kwh{level="firm",window="year"}"#);
         let total: f64 = s.iter().filter_map(|x| x.samples.last()).map(|x| x.1).sum();
+        influx_kwh = total;
         if (total - truth_kwh).abs() < 1e-6 {
             influx_ok = true;
             if let Some(t) = influx_back {
@@ -538,6 +590,14 @@ fn round(fault: Fault, payload_ts: bool, rng: &mut Rng) -> Outcome {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+    if !influx_ok {
+        println!(
+            "VictoriaMetrics: the firms' year total is {influx_kwh} kWh, the truth {truth_kwh} kWh"
+        );
+        for x in vm.export(r#"ecogate_window_charging_delivered_kwh{level="firm",window="year"}"#) {
+            println!("  {:?}", x.samples.iter().rev().take(5).collect::<Vec<_>>());
+        }
     }
     rig.stop();
     if fault == Fault::DiskFull {
@@ -584,6 +644,7 @@ fn fault_suite() {
         Fault::ModbusGateway,
         Fault::InfluxPath,
         Fault::DiskFull,
+        Fault::ClockStep,
     ] {
         // ECOGATE_CHAOS_ONLY=modbus runs the scenarios whose name holds it (case-insensitive).
         if let Ok(only) = std::env::var("ECOGATE_CHAOS_ONLY") {

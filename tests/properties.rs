@@ -86,6 +86,7 @@ fn readings(events: &[Ev]) -> Vec<Reading> {
         unit: ecogate::units::Unit::parse("Wh").unwrap(),
         ts_ms: t,
         quality: ecogate::reading::Quality::Good,
+        stamped_on_arrival: false,
     };
     out.push(mk(grid_wh, t));
     for e in events {

@@ -143,6 +143,9 @@ pub enum EventKind {
     Duplicate,
     OutOfOrder,
     GaugeGap,
+    /// The gateway's clock went back between the mark and a reading stamped on arrival: the
+    /// increase (`delta_micro`) was counted at the reading's instant.
+    ClockStepBack,
 }
 
 impl EventKind {
@@ -161,6 +164,7 @@ impl EventKind {
         EventKind::Duplicate,
         EventKind::OutOfOrder,
         EventKind::GaugeGap,
+        EventKind::ClockStepBack,
     ];
 
     pub fn name(self) -> &'static str {
@@ -179,6 +183,7 @@ impl EventKind {
             EventKind::Duplicate => "duplicate",
             EventKind::OutOfOrder => "out_of_order",
             EventKind::GaugeGap => "gauge_gap",
+            EventKind::ClockStepBack => "clock_step_back",
         }
     }
 

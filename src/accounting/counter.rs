@@ -95,6 +95,10 @@ pub enum DeltaCause {
     Rebased,
     /// A declared replacement: old meter to its final value plus new meter from its start.
     Replaced,
+    /// The gateway's clock was stepped back between the mark and a reading stamped on arrival:
+    /// the increase is counted at the reading's instant (how long it took is unknown, the clock
+    /// that measured it jumped). See [`step_stamped_on_arrival`].
+    ClockStepBack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +295,57 @@ pub fn step(spec: &CounterSpec, state: &mut CounterState, p: Point) -> (Step, Op
     }
 }
 
+/// Moves every point the state holds by `shift_ms`, onto a clock that was stepped.
+fn shift(state: &mut CounterState, shift_ms: i64) {
+    for p in [
+        &mut state.last,
+        &mut state.pending,
+        &mut state.anchor,
+        &mut state.mark,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        p.ts_ms = p.ts_ms.saturating_add(shift_ms);
+    }
+}
+
+/// As [`step`], for a reading stamped with the gateway's clock when it arrived (no time of its
+/// own). A channel's readings arrive in order, so one stamped before the mark is not late or
+/// redelivered: the clock was stepped back (an NTP correction of a clock that ran ahead, a
+/// gateway booted with a wrong RTC). [`step`] would call it out of order and count nothing
+/// until the clock passed the mark again, an hour of consumption for a 1-hour step.
+///
+/// Here the channel's state moves onto the new clock: the mark to the reading's instant, the
+/// other points with it. An increase since the mark is counted at that instant
+/// ([`DeltaCause::ClockStepBack`]: no rate can be judged over an interval the clock cannot
+/// measure) and the reading becomes the mark; a pending jump is left for reporting as a glitch
+/// resolved by it. A drop is judged by the usual rules as if it came at the mark's instant.
+pub fn step_stamped_on_arrival(
+    spec: &CounterSpec,
+    state: &mut CounterState,
+    p: Point,
+) -> (Step, Option<Point>) {
+    let Some(last) = state.last.filter(|last| p.ts_ms < last.ts_ms) else {
+        return step(spec, state, p);
+    };
+    shift(state, p.ts_ms - last.ts_ms);
+    let last = Point {
+        ts_ms: p.ts_ms,
+        ..last
+    };
+    let d = p.micro.saturating_sub(last.micro);
+    if d < 0 {
+        return step(spec, state, p);
+    }
+    // A pending point that the reading continues (a jump it confirms) was no glitch.
+    let glitch = state
+        .pending
+        .filter(|q| q.micro > p.micro || q.micro < last.micro);
+    accept(state, p, false);
+    (delta(d, DeltaCause::ClockStepBack, last), glitch)
+}
+
 /// Integrates a rate gauge (kW, Nm3/h, kg/h) by the trapezoid rule between consecutive samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GaugeStep {
@@ -330,6 +385,24 @@ pub fn integrate(state: &mut CounterState, p: Point, max_gap_ms: i64) -> GaugeSt
     GaugeStep::Integrated {
         delta_micro,
         from: last,
+    }
+}
+
+/// As [`integrate`], for a sample stamped on arrival: one stamped before the last means the
+/// clock was stepped back (see [`step_stamped_on_arrival`]). Integration starts again from it:
+/// the energy between the two samples is unknown (the clock that would time it jumped) and is
+/// reported as a gap.
+pub fn integrate_stamped_on_arrival(
+    state: &mut CounterState,
+    p: Point,
+    max_gap_ms: i64,
+) -> GaugeStep {
+    match state.last {
+        Some(last) if p.ts_ms < last.ts_ms => {
+            state.last = Some(p);
+            GaugeStep::Gap { from: last }
+        }
+        _ => integrate(state, p, max_gap_ms),
     }
 }
 
@@ -530,6 +603,90 @@ mod tests {
         assert!(matches!(steps[1], Step::Held { .. }));
         assert_eq!(steps[2], d(100_000, DeltaCause::Normal, 0));
         assert_eq!(total, 100_000);
+    }
+
+    /// Steps each (ts, value) as stamped on arrival; the steps and the total counted.
+    fn run_on_arrival(points: &[(i64, i64)]) -> (Vec<Step>, i64) {
+        let mut state = CounterState::default();
+        let mut total = 0;
+        let steps = points
+            .iter()
+            .map(|&(ts_ms, micro)| {
+                let (st, _) = step_stamped_on_arrival(&spec(), &mut state, Point { micro, ts_ms });
+                if let Step::Delta { delta_micro, .. } = st {
+                    total += delta_micro;
+                }
+                st
+            })
+            .collect();
+        (steps, total)
+    }
+
+    #[test]
+    fn a_clock_stepped_back_loses_nothing_stamped_on_arrival() {
+        // 1,000..1,005 kWh at one a minute; then the clock goes back an hour: the next readings,
+        // 1,006..1,009 kWh a minute apart, are stamped 54..57 min before the first. All 9 kWh
+        // count: the 1 kWh across the step at its reading's instant, the rest as usual.
+        let mut points: Vec<(i64, i64)> = (0..=5).map(|i| (i * MIN, (1_000 + i) * KWH)).collect();
+        for k in 0..4 {
+            points.push(((6 + k) * MIN - 60 * MIN, (1_006 + k) * KWH));
+        }
+        let (steps, total) = run_on_arrival(&points);
+        assert_eq!(steps[6], d(KWH, DeltaCause::ClockStepBack, -54 * MIN));
+        assert_eq!(steps[7], d(KWH, DeltaCause::Normal, -54 * MIN));
+        assert_eq!(steps[9], d(KWH, DeltaCause::Normal, -52 * MIN));
+        assert_eq!(total, 9 * KWH);
+        // With the device's own timestamps the same points are out of order: nothing counts
+        // until the clock passes the mark (5 kWh, the first six readings' rise).
+        let (steps, total) = run(&points);
+        assert_eq!(steps[6], Step::OutOfOrder);
+        assert_eq!(total, 5 * KWH);
+    }
+
+    #[test]
+    fn a_drop_across_a_clock_step_is_still_held() {
+        // 1,000 then 1,001 kWh, the clock back an hour, then 400 kWh. Judged as at the mark's
+        // instant, 400 kWh is no plausible consumption since zero (a reset) and fits no
+        // rollover: held, nothing counted. 1,002 kWh after it counts 1 kWh: 2 kWh in all.
+        let points = [
+            (0, 1_000 * KWH),
+            (MIN, 1_001 * KWH),
+            (-58 * MIN, 400 * KWH),
+            (-57 * MIN, 1_002 * KWH),
+        ];
+        let (steps, total) = run_on_arrival(&points);
+        assert!(matches!(steps[2], Step::Held { .. }), "{:?}", steps[2]);
+        assert_eq!(steps[3], d(KWH, DeltaCause::Normal, -58 * MIN));
+        assert_eq!(total, 2 * KWH);
+    }
+
+    #[test]
+    fn a_gauge_across_a_clock_step_starts_again_with_a_gap() {
+        let mut state = CounterState::default();
+        let at = |ts_ms, kw: i64| Point {
+            micro: kw * KWH,
+            ts_ms,
+        };
+        integrate_stamped_on_arrival(&mut state, at(0, 60), 300_000);
+        let step = integrate_stamped_on_arrival(&mut state, at(MIN, 60), 300_000);
+        assert_eq!(
+            step,
+            GaugeStep::Integrated {
+                delta_micro: KWH,
+                from: at(0, 60)
+            },
+            "60 kW for a minute: 1 kWh"
+        );
+        let step = integrate_stamped_on_arrival(&mut state, at(-59 * MIN, 60), 300_000);
+        assert_eq!(step, GaugeStep::Gap { from: at(MIN, 60) });
+        let step = integrate_stamped_on_arrival(&mut state, at(-58 * MIN, 60), 300_000);
+        assert_eq!(
+            step,
+            GaugeStep::Integrated {
+                delta_micro: KWH,
+                from: at(-59 * MIN, 60)
+            }
+        );
     }
 
     #[test]

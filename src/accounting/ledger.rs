@@ -382,7 +382,10 @@ impl Accountant {
                 format!("value {} {}", reading.amount, reading.unit),
             );
         }
-        if reading.ts_ms > now_ms.saturating_add(self.max_future_ms) {
+        // A reading stamped on arrival was not in the future when stamped: one that is now was
+        // in flight while the clock was stepped back, and counts as stamped.
+        if !reading.stamped_on_arrival && reading.ts_ms > now_ms.saturating_add(self.max_future_ms)
+        {
             let ahead_s = (reading.ts_ms - now_ms) / 1000;
             let detail = format!(
                 "timestamp {} ms is {ahead_s} s ahead of the clock",
@@ -474,7 +477,11 @@ impl Accountant {
         match (&info.kind, &info.counter_spec) {
             (ChannelKind::Counter { .. }, Some(spec)) => {
                 let before = state.last;
-                let (step, glitch) = counter::step(spec, &mut state, point);
+                let (step, glitch) = if reading.stamped_on_arrival {
+                    counter::step_stamped_on_arrival(spec, &mut state, point)
+                } else {
+                    counter::step(spec, &mut state, point)
+                };
                 if let Some(g) = glitch {
                     let resolved = before.is_some_and(|b| g.micro < b.micro);
                     let kind = if resolved {
@@ -525,6 +532,9 @@ impl Accountant {
                             DeltaCause::Replaced => {
                                 event(EventKind::Replaced, before, point, delta_micro)
                             }
+                            DeltaCause::ClockStepBack => {
+                                event(EventKind::ClockStepBack, before, point, delta_micro)
+                            }
                             DeltaCause::OverLimit { rate_micro_per_h } => {
                                 event(EventKind::OverLimit, before, point, rate_micro_per_h)
                             }
@@ -559,7 +569,12 @@ impl Accountant {
             ) => {
                 let max_gap_ms = (self.config.accounting.gauge_max_gap_s * 1000.0) as i64;
                 let before = state.last;
-                match counter::integrate(&mut state, point, max_gap_ms) {
+                let gauge_step = if reading.stamped_on_arrival {
+                    counter::integrate_stamped_on_arrival(&mut state, point, max_gap_ms)
+                } else {
+                    counter::integrate(&mut state, point, max_gap_ms)
+                };
+                match gauge_step {
                     GaugeStep::Started => {}
                     GaugeStep::Integrated { from, .. } => {
                         if let Some(carrier) = info.carrier {
@@ -859,6 +874,7 @@ channels = [{ id = "e", carrier = "grid_import", kind = "counter", unit = "kWh",
             unit: Unit::parse("kWh").unwrap(),
             ts_ms,
             quality: Quality::Good,
+            stamped_on_arrival: false,
         }
     }
 

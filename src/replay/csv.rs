@@ -104,6 +104,7 @@ pub fn parse(input: impl Read, tz: Tz) -> Result<(Vec<InputRow>, Vec<RowError>),
                 unit,
                 ts_ms,
                 quality,
+                stamped_on_arrival: false,
             },
         });
     }

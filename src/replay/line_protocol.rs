@@ -113,6 +113,7 @@ pub fn parse(
                             unit,
                             ts_ms,
                             quality: Quality::Good,
+                            stamped_on_arrival: false,
                         },
                     });
                 }

@@ -121,6 +121,43 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Tells a step of the wall clock from time passing: the wall clock against the monotonic one
+/// since the last look. A loop that schedules in wall-clock time (poll slots aligned to the
+/// minute) would otherwise wait an hour after the clock went back an hour, or count an hour of
+/// slots as missed after it went forward.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockWatch {
+    wall_ms: i64,
+    mono: Instant,
+}
+
+impl ClockWatch {
+    /// Below this the two clocks are taken to agree (NTP slews by parts per million).
+    pub const TOLERANCE_MS: i64 = 1_000;
+
+    pub fn new(wall_ms: i64) -> ClockWatch {
+        ClockWatch {
+            wall_ms,
+            mono: Instant::now(),
+        }
+    }
+
+    /// How far the wall clock (`wall_ms` now) jumped since the last look: negative back,
+    /// positive forward, 0 within [`ClockWatch::TOLERANCE_MS`].
+    pub fn step_ms(&mut self, wall_ms: i64) -> i64 {
+        let mono = Instant::now();
+        let passed_ms = mono.duration_since(self.mono).as_millis() as i64;
+        let step = (wall_ms - self.wall_ms) - passed_ms;
+        self.wall_ms = wall_ms;
+        self.mono = mono;
+        if step.abs() < Self::TOLERANCE_MS {
+            0
+        } else {
+            step
+        }
+    }
+}
+
 /// One thing logged at most once per interval, counting what it did not log in between.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Throttle {

@@ -46,6 +46,7 @@ pub fn reading(meter: &str, channel: &str, amount: f64, unit: &str, at: &str) ->
         unit: Unit::parse(unit).unwrap(),
         ts_ms: ts(at),
         quality: Quality::Good,
+        stamped_on_arrival: false,
     }
 }
 

@@ -223,6 +223,7 @@ struct BusTask {
     conn: Option<Context>,
     connect_failures: u32,
     next_connect_ms: i64,
+    clock: crate::util::ClockWatch,
 }
 
 impl BusTask {
@@ -240,6 +241,7 @@ impl BusTask {
             conn: None,
             connect_failures: 0,
             next_connect_ms: 0,
+            clock: crate::util::ClockWatch::new(now_ms()),
         }
     }
 
@@ -253,6 +255,7 @@ impl BusTask {
             // where it ends before the next healthy poll is due (the line's slack), never ahead
             // of one. With every device failing, probes go as their back-off allows.
             let now = now_ms();
+            self.follow_clock_step(now);
             let healthy_next = self.healthy_next_due_ms();
             let Some((idx, due)) = self
                 .devices
@@ -279,9 +282,14 @@ impl BusTask {
                 _ = shutdown.changed() => break,
             }
             self.poll(idx).await;
+            let now = now_ms();
+            // A step during the wait or the poll: the schedule starts again from now, and no
+            // slot was missed.
+            if self.follow_clock_step(now) {
+                continue;
+            }
             let d = &mut self.devices[idx];
             let interval = d.device.poll_interval_ms as i64;
-            let now = now_ms();
             let mut next = d.next_due_ms + interval;
             if next <= now {
                 // Fell behind (a slow bus or a stalled pipeline): skip to the next slot rather
@@ -303,6 +311,34 @@ impl BusTask {
     }
 
     /// When the next poll of a healthy device on this line is due (`None`: every one failing).
+    /// Moves the schedule with a step of the wall clock, which it is kept in (poll slots are
+    /// aligned to the clock). Back: the slots ahead would be an hour away after a 1-hour step,
+    /// and the bus would go unpolled for that hour. Forward: the slots behind would count as
+    /// missed polls that nobody missed. Either way each device's next slot is the clock's next
+    /// after now, and the back-offs keep what they had left to run.
+    /// Whether it did.
+    fn follow_clock_step(&mut self, now: i64) -> bool {
+        let step = self.clock.step_ms(now);
+        if step == 0 {
+            return false;
+        }
+        tracing::warn!(
+            bus = %self.bus.id,
+            step_s = step as f64 / 1000.0,
+            "the gateway's clock was stepped; modbus polls rescheduled on it (readings are stamped with the clock, see docs/operations.md)"
+        );
+        for d in &mut self.devices {
+            let interval = d.device.poll_interval_ms as i64;
+            d.next_due_ms = (now / interval + 1) * interval;
+            if d.backoff_until_ms > 0 {
+                d.backoff_until_ms += step;
+            }
+            d.last_full_probe_ms += step;
+        }
+        self.next_connect_ms += step;
+        true
+    }
+
     fn healthy_next_due_ms(&self) -> Option<i64> {
         self.devices
             .iter()
@@ -370,6 +406,7 @@ impl BusTask {
         let mut timeout = Duration::from_millis(device.timeout_ms);
         if self.devices[idx].failing() {
             let now = now_ms();
+            self.follow_clock_step(now);
             let healthy_next = self.healthy_next_due_ms();
             let d = &mut self.devices[idx];
             let ms = d
@@ -530,6 +567,7 @@ impl BusTask {
                         unit: p.unit,
                         ts_ms,
                         quality: Quality::Good,
+                        stamped_on_arrival: true,
                     });
                     None
                 }

@@ -135,12 +135,30 @@ fn reading(meter: &str, channel: &str, amount: f64, unit: Unit, ts_ms: i64) -> R
         unit,
         ts_ms,
         quality: Quality::Good,
+        stamped_on_arrival: false,
     }
 }
 
 /// Decodes one message for `meter`. A channel the meter does not have is left to the pipeline,
 /// which refuses and counts it.
 pub fn decode(
+    sub: &Subscription,
+    meter: &str,
+    payload: &[u8],
+    arrival_ms: i64,
+    tz: Tz,
+    meters: &dyn Meters,
+) -> Result<Vec<Reading>, Reject> {
+    let mut out = decode_stamped(sub, meter, payload, arrival_ms, tz, meters)?;
+    // A payload time equal to the arrival to the millisecond is as good as one: the two mark
+    // the same instant either way.
+    for r in &mut out {
+        r.stamped_on_arrival = r.ts_ms == arrival_ms;
+    }
+    Ok(out)
+}
+
+fn decode_stamped(
     sub: &Subscription,
     meter: &str,
     payload: &[u8],

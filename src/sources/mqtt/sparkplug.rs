@@ -268,6 +268,7 @@ pub fn decode(
             unit,
             ts_ms,
             quality: Quality::Good,
+            stamped_on_arrival: ts.is_none(),
         });
     }
     if out.is_empty() {
