@@ -214,7 +214,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => load(&config).map(|c| {
             print!("{}", c.summary());
-            ExitCode::SUCCESS
+            let problems = c.check_files();
+            for p in &problems {
+                eprintln!("ecogate: {p}");
+            }
+            if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                // As for an invalid configuration: `run` would refuse to start.
+                ExitCode::from(2)
+            }
         }),
         #[cfg(feature = "demo")]
         Command::Demo { dir, speed, listen } => ecogate::demo::run(

@@ -397,3 +397,55 @@ fn secrets_never_appear_in_a_summary_or_a_debug_print() {
         assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
     }
 }
+
+/// An outbox that holds another store's records: `run` refuses to start on it (its records would
+/// be cut to this store's sequence), so `check` says so too, with what to do, and exits 2. Before,
+/// `check` passed it.
+#[test]
+fn check_refuses_an_outbox_of_another_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let outbox = dir.path().join("outbox");
+    let cfg = dir.path().join("park.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[park]\nname = \"P\"\n[accounting]\nwindows = [\"1h\", \"year\"]\n[store]\npath = \"{}\"\n[influx]\nurl = \"http://127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\n[influx.outbox]\ndir = \"{}\"\n",
+            store.display(),
+            outbox.display()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    // No store and no outbox yet: nothing to compare.
+    assert_eq!(check().status.code(), Some(0));
+    let id = ecogate::sinks::store::Store::open(&store)
+        .unwrap()
+        .store_id()
+        .unwrap();
+    std::fs::create_dir_all(&outbox).unwrap();
+    std::fs::write(outbox.join("store-id"), "0123456789abcdef\n").unwrap();
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("holds the records of another store (store id 0123456789abcdef;")
+            && stderr.contains(&format!("has id {id})"))
+            && stderr.contains("give this store an outbox of its own"),
+        "{stderr}"
+    );
+    std::fs::write(outbox.join("store-id"), format!("{id}\n")).unwrap();
+    let out = check();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -126,6 +126,27 @@ impl AppConfig {
         })
     }
 
+    /// What `run` would refuse in the files already on disk, beyond the configuration itself:
+    /// an outbox that holds another store's records. Each problem in one line.
+    pub fn check_files(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(influx) = &self.influx {
+            let store = &self.core.store.path;
+            match crate::sinks::store::Store::peek_store_id(store) {
+                Ok(Some(id)) => {
+                    if let Err(e) =
+                        crate::sinks::outbox::Outbox::check_owner(&influx.outbox.dir, &id, store)
+                    {
+                        problems.push(e.to_string());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        problems
+    }
+
     /// A copy that shares no allocation with `self` (the park model included).
     pub fn deep_clone(&self) -> AppConfig {
         AppConfig {

@@ -261,6 +261,23 @@ impl Outbox {
         Self::open_locked(config, lock, committed_seq)
     }
 
+    /// Whether the outbox in `dir` may commit with the store whose id is `store_id` (`ecogate
+    /// check`): the error [`Outbox::open_for_store`] would give, without opening it.
+    pub fn check_owner(dir: &Path, store_id: &str, store_path: &Path) -> Result<(), OutboxError> {
+        let owner_path = dir.join(OWNER_FILE);
+        match fs::read_to_string(&owner_path) {
+            Ok(owner) if owner.trim() != store_id => Err(OutboxError::OtherStore {
+                dir: dir.to_path_buf(),
+                owner: owner.trim().to_string(),
+                store: store_path.to_path_buf(),
+                store_id: store_id.to_string(),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&owner_path, "read the store id")(e)),
+        }
+    }
+
     /// [`Outbox::open`] for the store whose id is `store_id`, which commits with this outbox.
     /// The outbox remembers its store (a `store-id` file written before its first record), so:
     /// a store that never committed (`committed_seq` `None`) cuts every record (they were

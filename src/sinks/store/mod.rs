@@ -493,6 +493,32 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The id of the store at `path` without opening it for writing (`ecogate check`, which
+    /// may run beside the daemon): `None` where no store or no id is there yet.
+    pub fn peek_store_id(path: &Path) -> Result<Option<String>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |cause| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        let id = conn.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+            r.get::<_, String>(0)
+        });
+        match id {
+            Ok(id) => Ok(Some(id)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            // A store from before stores had ids, or before its tables exist.
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
+                Ok(None)
+            }
+            Err(cause) => Err(err(cause)),
+        }
+    }
+
     /// This store's id, made when it was created: an outbox knows by it which store it commits
     /// with.
     pub fn store_id(&self) -> Result<String, StoreError> {
