@@ -310,13 +310,13 @@ impl BusTask {
         tracing::info!(bus = %self.bus.id, "modbus bus stopped");
     }
 
-    /// When the next poll of a healthy device on this line is due (`None`: every one failing).
     /// Moves the schedule with a step of the wall clock, which it is kept in (poll slots are
-    /// aligned to the clock). Back: the slots ahead would be an hour away after a 1-hour step,
-    /// and the bus would go unpolled for that hour. Forward: the slots behind would count as
-    /// missed polls that nobody missed. Either way each device's next slot is the clock's next
-    /// after now, and the back-offs keep what they had left to run.
-    /// Whether it did.
+    /// aligned to the clock); returns whether the clock stepped. Back: the slots ahead would be
+    /// an hour away after a 1-hour step, and the bus would go unpolled for that hour. Forward:
+    /// the slots behind would count as missed polls that nobody missed. Either way each
+    /// device's next slot is the clock's next after now, and the back-offs keep what they had
+    /// left to run. Also called before a failing device's probe, whose timeout is cut to the
+    /// slack before the next healthy poll.
     fn follow_clock_step(&mut self, now: i64) -> bool {
         let step = self.clock.step_ms(now);
         if step == 0 {
@@ -339,6 +339,7 @@ impl BusTask {
         true
     }
 
+    /// When the next poll of a healthy device on this line is due (`None`: every one failing).
     fn healthy_next_due_ms(&self) -> Option<i64> {
         self.devices
             .iter()

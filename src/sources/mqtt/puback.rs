@@ -27,7 +27,7 @@ pub(super) fn read_drained(eventloop: &EventLoop) -> bool {
 }
 
 /// Writes a PINGREQ at once, outside rumqttc's keep-alive (an unasked PINGRESP only clears its
-/// wait for one). Sent when a learned window refilled only in part: a broker with Nagle's
+/// wait for one). Sent when a small window refilled only in part: a broker with Nagle's
 /// algorithm on (mosquitto's default, `set_tcp_nodelay false`) sends one PUBLISH after a run of
 /// acknowledgements and holds the others until that one is acknowledged at the TCP level, which
 /// the kernel delays (delayed ACK) until ecogate next writes. The ping's segment carries that
