@@ -216,23 +216,7 @@ async fn every_decoder_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_keep_a_twenty_message_window_moving() {
     let broker = Mosquitto::start_with("max_inflight_messages 20\n");
-    let subs = "[[mqtt.subscriptions]]\ntopic = \"w/{meter}\"\nqos = 1\ndecoder = \"json\"\nfields = { delivered = \"/wh\" }\nunits = { delivered = \"Wh\" }\ntimestamp = \"/ts\"\n";
-    let cfg = config(broker.port, "ecogate-window", subs, 10);
-    let port = broker.port;
-    let messages = counter_messages("w", 3_000);
-    let (ready, subscribed) = tokio::sync::oneshot::channel();
-    let publisher = tokio::spawn(async move {
-        subscribed.await.expect("the source subscribed");
-        publish_all(port, "pub-window", messages, QoS::AtLeastOnce).await;
-    });
-    let (readings, _) = collect_with(
-        &cfg,
-        |r| r.len() >= 3_000,
-        Duration::from_secs(60),
-        Some(ready),
-    )
-    .await;
-    publisher.await.unwrap();
+    let (cfg, readings, _) = counters_through(broker.port, broker.port, "w", 3_000).await;
     assert_eq!(
         readings.len(),
         3_000,
@@ -267,23 +251,7 @@ async fn acknowledgements_keep_a_twenty_message_window_moving() {
 async fn a_partial_refill_of_a_small_window_is_pinged_for_the_rest() {
     let broker = Mosquitto::start();
     let proxy = mqtt_proxy::MqttProxy::start_with_window(broker.port, Some(20)).await;
-    let subs = "[[mqtt.subscriptions]]\ntopic = \"k/{meter}\"\nqos = 1\ndecoder = \"json\"\nfields = { delivered = \"/wh\" }\nunits = { delivered = \"Wh\" }\ntimestamp = \"/ts\"\n";
-    let cfg = config(proxy.port, "ecogate-refill", subs, 10);
-    let port = broker.port;
-    let messages = counter_messages("k", 2_000);
-    let (ready, subscribed) = tokio::sync::oneshot::channel();
-    let publisher = tokio::spawn(async move {
-        subscribed.await.expect("the source subscribed");
-        publish_all(port, "pub-refill", messages, QoS::AtLeastOnce).await;
-    });
-    let (readings, metrics) = collect_with(
-        &cfg,
-        |r| r.len() >= 2_000,
-        Duration::from_secs(60),
-        Some(ready),
-    )
-    .await;
-    publisher.await.unwrap();
+    let (_, readings, metrics) = counters_through(broker.port, proxy.port, "k", 2_000).await;
     assert_eq!(readings.len(), 2_000, "every message through the window");
     assert_eq!(
         proxy
@@ -299,6 +267,32 @@ async fn a_partial_refill_of_a_small_window_is_pinged_for_the_rest() {
         20,
         "the window learned is the broker's whole window"
     );
+}
+
+/// `n` QoS 1 counter messages (`counter_messages(prefix, n)`) published to the broker on
+/// `broker_port` once the source, connected through `source_port`, has subscribed to
+/// `{prefix}/{meter}`; its configuration, what it read, and its metrics.
+async fn counters_through(
+    broker_port: u16,
+    source_port: u16,
+    prefix: &str,
+    n: usize,
+) -> (Arc<Config>, Vec<Reading>, Arc<Metrics>) {
+    let subs = format!(
+        "[[mqtt.subscriptions]]\ntopic = \"{prefix}/{{meter}}\"\nqos = 1\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\nunits = {{ delivered = \"Wh\" }}\ntimestamp = \"/ts\"\n"
+    );
+    let cfg = config(source_port, &format!("ecogate-{prefix}"), &subs, 10);
+    let messages = counter_messages(prefix, n);
+    let publisher_id = format!("pub-{prefix}");
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
+    let publisher = tokio::spawn(async move {
+        subscribed.await.expect("the source subscribed");
+        publish_all(broker_port, &publisher_id, messages, QoS::AtLeastOnce).await;
+    });
+    let (readings, metrics) =
+        collect_with(&cfg, |r| r.len() >= n, Duration::from_secs(60), Some(ready)).await;
+    publisher.await.unwrap();
+    (cfg, readings, metrics)
 }
 
 /// `n` JSON readings for meters c0..c9 in turn, each meter's counter +10 Wh a second, on

@@ -315,8 +315,7 @@ impl BusTask {
     /// an hour away after a 1-hour step, and the bus would go unpolled for that hour. Forward:
     /// the slots behind would count as missed polls that nobody missed. Either way each
     /// device's next slot is the clock's next after now, and the back-offs keep what they had
-    /// left to run. Also called before a failing device's probe, whose timeout is cut to the
-    /// slack before the next healthy poll.
+    /// left to run.
     fn follow_clock_step(&mut self, now: i64) -> bool {
         let step = self.clock.step_ms(now);
         if step == 0 {
@@ -407,7 +406,6 @@ impl BusTask {
         let mut timeout = Duration::from_millis(device.timeout_ms);
         if self.devices[idx].failing() {
             let now = now_ms();
-            self.follow_clock_step(now);
             let healthy_next = self.healthy_next_due_ms();
             let d = &mut self.devices[idx];
             let ms = d
