@@ -426,3 +426,95 @@ fn calendar_windows_at_hand_written_instants() {
     }
     assert_eq!(d, ts("2024-12-31T16:00:00Z"));
 }
+
+#[test]
+fn a_ten_day_gap_is_one_span_read_into_every_window() {
+    // Shanghai: 1 March 12:00 -> 11 March 12:00 local, 2,400 kWh over 240 h = 10 kWh an hour,
+    // 1/6 kWh a minute. The delta is kept as one span (no window rows), and every window reads
+    // its part of it: 10 kWh an hour, 240 kWh a whole day, 120 kWh on 1 and 11 March.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(&zone("Asia/Shanghai"), &store_path(&dir));
+    p.ingest(&[
+        import(2_000.0, "2024-03-01T04:00:00Z"),
+        import(4_400.0, "2024-03-11T04:00:00Z"),
+    ])
+    .unwrap();
+    let rows: i64 = rusqlite::Connection::open(store_path(&dir))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM aggregates", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the gap is one span, not window rows");
+    let (hour, day) = (WindowKind::Hour, WindowKind::Day);
+    assert_eq!(
+        grid(&p, hour, "2024-03-05T02:00:00Z", "2024-03-05T03:00:00Z"),
+        10.0
+    );
+    // 10:00 to 14:00 local on 5 March: four hours, 40 kWh.
+    assert_eq!(
+        grid(&p, hour, "2024-03-05T02:00:00Z", "2024-03-05T06:00:00Z"),
+        40.0
+    );
+    assert_eq!(
+        grid(&p, day, "2024-02-29T16:00:00Z", "2024-03-01T16:00:00Z"),
+        120.0
+    );
+    assert_eq!(
+        grid(&p, day, "2024-03-04T16:00:00Z", "2024-03-05T16:00:00Z"),
+        240.0
+    );
+    assert_eq!(
+        grid(&p, day, "2024-03-10T16:00:00Z", "2024-03-11T16:00:00Z"),
+        120.0
+    );
+    // One minute holds 1/6 kWh rounded to the micro unit; a whole hour of them, 10 kWh exactly.
+    let minute = grid(
+        &p,
+        WindowKind::Minute,
+        "2024-03-05T02:07:00Z",
+        "2024-03-05T02:08:00Z",
+    );
+    assert!((minute - 1.0 / 6.0).abs() <= 1e-6, "{minute}");
+    assert_eq!(
+        grid(
+            &p,
+            WindowKind::Minute,
+            "2024-03-05T02:00:00Z",
+            "2024-03-05T03:00:00Z"
+        ),
+        10.0
+    );
+    // Every kind adds up to the delta, at every level.
+    for w in WindowKind::ALL.iter().copied() {
+        for e in [
+            Entity::Meter(0),
+            Entity::Site(0),
+            Entity::Firm(0),
+            Entity::Park,
+        ] {
+            let all = p.store().sums(p.accountant(), w, e, 0, i64::MAX).unwrap();
+            assert_eq!(all.get(Metric::GridImportKwh), 2_400.0, "{w} {e:?}");
+        }
+    }
+    // Window by window, each kind's parts are those of an exact split at its boundaries (the
+    // cumulative share of 2,400 kWh at each boundary, rounded to the micro unit).
+    let tz = p.accountant().config().park.timezone;
+    let (t0, t1) = (ts("2024-03-01T04:00:00Z"), ts("2024-03-11T04:00:00Z"));
+    let cumulative = |x: i64| -> i64 {
+        let x = x.clamp(t0, t1);
+        let (tau, span) = ((x - t0) as i128, (t1 - t0) as i128);
+        ((2_400_000_000i128 * tau * 2 + span).div_euclid(2 * span)) as i64
+    };
+    for w in [WindowKind::QuarterHour, WindowKind::Hour, WindowKind::Day] {
+        let mut start = LocalTime::new(t0, tz).unwrap().window_start_ms(w, tz);
+        while start < t1 {
+            let end = next_window_start_ms(w, start, tz);
+            let got = p
+                .store()
+                .sums(p.accountant(), w, Entity::Firm(0), start, start + 1)
+                .unwrap()
+                .micro(Metric::GridImportKwh);
+            assert_eq!(got, cumulative(end) - cumulative(start), "{w} at {start}");
+            start = end;
+        }
+    }
+}

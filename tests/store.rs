@@ -93,7 +93,7 @@ fn version_1_store_is_migrated_without_losing_a_reading() {
     assert_eq!(named_rows(&path), expected, "every reading, as it was");
     assert_eq!(
         scalar(&path, "SELECT value FROM meta WHERE key = 'schema_version'"),
-        "2"
+        "3"
     );
     assert_eq!(
         scalar(
@@ -148,13 +148,13 @@ fn a_store_newer_than_this_ecogate_is_refused() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             INSERT INTO meta VALUES ('schema_version', '3');",
+             INSERT INTO meta VALUES ('schema_version', '4');",
         )
         .unwrap();
     }
     let e = Store::open(&path).unwrap_err().to_string();
     assert!(
-        e.contains("schema version 3 is newer") && e.contains("store.db"),
+        e.contains("schema version 4 is newer") && e.contains("store.db"),
         "{e}"
     );
 }

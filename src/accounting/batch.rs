@@ -4,16 +4,22 @@
 
 use super::counter::{CounterState, Point};
 use super::metric::Sums;
+use super::span::Span;
 use super::window::WindowKind;
-use crate::config::Config;
+use crate::config::{Config, Retention};
 use crate::reading::Quality;
 use crate::util::FastHash;
+use chrono_tz::Tz;
 use std::collections::HashMap;
 
 /// Gives the stored id of an entity: the configuration does, so readers of the store (metrics,
 /// alerting) need no accountant of their own.
 pub trait EntityIds {
     fn entity_id(&self, e: Entity) -> &str;
+    /// What a window query needs to read a span's parts: the park's calendar and the retention
+    /// that bounded which windows took parts.
+    fn calendar(&self) -> (Tz, &Retention);
+    fn channel_id(&self, r: ChannelRef) -> &str;
 }
 
 impl EntityIds for Config {
@@ -24,6 +30,14 @@ impl EntityIds for Config {
             Entity::Firm(i) => &self.firms[i as usize].id,
             Entity::Park => "park",
         }
+    }
+
+    fn calendar(&self) -> (Tz, &Retention) {
+        (self.park.timezone, &self.store.retention)
+    }
+
+    fn channel_id(&self, r: ChannelRef) -> &str {
+        &self.meters[r.meter as usize].channels[r.channel as usize].id
     }
 }
 
@@ -251,11 +265,32 @@ pub struct Batch {
     pub rejections: Vec<Rejection>,
     pub events: Vec<CounterEvent>,
     pub aggregates: HashMap<AggKey, Sums, FastHash>,
+    /// Deltas over long intervals, kept whole rather than split into `aggregates`.
+    pub spans: Vec<Span>,
     pub states: HashMap<ChannelRef, CounterState, FastHash>,
 }
 
 impl Batch {
     pub fn event_count(&self, kind: EventKind) -> usize {
         self.events.iter().filter(|e| e.kind == kind).count()
+    }
+
+    /// What the batch adds to each entity over all windows of `window` (its aggregates of that
+    /// kind and its spans' parts in them): with the largest kind, every delta exactly once.
+    pub fn totals(&self, config: &Config, window: WindowKind) -> HashMap<Entity, Sums, FastHash> {
+        let mut totals: HashMap<Entity, Sums, FastHash> = HashMap::default();
+        for (key, sums) in &self.aggregates {
+            if key.window == window {
+                totals.entry(key.entity).or_default().merge(sums);
+            }
+        }
+        let (tz, retention) = (config.park.timezone, &config.store.retention);
+        for span in &self.spans {
+            let part = span.part_in(window, i64::MIN, i64::MAX, tz, retention, i64::MIN);
+            for entity in span.entities() {
+                totals.entry(entity).or_default().merge(&part);
+            }
+        }
+        totals
     }
 }

@@ -8,6 +8,7 @@
 use super::carrier::Carrier;
 use super::counter::{self, CounterSpec, CounterState, DeltaCause, GaugeStep, Point, Step};
 use super::metric::{Metric, Sums};
+use super::span::{keep_from_ms, SPAN_AFTER_MS};
 use super::split::{Interval, Profile};
 use super::window::{next_window_start_ms, LocalTime, WindowKind};
 use crate::config::{ChannelKind, Config};
@@ -20,6 +21,7 @@ pub use super::batch::{
     Accepted, AggKey, Batch, ChannelRef, CounterEvent, Entity, EntityIds, EventKind, RejectReason,
     Rejection,
 };
+pub use super::span::Span;
 pub use crate::util::FastHash;
 
 /// Where a staged part of a delta goes: a whole local minute (added to every window holding it),
@@ -37,6 +39,12 @@ type Staged = HashMap<(u32, u32, u32, Slot), Sums, FastHash>;
 impl EntityIds for Accountant {
     fn entity_id(&self, e: Entity) -> &str {
         self.config.entity_id(e)
+    }
+    fn calendar(&self) -> (chrono_tz::Tz, &crate::config::Retention) {
+        self.config.calendar()
+    }
+    fn channel_id(&self, r: ChannelRef) -> &str {
+        self.config.channel_id(r)
     }
 }
 
@@ -615,7 +623,17 @@ impl Accountant {
                 t1_ms: point.ts_ms,
                 profile,
             };
-            self.attribute(staged, r, info, &local, interval, &sums);
+            if interval.t1_ms - interval.t0_ms > SPAN_AFTER_MS {
+                batch.spans.push(Span {
+                    channel: r,
+                    site: info.site,
+                    firm: info.firm,
+                    interval,
+                    sums,
+                });
+            } else {
+                self.attribute(staged, r, info, &local, interval, &sums);
+            }
         }
     }
 
@@ -721,8 +739,9 @@ impl Accountant {
 
     /// Stages a delta's sums for the windows its interval `(t0, t1]` covers. A reading on a
     /// window boundary closes the window before it. An interval within one local minute (the
-    /// usual case for live polling) goes whole to that minute; a longer one is split across the
-    /// windows of every kind by [`Interval::part`], so that parts add up exactly.
+    /// usual case for live polling) goes whole to that minute; a longer one (up to a day: a
+    /// longer one is a [`Span`]) is split across the windows of every kind by
+    /// [`Interval::part`], so that parts add up exactly.
     fn attribute(
         &self,
         staged: &mut Staged,
@@ -752,15 +771,9 @@ impl Accountant {
             return;
         }
         for &window in &self.config.accounting.windows {
-            // A long gap is not spread over sub-day windows older than the store keeps when
-            // its reading arrives: they would be deleted at once, and a gap of months would
-            // otherwise stage hundreds of thousands of minutes. The windows kept still add up.
-            let keep_from = self
-                .config
-                .store
-                .retention
-                .cutoff_ms(window, t1)
-                .max(t1.saturating_sub(MAX_SPLIT_WINDOWS * window.max_len_ms()));
+            // Windows older than the store keeps when the reading arrives take no part: they
+            // would be deleted at once. The windows kept still add up.
+            let keep_from = keep_from_ms(&self.config.store.retention, window, t1);
             let Some(first) = LocalTime::new(interval.t0_ms.max(keep_from), tz) else {
                 continue;
             };
@@ -829,9 +842,6 @@ impl IntoIterator for Parts {
         self.items.into_iter().flatten()
     }
 }
-
-/// At most this many windows of one kind receive parts of one delta (about 69 days of minutes).
-const MAX_SPLIT_WINDOWS: i64 = 100_000;
 
 /// Ids from untrusted input are cut short before they are kept in a rejection record.
 fn truncate(s: &str) -> String {

@@ -8,6 +8,7 @@ pub mod counter;
 pub mod indicators;
 pub mod ledger;
 pub mod metric;
+pub mod span;
 pub mod split;
 pub mod window;
 

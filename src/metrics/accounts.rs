@@ -274,17 +274,14 @@ impl AccountMetrics {
         let Some(window) = config.accounting.windows.last().copied() else {
             return;
         };
-        for (key, sums) in &batch.aggregates {
-            if key.window != window {
-                continue;
-            }
-            if let Entity::Site(i) = key.entity {
+        for (entity, sums) in &batch.totals(config, window) {
+            if let Entity::Site(i) = *entity {
                 if let Some(site) = self.site_ids.get(i as usize) {
                     self.observe_site(site, sums);
                 }
                 continue;
             }
-            let Entity::Firm(i) = key.entity else {
+            let Entity::Firm(i) = *entity else {
                 continue;
             };
             let Some(firm) = self.firm_ids.get(i as usize) else {

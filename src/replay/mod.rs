@@ -142,10 +142,9 @@ pub fn run(
                 ));
             }
         }
-        for (key, sums) in &batch.aggregates {
-            if key.window == total_window {
-                summary.totals.entry(key.entity).or_default().merge(sums);
-            }
+        let config = pipeline.accountant().config().clone();
+        for (entity, sums) in batch.totals(&config, total_window) {
+            summary.totals.entry(entity).or_default().merge(&sums);
         }
     }
     summary.rejections.sort_by_key(|e| e.line);

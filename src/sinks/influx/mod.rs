@@ -155,6 +155,14 @@ impl CommitHook for InfluxOutput {
         }
     }
 
+    fn window_floor_ms(
+        &self,
+        entity: crate::accounting::Entity,
+        window: crate::accounting::window::WindowKind,
+    ) -> Option<i64> {
+        self.encoder.window_floor_ms(entity, window, self.now_ms)
+    }
+
     fn before_commit(
         &mut self,
         _acct: &Accountant,

@@ -151,6 +151,14 @@ impl Encoder {
         self.windows.contains_key(&(key.entity, key.window))
     }
 
+    /// The oldest window start of `window` written for `entity` at `now_ms` (`None`: not
+    /// written): as [`Encoder::window`] decides.
+    pub fn window_floor_ms(&self, entity: Entity, window: WindowKind, now_ms: i64) -> Option<i64> {
+        self.windows
+            .contains_key(&(entity, window))
+            .then(|| self.config.store.retention.cutoff_ms(window, now_ms))
+    }
+
     /// One `ecogate_reading` line (with its newline), timestamp in milliseconds.
     pub fn reading(&self, out: &mut Vec<u8>, a: &Accepted) {
         out.extend_from_slice(&self.readings[a.channel.meter as usize][a.channel.channel as usize]);

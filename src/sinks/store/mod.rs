@@ -19,6 +19,9 @@ use crate::accounting::metric::{Metric, Sums};
 use crate::accounting::window::WindowKind;
 use crate::config::Retention;
 use rusqlite::{params, Connection, OptionalExtension};
+
+mod migrate;
+mod spans;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,8 @@ pub enum StoreError {
 }
 
 /// 1: readings keyed by (ts_ms, meter, channel) text. 2: readings keyed by (ts_ms, series id).
-const SCHEMA_VERSION: i64 = 2;
+/// 3: long gaps kept as spans (a version 2 ecogate would read their windows as empty).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS series (
@@ -93,6 +97,8 @@ pub struct Store {
     /// Series ids by channel index, for the accountant `series_of`.
     series: Vec<Vec<i64>>,
     series_of: u64,
+    /// The latest end of a stored span: windows before it may take span parts.
+    spans_end_ms: i64,
 }
 
 /// Readings a multi-row INSERT carries (4 parameters each, well under SQLite's 32,766 limit).
@@ -144,6 +150,9 @@ pub trait CommitSink: CommitHook + Send + std::fmt::Debug {
 /// same transaction, so after a crash the store says which of the sink's appends counted.
 pub trait CommitHook {
     fn total(&mut self, key: &AggKey, total: &Sums, delta: &Sums);
+    /// The oldest window start of `window` it writes for `entity`; `None` when it writes none.
+    /// A long gap's span reaches many windows: it is told only of these.
+    fn window_floor_ms(&self, entity: Entity, window: WindowKind) -> Option<i64>;
     /// Called last, before the transaction commits; returns the sequence to record.
     /// `already_stored` (ascending indices into `batch.accepted`) are readings the store held
     /// before this commit: delivered already, not to be sent again.
@@ -223,8 +232,11 @@ impl Store {
             sums_sql,
             series: Vec::new(),
             series_of: 0,
+            spans_end_ms: i64::MIN,
         };
+        let mut store = store;
         store.init()?;
+        store.spans_end_ms = spans::latest_end_ms(&store.conn).map_err(|e| store.err(e))?;
         Ok(store)
     }
 
@@ -285,6 +297,9 @@ impl Store {
 
     fn init_schema(&self) -> Result<(), StoreError> {
         self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        self.conn
+            .execute_batch(spans::SCHEMA)
+            .map_err(|e| self.err(e))?;
         // Counter-state fields added after version 2's first release.
         for (column, ty) in [
             ("anchor_micro", "INTEGER"),
@@ -310,27 +325,29 @@ impl Store {
             }
         }
         // A metric added in a later version becomes a new column; old rows read as zero.
-        let mut existing = Vec::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT name FROM pragma_table_info('aggregates')")
-                .map_err(|e| self.err(e))?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| self.err(e))?;
-            for row in rows {
-                existing.push(row.map_err(|e| self.err(e))?);
-            }
-        }
-        for m in Metric::ALL {
-            if !existing.iter().any(|c| c == m.name()) {
-                self.conn
-                    .execute_batch(&format!(
-                        "ALTER TABLE aggregates ADD COLUMN {} INTEGER NOT NULL DEFAULT 0",
-                        m.name()
-                    ))
+        for table in ["aggregates", "spans"] {
+            let mut existing = Vec::new();
+            {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
                     .map_err(|e| self.err(e))?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .map_err(|e| self.err(e))?;
+                for row in rows {
+                    existing.push(row.map_err(|e| self.err(e))?);
+                }
+            }
+            for m in Metric::ALL {
+                if !existing.iter().any(|c| c == m.name()) {
+                    self.conn
+                        .execute_batch(&format!(
+                            "ALTER TABLE {table} ADD COLUMN {} INTEGER NOT NULL DEFAULT 0",
+                            m.name()
+                        ))
+                        .map_err(|e| self.err(e))?;
+                }
             }
         }
         self.conn
@@ -346,57 +363,6 @@ impl Store {
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
-    }
-
-    /// Version 1 stored each reading's meter, channel, base unit and quality as text. Moves them
-    /// to series ids in one transaction: a crash midway leaves the version 1 table as it was.
-    fn migrate_v1_readings(&self) -> Result<(), StoreError> {
-        let v1_rows: i64 = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('readings') WHERE name = 'meter'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        if v1_rows == 0 {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        self.conn
-            .execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS series (
-                     id INTEGER PRIMARY KEY, meter TEXT NOT NULL, channel TEXT NOT NULL,
-                     base_unit TEXT NOT NULL, UNIQUE (meter, channel, base_unit));
-                 INSERT OR IGNORE INTO series (meter, channel, base_unit)
-                     SELECT DISTINCT meter, channel, base_unit FROM readings ORDER BY meter, channel;
-                 ALTER TABLE readings RENAME TO readings_v1;
-                 CREATE TABLE readings (
-                     ts_ms INTEGER NOT NULL, series INTEGER NOT NULL, amount_base REAL NOT NULL,
-                     quality INTEGER NOT NULL,
-                     PRIMARY KEY (ts_ms, series)) WITHOUT ROWID;
-                 INSERT OR IGNORE INTO readings (ts_ms, series, amount_base, quality)
-                     SELECT r.ts_ms, s.id, r.amount_base,
-                            CASE r.quality WHEN 'good' THEN 0 WHEN 'uncertain' THEN 1 ELSE 2 END
-                     FROM readings_v1 r
-                     JOIN series s ON s.meter = r.meter AND s.channel = r.channel
-                                  AND s.base_unit = r.base_unit
-                     ORDER BY r.ts_ms;
-                 DROP TABLE readings_v1;
-                 UPDATE meta SET value = '2' WHERE key = 'schema_version';
-                 COMMIT;",
-            )
-            .map_err(|e| {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.err(e)
-            })?;
-        tracing::info!(
-            store = %self.path.display(),
-            seconds = started.elapsed().as_secs_f64(),
-            "store migrated from schema 1 to 2 (readings keyed by series id)"
-        );
-        Ok(())
     }
 
     /// Series ids of every channel of `acct`, created where missing (in their own transaction,
@@ -594,6 +560,11 @@ impl Store {
                     }
                 }
             }
+            // Spans first, so that a window total returned below includes their parts.
+            spans::insert(&tx, acct, &batch.spans).map_err(err)?;
+            if let Some(end) = batch.spans.iter().map(|s| s.interval.t1_ms).max() {
+                self.spans_end_ms = self.spans_end_ms.max(end);
+            }
             let mut upsert = tx
                 .prepare_cached(if hook.is_some() {
                     &self.upsert_returning_sql
@@ -625,6 +596,19 @@ impl Store {
                                 Ok(t)
                             })
                             .map_err(err)?;
+                        let mut total = total;
+                        if key.start_ms < self.spans_end_ms {
+                            let parts = spans::sums(
+                                &tx,
+                                acct,
+                                key.window,
+                                key.entity,
+                                key.start_ms,
+                                key.start_ms + 1,
+                            )
+                            .map_err(err)?;
+                            total.merge(&parts);
+                        }
                         h.total(key, &total, sums);
                     }
                 }
@@ -684,6 +668,7 @@ impl Store {
                     .map_err(err)?;
             }
             if let Some(h) = hook {
+                spans::notify(&tx, acct, batch, &self.sums_sql, &mut *h).map_err(err)?;
                 let seq = h.before_commit(acct, batch, &already_stored)?;
                 tx.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('outbox_seq', ?1)",
@@ -723,6 +708,9 @@ impl Store {
             Ok(())
         })
         .map_err(|e| self.err(e))?;
+        let parts = spans::sums(&self.conn, acct, window, entity, from_ms, to_ms)
+            .map_err(|e| self.err(e))?;
+        sums.merge(&parts);
         Ok(sums)
     }
 
@@ -777,6 +765,15 @@ impl Store {
                     .execute(
                         "DELETE FROM aggregates WHERE window = ?1 AND start_ms < ?2",
                         params![window.name(), cutoff(days)],
+                    )
+                    .map_err(|e| self.err(e))?;
+                // Spans are kept (day and longer windows read them): their parts in the windows
+                // just deleted must go too.
+                self.conn
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key)
+                         DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
+                        params![spans::deleted_before_key(window), cutoff(days)],
                     )
                     .map_err(|e| self.err(e))?;
             }

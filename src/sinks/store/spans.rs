@@ -1,0 +1,209 @@
+//! Long gaps kept whole (see [`crate::accounting::span`]): one row per span, read into every
+//! window query that overlaps it, instead of a row per minute, quarter-hour and hour between.
+//!
+//! A span is kept per channel delta, never summed per firm or park: the parts are rounded per
+//! delta, as the dense path rounds them, so a firm's figure is the sum of its meters' parts.
+
+use crate::accounting::ledger::{EntityIds, Span};
+use crate::accounting::metric::{Metric, Sums};
+use crate::accounting::split::{Interval, Profile};
+use crate::accounting::window::WindowKind;
+use crate::accounting::Entity;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spans (
+    id INTEGER PRIMARY KEY, meter TEXT NOT NULL, channel TEXT NOT NULL, site TEXT NOT NULL,
+    firm TEXT NOT NULL, t0_ms INTEGER NOT NULL, t1_ms INTEGER NOT NULL, p0 REAL, p1 REAL);
+CREATE INDEX IF NOT EXISTS spans_meter ON spans (meter, t1_ms);
+CREATE INDEX IF NOT EXISTS spans_site ON spans (site, t1_ms);
+CREATE INDEX IF NOT EXISTS spans_firm ON spans (firm, t1_ms);
+CREATE INDEX IF NOT EXISTS spans_t1 ON spans (t1_ms);
+";
+
+/// The meta key recording that a retention run deleted windows of `window` starting before it.
+pub(super) fn deleted_before_key(window: WindowKind) -> String {
+    format!("deleted_before_{}", window.name())
+}
+
+pub(super) fn insert(
+    conn: &Connection,
+    ids: &impl EntityIds,
+    spans: &[Span],
+) -> rusqlite::Result<()> {
+    if spans.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let sql = format!(
+        "INSERT INTO spans (meter, channel, site, firm, t0_ms, t1_ms, p0, p1, {}) VALUES ({})",
+        names.join(", "),
+        vec!["?"; 8 + names.len()].join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(8 + names.len());
+    for span in spans {
+        let [meter, site, firm, _] = span.entities();
+        let (p0, p1) = match span.interval.profile {
+            Profile::Linear => (None, None),
+            Profile::Trapezoid { p0, p1 } => (Some(p0), Some(p1)),
+        };
+        values.clear();
+        values.push(ids.entity_id(meter).to_string().into());
+        values.push(ids.channel_id(span.channel).to_string().into());
+        values.push(ids.entity_id(site).to_string().into());
+        values.push(ids.entity_id(firm).to_string().into());
+        values.push(span.interval.t0_ms.into());
+        values.push(span.interval.t1_ms.into());
+        values.push(p0.into());
+        values.push(p1.into());
+        values.extend(span.sums.0.iter().map(|v| (*v).into()));
+        stmt.execute(params_from_iter(values.iter()))?;
+    }
+    Ok(())
+}
+
+/// The latest end of any stored span (`i64::MIN` for none): a window starting at or after it
+/// takes no part of a span, so the commit path asks for span parts only before it.
+pub(super) fn latest_end_ms(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT MAX(t1_ms) FROM spans", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
+    .map(|v| v.unwrap_or(i64::MIN))
+}
+
+/// The parts of the stored spans in `entity`'s windows of `window` that start in
+/// `[from_ms, to_ms)`.
+pub(super) fn sums(
+    conn: &Connection,
+    ids: &impl EntityIds,
+    window: WindowKind,
+    entity: Entity,
+    from_ms: i64,
+    to_ms: i64,
+) -> rusqlite::Result<Sums> {
+    let (tz, retention) = ids.calendar();
+    let deleted_before: i64 = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [deleted_before_key(window)],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::MIN);
+    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let filter = match entity {
+        Entity::Meter(_) => "meter = ?3 AND",
+        Entity::Site(_) => "site = ?3 AND",
+        Entity::Firm(_) => "firm = ?3 AND",
+        Entity::Park => "?3 IS NOT NULL AND",
+    };
+    // A span starting after `to_ms` may still reach the last window starting before it.
+    let sql = format!(
+        "SELECT t0_ms, t1_ms, p0, p1, {} FROM spans WHERE {filter} t1_ms > ?1 AND t0_ms < ?2",
+        names.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let upper = to_ms.saturating_add(window.max_len_ms());
+    let mut rows = stmt.query(rusqlite::params![from_ms, upper, ids.entity_id(entity)])?;
+    let mut total = Sums::default();
+    while let Some(row) = rows.next()? {
+        let profile = match (row.get::<_, Option<f64>>(2)?, row.get::<_, Option<f64>>(3)?) {
+            (Some(p0), Some(p1)) => Profile::Trapezoid { p0, p1 },
+            _ => Profile::Linear,
+        };
+        let mut span_sums = Sums::default();
+        for (i, slot) in span_sums.0.iter_mut().enumerate() {
+            *slot = row.get(4 + i)?;
+        }
+        let span = Span {
+            // Only the interval and sums matter for a part; the entity was the query's filter.
+            channel: crate::accounting::ledger::ChannelRef {
+                meter: 0,
+                channel: 0,
+            },
+            site: 0,
+            firm: 0,
+            interval: Interval {
+                t0_ms: row.get(0)?,
+                t1_ms: row.get(1)?,
+                profile,
+            },
+            sums: span_sums,
+        };
+        total.merge(&span.part_in(window, from_ms, to_ms, tz, retention, deleted_before));
+    }
+    Ok(total)
+}
+
+/// Gives a commit hook the new total of every window the batch's spans reach (that the hook
+/// writes and the batch's dense aggregates did not already give it).
+pub(super) fn notify(
+    conn: &Connection,
+    ids: &impl EntityIds,
+    batch: &crate::accounting::Batch,
+    window_sums_sql: &str,
+    hook: &mut dyn super::CommitHook,
+) -> rusqlite::Result<()> {
+    use crate::accounting::AggKey;
+    use std::collections::HashSet;
+    if batch.spans.is_empty() {
+        return Ok(());
+    }
+    let (tz, retention) = ids.calendar();
+    let mut done: HashSet<AggKey> = batch.aggregates.keys().copied().collect();
+    let mut stmt = conn.prepare_cached(window_sums_sql)?;
+    for span in &batch.spans {
+        for entity in span.entities() {
+            for window in WindowKind::ALL.iter().copied() {
+                let Some(floor) = hook.window_floor_ms(entity, window) else {
+                    continue;
+                };
+                for start_ms in span.window_starts(window, floor, tz, retention) {
+                    let key = AggKey {
+                        window,
+                        start_ms,
+                        entity,
+                    };
+                    if !done.insert(key) {
+                        continue;
+                    }
+                    let level = entity.level();
+                    let mut total = stmt.query_row(
+                        rusqlite::params![
+                            window.name(),
+                            level,
+                            ids.entity_id(entity),
+                            start_ms,
+                            start_ms + 1
+                        ],
+                        |r| {
+                            let mut t = Sums::default();
+                            for (i, slot) in t.0.iter_mut().enumerate() {
+                                *slot = r.get(i)?;
+                            }
+                            Ok(t)
+                        },
+                    )?;
+                    total.merge(&sums(conn, ids, window, entity, start_ms, start_ms + 1)?);
+                    // What this batch changed in the window, so that a figure it moved is written
+                    // even where the total is zero.
+                    let mut delta = Sums::default();
+                    for s in batch.spans.iter().filter(|s| s.adds_to(entity)) {
+                        delta.merge(&s.part_in(
+                            window,
+                            start_ms,
+                            start_ms + 1,
+                            tz,
+                            retention,
+                            i64::MIN,
+                        ));
+                    }
+                    hook.total(&key, &total, &delta);
+                }
+            }
+        }
+    }
+    Ok(())
+}
