@@ -38,32 +38,6 @@ pub fn run(
             Format::Lp
         }
     });
-    let (rows, errors) = match format {
-        Format::Csv => {
-            let file = std::fs::File::open(input)
-                .with_context(|| format!("cannot open {}", input.display()))?;
-            replay::csv::parse(std::io::BufReader::new(file), tz)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?
-        }
-        Format::Lp => {
-            let text = std::fs::read_to_string(input)
-                .with_context(|| format!("cannot read {}", input.display()))?;
-            let cfg = config.clone();
-            let unit_of = move |meter: &str, channel: &str| {
-                cfg.meters
-                    .iter()
-                    .find(|m| m.id == meter)
-                    .and_then(|m| m.channels.iter().find(|c| c.id == channel))
-                    .map(|c| c.unit)
-            };
-            replay::line_protocol::parse(
-                &text,
-                precision,
-                chrono::Utc::now().timestamp_millis(),
-                unit_of,
-            )
-        }
-    };
     let store_path = store.unwrap_or_else(|| config.store.path.clone());
     let metrics = Arc::new(Metrics::new());
     let (mut pipeline, outbox) = super::daemon::open_pipeline(&app, &store_path, &metrics)?;
@@ -80,7 +54,52 @@ pub fn run(
         }
         _ => None,
     };
-    let summary = replay::run(&mut pipeline, rows, errors).context("replay");
+    // The input is read as a stream: rows go to a sorter that keeps at most one run in memory
+    // (runs beyond the first wait in scratch files next to the store), refused rows to the
+    // summary, so a file of any size replays in the same memory.
+    let scratch_dir = store_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    pipeline.store().use_bulk_cache()?;
+    let mut sorter = replay::sort::Sorter::new(&scratch_dir);
+    let mut replaying = replay::Replay::new(&mut pipeline);
+    let mut emit =
+        |row: Result<replay::InputRow, replay::RowError>| -> Result<(), replay::ReplayError> {
+            match row {
+                Ok(r) => sorter.push(r)?,
+                Err(e) => replaying.parse_error(e),
+            }
+            Ok(())
+        };
+    let file =
+        std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let read = std::io::BufReader::with_capacity(256 * 1024, file);
+    let parsed = match format {
+        Format::Csv => replay::csv::parse_each(read, tz, &mut emit),
+        Format::Lp => {
+            let cfg = config.clone();
+            let unit_of = move |meter: &str, channel: &str| {
+                cfg.meters
+                    .iter()
+                    .find(|m| m.id == meter)
+                    .and_then(|m| m.channels.iter().find(|c| c.id == channel))
+                    .map(|c| c.unit)
+            };
+            replay::line_protocol::parse_each(
+                read,
+                precision,
+                chrono::Utc::now().timestamp_millis(),
+                unit_of,
+                &mut emit,
+            )
+        }
+    };
+    parsed.map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    let summary = sorter
+        .finish::<replay::ReplayError>(replay::BATCH, |chunk| Ok(replaying.feed(chunk)?))
+        .map(|()| replaying.finish())
+        .context("replay");
     if let Some(s) = sender {
         s.finish(influx_wait_s);
     }
@@ -105,10 +124,10 @@ pub fn run(
             e.message
         );
     }
-    if summary.rejections.len() > 50 {
+    if summary.rejected_total() > 50 {
         eprintln!(
             "... and {} more refused rows",
-            summary.rejections.len() - 50
+            summary.rejected_total() - 50
         );
     }
     println!(

@@ -4,9 +4,10 @@
 //! The `meter` tag names the meter; each numeric field is a channel of it. The unit is the `unit`
 //! tag if present, else the channel's configured unit. String and boolean fields are rejected.
 
-use super::{InputRow, RowError};
+use super::{InputRow, ReplayError, RowError};
 use crate::reading::{Quality, Reading};
 use crate::units::Unit;
+use std::io::BufRead;
 
 /// The unit of timestamps in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,16 +36,52 @@ pub fn parse(
     now_ms: i64,
     unit_of: impl Fn(&str, &str) -> Option<Unit>,
 ) -> (Vec<InputRow>, Vec<RowError>) {
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
+    let (mut rows, mut errors) = (Vec::new(), Vec::new());
+    let read = parse_each(text.as_bytes(), precision, now_ms, unit_of, |row| {
+        match row {
+            Ok(r) => rows.push(r),
+            Err(e) => errors.push(e),
+        }
+        Ok(())
+    });
+    debug_assert!(read.is_ok(), "reading from memory does not fail");
+    (rows, errors)
+}
+
+/// Reads line after line, handing each row (or why it was refused) to `emit` as it is read:
+/// memory does not grow with the input.
+pub fn parse_each(
+    mut input: impl BufRead,
+    precision: Precision,
+    now_ms: i64,
+    unit_of: impl Fn(&str, &str) -> Option<Unit>,
+    mut emit: impl FnMut(Result<InputRow, RowError>) -> Result<(), ReplayError>,
+) -> Result<(), ReplayError> {
+    let mut bytes = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        bytes.clear();
+        if input.read_until(b'\n', &mut bytes)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(l) => l,
+            Err(e) => {
+                emit(Err(RowError::new(
+                    line_no,
+                    "malformed_row",
+                    format!("not UTF-8 text: {e}"),
+                )))?;
+                continue;
+            }
+        };
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
         match parse_line(trimmed) {
-            Err(msg) => errors.push(RowError::new(line_no, "malformed_row", msg)),
+            Err(msg) => emit(Err(RowError::new(line_no, "malformed_row", msg)))?,
             Ok(point) => {
                 let Some(meter) = point
                     .tags
@@ -52,11 +89,11 @@ pub fn parse(
                     .find(|(k, _)| k == "meter")
                     .map(|(_, v)| v.clone())
                 else {
-                    errors.push(RowError::new(
+                    emit(Err(RowError::new(
                         line_no,
                         "malformed_row",
                         "no `meter` tag".into(),
-                    ));
+                    )))?;
                     continue;
                 };
                 let unit_tag = point
@@ -72,11 +109,11 @@ pub fn parse(
                     let amount = match value {
                         FieldValue::Number(n) => n,
                         FieldValue::Other(kind) => {
-                            errors.push(RowError::new(
+                            emit(Err(RowError::new(
                                 line_no,
                                 "bad_number",
                                 format!("field `{}` is a {kind}, not a number", short(&channel)),
-                            ));
+                            )))?;
                             continue;
                         }
                     };
@@ -84,27 +121,27 @@ pub fn parse(
                         Some(u) => match Unit::parse(u) {
                             Some(u) => u,
                             None => {
-                                errors.push(RowError::new(
+                                emit(Err(RowError::new(
                                     line_no,
                                     "unknown_unit",
                                     format!("unit `{}` is not known", short(u)),
-                                ));
+                                )))?;
                                 continue;
                             }
                         },
                         None => match unit_of(&meter, &channel) {
                             Some(u) => u,
                             None => {
-                                errors.push(RowError::new(
+                                emit(Err(RowError::new(
                                     line_no,
                                     "unknown_channel",
                                     format!("meter `{}` has no configured channel `{}` (and no `unit` tag)", short(&meter), short(&channel)),
-                                ));
+                                )))?;
                                 continue;
                             }
                         },
                     };
-                    rows.push(InputRow {
+                    emit(Ok(InputRow {
                         line: line_no,
                         reading: Reading {
                             meter: meter.clone(),
@@ -115,12 +152,12 @@ pub fn parse(
                             quality: Quality::Good,
                             stamped_on_arrival: false,
                         },
-                    });
+                    }))?;
                 }
             }
         }
     }
-    (rows, errors)
+    Ok(())
 }
 
 #[derive(Debug, PartialEq)]

@@ -7,6 +7,7 @@
 
 pub mod csv;
 pub mod line_protocol;
+pub mod sort;
 pub use crate::util::timestamp;
 
 use crate::accounting::counter::Point;
@@ -88,85 +89,142 @@ impl ReplaySummary {
     }
 }
 
-/// Batches of this many readings per transaction.
-const BATCH: usize = 10_000;
+/// Rows per transaction: a larger batch shares each coarse window's upsert among more rows.
+pub const BATCH: usize = 50_000;
 
-/// Feeds parsed rows through the pipeline and collects the summary.
-pub fn run(
-    pipeline: &mut Pipeline,
-    mut rows: Vec<InputRow>,
-    parse_errors: Vec<RowError>,
-) -> Result<ReplaySummary, StoreError> {
-    let mut summary = ReplaySummary {
-        rows: rows.len() + parse_errors.len(),
-        ..Default::default()
-    };
-    for e in &parse_errors {
-        *summary.rejected.entry(e.reason).or_default() += 1;
+/// Refused rows kept to print (those of the lowest lines); all are counted by reason.
+pub const KEPT_REJECTIONS: usize = 10_000;
+
+/// What can stop a replay: input it cannot read at all, its scratch files, the store.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Input(String),
+    #[error("sorting the input in scratch files: {0}")]
+    Scratch(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Feeds rows (in time order, in batches) through the pipeline and collects the summary.
+pub struct Replay<'a> {
+    pipeline: &'a mut Pipeline,
+    summary: ReplaySummary,
+    /// Each delta lands in exactly one window of every kind, so the largest kind's windows add
+    /// up to the replay's totals.
+    total_window: WindowKind,
+}
+
+impl<'a> Replay<'a> {
+    pub fn new(pipeline: &'a mut Pipeline) -> Replay<'a> {
+        let total_window = pipeline
+            .config_windows()
+            .last()
+            .copied()
+            .unwrap_or(WindowKind::Year);
+        Replay {
+            pipeline,
+            summary: ReplaySummary::default(),
+            total_window,
+        }
     }
-    summary.rejections = parse_errors;
-    // A stable sort: readings of one instant keep their file order, which is their order.
-    rows.sort_by_key(|r| r.reading.ts_ms);
-    // Each delta lands in exactly one window of every kind, so the largest kind's windows add
-    // up to the replay's totals.
-    let total_window = pipeline
-        .config_windows()
-        .last()
-        .copied()
-        .unwrap_or(WindowKind::Year);
-    for chunk in rows.chunks(BATCH) {
+
+    /// A row the parser refused.
+    pub fn parse_error(&mut self, e: RowError) {
+        self.summary.rows += 1;
+        *self.summary.rejected.entry(e.reason).or_default() += 1;
+        self.keep_rejection(e);
+    }
+
+    fn keep_rejection(&mut self, e: RowError) {
+        let kept = &mut self.summary.rejections;
+        kept.push(e);
+        if kept.len() >= 2 * KEPT_REJECTIONS {
+            kept.sort_by_key(|e| e.line);
+            kept.truncate(KEPT_REJECTIONS);
+        }
+    }
+
+    /// Rows in time order (this batch's, and after every earlier batch's).
+    pub fn feed(&mut self, chunk: &[InputRow]) -> Result<(), StoreError> {
+        self.summary.rows += chunk.len();
         let readings: Vec<Reading> = chunk.iter().map(|r| r.reading.clone()).collect();
-        let batch = pipeline.ingest(&readings)?;
+        let batch = self.pipeline.ingest(&readings)?;
+        let summary = &mut self.summary;
         summary.accepted += batch.accepted.len();
         for a in &batch.accepted {
             summary.first_ts_ms = Some(summary.first_ts_ms.map_or(a.ts_ms, |t| t.min(a.ts_ms)));
             summary.last_ts_ms = Some(summary.last_ts_ms.map_or(a.ts_ms, |t| t.max(a.ts_ms)));
         }
         for r in &batch.rejections {
-            *summary.rejected.entry(r.reason.name()).or_default() += 1;
-            summary.rejections.push(RowError::new(
+            *self.summary.rejected.entry(r.reason.name()).or_default() += 1;
+            self.keep_rejection(RowError::new(
                 chunk[r.index].line,
                 r.reason.name(),
                 format!("meter `{}` channel `{}`: {}", r.meter, r.channel, r.detail),
             ));
         }
         for e in &batch.events {
-            *summary.events.entry(e.kind.name()).or_default() += 1;
+            *self.summary.events.entry(e.kind.name()).or_default() += 1;
             if e.kind.is_held() {
-                summary.held.push(held_reading(
-                    pipeline,
-                    e.kind.name(),
-                    e.channel,
-                    e.from,
-                    e.to,
-                ));
+                let held = held_reading(self.pipeline, e.kind.name(), e.channel, e.from, e.to);
+                self.summary.held.push(held);
             }
         }
-        let config = pipeline.accountant().config().clone();
-        for (entity, sums) in batch.totals(&config, total_window) {
-            summary.totals.entry(entity).or_default().merge(&sums);
+        let config = self.pipeline.accountant().config().clone();
+        for (entity, sums) in batch.totals(&config, self.total_window) {
+            self.summary.totals.entry(entity).or_default().merge(&sums);
         }
+        Ok(())
     }
-    summary.rejections.sort_by_key(|e| e.line);
-    let acct = pipeline.accountant();
-    let pending: Vec<_> = acct
-        .channel_refs()
-        .filter_map(|r| {
-            let s = acct.state(r)?;
-            Some((r, s.last, s.pending?))
-        })
-        .collect();
-    for (r, last, p) in pending {
-        let kind = if last.is_some_and(|l| p.micro < l.micro) {
-            "held"
-        } else {
-            "quarantined"
-        };
+
+    pub fn finish(self) -> ReplaySummary {
+        let Replay {
+            pipeline,
+            mut summary,
+            ..
+        } = self;
+        summary.rejections.sort_by_key(|e| e.line);
+        summary.rejections.truncate(KEPT_REJECTIONS);
+        let acct = pipeline.accountant();
+        let pending: Vec<_> = acct
+            .channel_refs()
+            .filter_map(|r| {
+                let s = acct.state(r)?;
+                Some((r, s.last, s.pending?))
+            })
+            .collect();
+        for (r, last, p) in pending {
+            let kind = if last.is_some_and(|l| p.micro < l.micro) {
+                "held"
+            } else {
+                "quarantined"
+            };
+            summary
+                .pending_at_end
+                .push(held_reading(pipeline, kind, r, last, p));
+        }
         summary
-            .pending_at_end
-            .push(held_reading(pipeline, kind, r, last, p));
     }
-    Ok(summary)
+}
+
+/// Feeds rows held in memory through the pipeline (sorted by time here) and collects the
+/// summary; `ecogate replay` streams a file through [`Replay`] and [`sort::Sorter`] instead.
+pub fn run(
+    pipeline: &mut Pipeline,
+    mut rows: Vec<InputRow>,
+    parse_errors: Vec<RowError>,
+) -> Result<ReplaySummary, StoreError> {
+    let mut replay = Replay::new(pipeline);
+    for e in parse_errors {
+        replay.parse_error(e);
+    }
+    // A stable sort: readings of one instant keep their file order, which is their order.
+    rows.sort_by_key(|r| r.reading.ts_ms);
+    for chunk in rows.chunks(BATCH) {
+        replay.feed(chunk)?;
+    }
+    Ok(replay.finish())
 }
 
 fn held_reading(
