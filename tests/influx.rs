@@ -474,23 +474,36 @@ fn last_window_totals(bodies: &[String]) -> BTreeMap<(String, String, String, i6
 }
 
 /// The store's total for each written window point, read back with the store's own reader.
-fn store_window_total(c: &Case, window: &str, level: &str, entity: &str, start_ms: i64) -> f64 {
-    use ecogate::accounting::{Accountant, Entity};
-    let text = std::fs::read_to_string(&c.cfg).unwrap();
-    let cfg = ecogate::app::AppConfig::parse(&c.cfg, &text).unwrap().core;
-    let acct = Accountant::new(cfg.clone());
-    let e = match level {
-        "park" => Entity::Park,
-        "firm" => Entity::Firm(cfg.firms.iter().position(|f| f.id == entity).unwrap() as u32),
-        "site" => Entity::Site(cfg.sites.iter().position(|s| s.id == entity).unwrap() as u32),
-        _ => Entity::Meter(cfg.meters.iter().position(|m| m.id == entity).unwrap() as u32),
-    };
-    let store = ecogate::sinks::store::Store::open(&c.dir.path().join("store.db")).unwrap();
-    let w = ecogate::accounting::window::WindowKind::parse(window).unwrap();
-    store
-        .sums(&acct, w, e, start_ms, start_ms + 1)
-        .unwrap()
-        .get(ecogate::accounting::metric::Metric::GridImportKwh)
+struct StoreReader {
+    cfg: std::sync::Arc<ecogate::config::Config>,
+    acct: ecogate::accounting::Accountant,
+    store: ecogate::sinks::store::Store,
+}
+
+impl StoreReader {
+    fn open(c: &Case) -> StoreReader {
+        let text = std::fs::read_to_string(&c.cfg).unwrap();
+        let cfg = ecogate::app::AppConfig::parse(&c.cfg, &text).unwrap().core;
+        let acct = ecogate::accounting::Accountant::new(cfg.clone());
+        let store = ecogate::sinks::store::Store::open(&c.dir.path().join("store.db")).unwrap();
+        StoreReader { cfg, acct, store }
+    }
+
+    fn window_total(&self, window: &str, level: &str, entity: &str, start_ms: i64) -> f64 {
+        use ecogate::accounting::Entity;
+        let cfg = &self.cfg;
+        let e = match level {
+            "park" => Entity::Park,
+            "firm" => Entity::Firm(cfg.firms.iter().position(|f| f.id == entity).unwrap() as u32),
+            "site" => Entity::Site(cfg.sites.iter().position(|s| s.id == entity).unwrap() as u32),
+            _ => Entity::Meter(cfg.meters.iter().position(|m| m.id == entity).unwrap() as u32),
+        };
+        let w = ecogate::accounting::window::WindowKind::parse(window).unwrap();
+        self.store
+            .sums(&self.acct, w, e, start_ms, start_ms + 1)
+            .unwrap()
+            .get(ecogate::accounting::metric::Metric::GridImportKwh)
+    }
 }
 
 /// Replays the case with `retention` (a `[store.retention]` body) through a pass-through proxy
@@ -499,9 +512,20 @@ fn store_window_total(c: &Case, window: &str, level: &str, entity: &str, start_m
 async fn window_totals_with_retention(
     retention: &str,
 ) -> (Case, BTreeMap<(String, String, String, i64), f64>) {
+    window_totals_with(retention, "").await
+}
+
+/// As [`window_totals_with_retention`], with `more_rows` (CSV rows) after the case's.
+async fn window_totals_with(
+    retention: &str,
+    more_rows: &str,
+) -> (Case, BTreeMap<(String, String, String, i64), f64>) {
     let vm = Victoria::start();
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", vm.port), Box::new(|_, _| None)).await;
     let c = case(&format!("http://127.0.0.1:{}", proxy.port), "");
+    let mut csv = std::fs::read_to_string(&c.csv).unwrap();
+    csv.push_str(more_rows);
+    std::fs::write(&c.csv, csv).unwrap();
     let text = std::fs::read_to_string(&c.cfg).unwrap().replace(
         "[metrics]",
         &format!("[store.retention]\n{retention}\n[metrics]"),
@@ -515,8 +539,9 @@ async fn window_totals_with_retention(
     .unwrap();
     let bodies: Vec<String> = proxy.seen().into_iter().map(|s| s.body).collect();
     let last = last_window_totals(&bodies);
+    let reader = StoreReader::open(&c);
     for ((window, level, entity, start), kwh) in &last {
-        let stored = store_window_total(&c, window, level, entity, *start);
+        let stored = reader.window_total(window, level, entity, *start);
         assert_eq!(*kwh, stored, "{window} {level} {entity} {start}");
     }
     (c, last)
@@ -532,6 +557,37 @@ async fn every_window_total_written_equals_the_stores() {
         assert!(last.keys().any(|k| k.0 == w), "no {w} window written");
     }
     assert!(last.len() > 500, "{}", last.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_gap_kept_as_a_span_writes_every_window_it_reaches() {
+    // Meter m0 read again 3 days after the case's last minute: the delta is one span in the
+    // store, and every window it reaches is written with the store's total (checked point by
+    // point), down to the minutes inside the gap.
+    let last_ms = T0_MS + (PER_METER as i64 - 1) * 60_000;
+    let at = chrono::DateTime::from_timestamp_millis(last_ms + 3 * 86_400_000)
+        .unwrap()
+        .to_rfc3339();
+    let (_c, last) =
+        window_totals_with("minute_days = 0", &format!("{at},m0,import,5000,kWh\n")).await;
+    let inside = |w: &str, level: &str| {
+        last.keys()
+            .filter(|k| k.0 == w && k.1 == level && k.3 > last_ms + 86_400_000)
+            .count()
+    };
+    // A whole day inside the gap: 1,440 minutes and 24 hours at meter and park level.
+    for level in ["meter", "park"] {
+        assert!(
+            inside("1m", level) >= 1_440,
+            "{level}: {}",
+            inside("1m", level)
+        );
+        assert!(
+            inside("1h", level) >= 24,
+            "{level}: {}",
+            inside("1h", level)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,7 @@ pub struct InfluxMetrics {
     pub retries: IntCounterVec,
     pub splits: IntCounter,
     pub lines_written: IntCounter,
+    pub lines_coalesced: IntCounter,
     pub dead_letter_lines: IntCounter,
     pub auth_failing: IntGauge,
     pub refusing: IntGauge,
@@ -70,6 +71,11 @@ impl InfluxMetrics {
         let lines_written = IntCounter::new(
             "ecogate_influx_lines_written_total",
             "Line-protocol lines InfluxDB accepted (204).",
+        )
+        .expect("valid metric");
+        let lines_coalesced = IntCounter::new(
+            "ecogate_influx_lines_coalesced_total",
+            "Window lines not sent because a later commit's line for the same point was sent in the same request (merged field by field).",
         )
         .expect("valid metric");
         let dead_letter_lines = IntCounter::new(
@@ -126,6 +132,7 @@ impl InfluxMetrics {
             Box::new(retries.clone()),
             Box::new(splits.clone()),
             Box::new(lines_written.clone()),
+            Box::new(lines_coalesced.clone()),
             Box::new(dead_letter_lines.clone()),
             Box::new(auth_failing.clone()),
             Box::new(refusing.clone()),
@@ -146,6 +153,7 @@ impl InfluxMetrics {
             retries,
             splits,
             lines_written,
+            lines_coalesced,
             dead_letter_lines,
             auth_failing,
             refusing,

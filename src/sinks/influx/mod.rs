@@ -7,6 +7,7 @@
 //! removes them only after a 204. See docs/schema.md for what is written and how failures are
 //! handled.
 
+pub mod coalesce;
 pub mod config;
 pub mod line_protocol;
 pub mod metrics;

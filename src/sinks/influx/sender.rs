@@ -134,7 +134,9 @@ impl Sender {
 
     async fn read(&self) -> anyhow::Result<Option<ReadBatch>> {
         let outbox = self.outbox.clone();
-        let lines = u64::from(self.cfg.batch_lines);
+        // More than one request's worth: the window lines of many commits merge into one each
+        // (coalesce.rs), and the rest goes out in requests of `batch_lines`.
+        let lines = u64::from(self.cfg.batch_lines).max(COALESCE_LINES);
         Ok(tokio::task::spawn_blocking(move || outbox.read(lines, MAX_BODY_BYTES)).await??)
     }
 
@@ -190,7 +192,19 @@ impl Sender {
             for r in &batch.records {
                 body.extend_from_slice(&r.payload);
             }
-            if !body.is_empty() && !self.deliver(body, &mut shutdown).await {
+            let merged = super::coalesce::coalesce(&body);
+            drop(body);
+            self.metrics
+                .lines_coalesced
+                .inc_by(merged.lines_in - merged.lines_out);
+            let mut stopped = false;
+            for chunk in line_chunks(&merged.body, self.cfg.batch_lines as usize) {
+                if !self.deliver(chunk.to_vec(), &mut shutdown).await {
+                    stopped = true;
+                    break;
+                }
+            }
+            if stopped {
                 break;
             }
             if let Err(e) = self.outbox.ack(&batch) {
@@ -451,6 +465,36 @@ async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) -> boo
     }
 }
 
+/// Lines read from the outbox at once to be merged (at most [`MAX_BODY_BYTES`] of them).
+const COALESCE_LINES: u64 = 100_000;
+
+/// `body` in runs of at most `lines` whole lines.
+fn line_chunks(body: &[u8], lines: usize) -> impl Iterator<Item = &[u8]> {
+    let lines = lines.max(1);
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        for _ in 0..lines {
+            match rest[end..].iter().position(|&b| b == b'\n') {
+                Some(i) => end += i + 1,
+                None => {
+                    end = rest.len();
+                    break;
+                }
+            }
+            if end == rest.len() {
+                break;
+            }
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 fn count_lines(chunk: &[u8]) -> u64 {
     chunk.iter().filter(|&&b| b == b'\n').count() as u64
 }
@@ -481,6 +525,13 @@ pub fn parse_retry_after(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_take_whole_lines_up_to_the_batch_size() {
+        let body = b"a\nb\nc\nd\ne\n";
+        let chunks: Vec<&[u8]> = line_chunks(body, 2).collect();
+        assert_eq!(chunks, vec![&b"a\nb\n"[..], b"c\nd\n", b"e\n"]);
+    }
 
     #[test]
     fn halves_split_at_line_ends() {
