@@ -21,6 +21,9 @@
 //! (default 5), ECOGATE_BENCH_QOS one QoS level alone (0 or 1), ECOGATE_BENCH_INFLIGHT the
 //! broker's in-flight window (mosquitto's default is 20), ECOGATE_BENCH_LOG ecogate's log
 //! filter (default `error`), ECOGATE_BENCH_BIN another ecogate binary to measure,
+//! ECOGATE_BENCH_INFLUX=1 adds the InfluxDB sink (a VictoriaMetrics started on a loopback port):
+//! a round then also waits until the outbox is empty (every point answered 204, so held by
+//! VictoriaMetrics) and prints that time, and the end checks VictoriaMetrics' reading count,
 //! ECOGATE_BENCH_RATE the publisher's pace in messages a second, ECOGATE_BENCH_WINDOW a strict in-flight window held by a proxy in front of the subscribers
 //! (mosquitto 2.0.11 does not hold its own once acknowledgements flow: tests/common/mqtt_proxy.rs),
 //! with Nagle's algorithm on its sockets as mosquitto's default, or off with ECOGATE_BENCH_NODELAY=1.
@@ -29,12 +32,22 @@
 mod mosquitto;
 #[path = "../tests/common/mqtt_proxy.rs"]
 mod mqtt_proxy;
+#[path = "../tests/common/victoria.rs"]
+#[allow(dead_code)]
+mod victoria;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-const METERS: usize = 1000;
+/// Meters publishing (ECOGATE_BENCH_METERS, default 1,000).
+fn meters() -> usize {
+    std::env::var("ECOGATE_BENCH_METERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+        .max(1)
+}
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -73,6 +86,24 @@ fn accepted(port: u16) -> i64 {
     metric(port, "ecogate_readings_accepted_total").map_or(0, |v| v as i64)
 }
 
+/// Readings VictoriaMetrics holds (all rounds' so far), after making recent writes searchable.
+fn vm_readings(port: u16, park: &str) -> u64 {
+    let _ = victoria::http_get(port, "/internal/force_flush");
+    // sum(count_over_time(ecogate_reading_energy_kwh{park="PARK"}[3650d])), URL-encoded.
+    let body = victoria::http_get(
+        port,
+        &format!("/api/v1/query?nocache=1&query=sum%28count_over_time%28ecogate_reading_energy_kwh%7Bpark%3D%22{park}%22%7D%5B3650d%5D%29%29"),
+    )
+    .unwrap_or_default();
+    let Some(v) = body.split("\"value\":[").nth(1) else {
+        return 0;
+    };
+    v.split('"')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// One sample of ecogate's /metrics, by its full name.
 fn metric(port: u16, name: &str) -> Option<f64> {
     use std::io::{Read, Write};
@@ -93,10 +124,11 @@ fn metric(port: u16, name: &str) -> Option<f64> {
 /// Round `round`'s messages: every meter's counter goes on where the previous round left it,
 /// one reading a second from `t0_ms`, so that every round's readings count.
 fn payloads(n: usize, round: usize, t0_ms: i64, prefix: &str) -> Vec<(String, Vec<u8>)> {
-    let per_meter = n / METERS;
+    let meters = meters();
+    let per_meter = n / meters;
     (0..n)
         .map(|i| {
-            let (m, k) = (i % METERS, (round * per_meter + i / METERS) as i64);
+            let (m, k) = (i % meters, (round * per_meter + i / meters) as i64);
             (
                 format!("{prefix}/m{m}"),
                 format!("{{\"wh\":{},\"ts\":{}}}", k * 10, t0_ms + k * 1000).into_bytes(),
@@ -238,7 +270,7 @@ fn main() {
     let mut cfg = String::from(
         "[park]\nname = \"Bench\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 10\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
     );
-    for m in 0..METERS {
+    for m in 0..meters() {
         let _ = writeln!(
             cfg,
             "[[meters]]\nid = \"m{m}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 1e12 }}]"
@@ -249,12 +281,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
         .max(1);
-    println!("mqtt_ingest: {n} messages a round, {rounds} rounds, {METERS} meters; bare subscriber and ecogate take turns");
+    println!("mqtt_ingest: {n} messages a round, {rounds} rounds, {} meters; bare subscriber and ecogate take turns", meters());
     // Every round's readings lie in the past, one second apart per meter, and later than the
     // round before's.
     let t0_ms =
-        chrono::Utc::now().timestamp_millis() - (rounds * n / METERS) as i64 * 1000 - 60_000;
+        chrono::Utc::now().timestamp_millis() - (rounds * n / meters()) as i64 * 1000 - 60_000;
     let only = std::env::var("ECOGATE_BENCH_QOS").ok();
+    let vm = std::env::var("ECOGATE_BENCH_INFLUX")
+        .is_ok_and(|v| v == "1")
+        .then(victoria::Victoria::start);
     for (qos_name, qos) in [("0", QoS::AtMostOnce), ("1", QoS::AtLeastOnce)] {
         if only.as_deref().is_some_and(|q| q != qos_name) {
             continue;
@@ -266,6 +301,20 @@ fn main() {
              [[mqtt.subscriptions]]\ntopic = \"bench/{{meter}}\"\nqos = {qos_name}\ndecoder = \"json\"\nfields = {{ delivered = \"/wh\" }}\ntimestamp = \"/ts\"\n",
             store.display()
         );
+        // A park name of its own per QoS run: VictoriaMetrics tells the two runs' points apart.
+        let text = text.replacen(
+            "name = \"Bench\"",
+            &format!("name = \"Bench-q{qos_name}\""),
+            1,
+        );
+        let text = match &vm {
+            Some(vm) => format!(
+                "{text}[influx]\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\n[influx.outbox]\ndir = \"{}\"\n",
+                vm.url(),
+                dir.path().join(format!("outbox-q{qos_name}")).display()
+            ),
+            None => text,
+        };
         let cfg_path = dir.path().join(format!("q{qos_name}.toml"));
         std::fs::write(&cfg_path, text).unwrap();
         // ECOGATE_BENCH_BIN: another build to measure (an earlier commit's, for an A/B).
@@ -286,6 +335,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(1500));
         let (mut ratios, mut bare_rates, mut rates, mut cpus) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut held_rates: Vec<f64> = Vec::new();
         let mut stored = 0;
         for round in 0..rounds {
             let (b0, s0, t0) = (cpu_ticks(broker_pid), self_ticks(), Instant::now());
@@ -313,6 +363,24 @@ fn main() {
             }
             let secs = done_at.duration_since(started).as_secs_f64();
             let cpu = pct(cpu_ticks(pid) - cpu0, secs);
+            if vm.is_some() {
+                // Until VictoriaMetrics answers with every reading committed so far.
+                let vm = vm.as_ref().unwrap();
+                let wait_from = Instant::now();
+                while vm_readings(vm.port, &format!("Bench-q{qos_name}")) < stored as u64
+                    && wait_from.elapsed() < Duration::from_secs(120)
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let held = started.elapsed().as_secs_f64();
+                println!(
+                    "    InfluxDB: every point of the round held by VictoriaMetrics {held:.1} s after the publisher started ({:.0} msg/s end to end); lines written {:.0}, coalesced away {:.0}",
+                    (stored - before) as f64 / held,
+                    metric(metrics_port, "ecogate_influx_lines_written_total").unwrap_or(0.0),
+                    metric(metrics_port, "ecogate_influx_lines_coalesced_total").unwrap_or(0.0)
+                );
+                held_rates.push((stored - before) as f64 / held);
+            }
             let (eco_broker, eco_self) = (
                 pct(cpu_ticks(broker_pid) - b0, secs),
                 pct(self_ticks() - s0, secs),
@@ -356,6 +424,24 @@ fn main() {
             .and_then(|c| c.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0)))
             .unwrap_or(0);
         assert_eq!(in_store, stored, "the counter and the store agree");
+        let store_bytes: u64 = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", store.display())).ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "QoS {qos_name}: store {store_bytes} bytes for {in_store} readings of {} meters: {:.0} bytes per reading",
+            meters(),
+            store_bytes as f64 / in_store.max(1) as f64
+        );
+        if let Some(vm) = &vm {
+            let in_vm = vm_readings(vm.port, &format!("Bench-q{qos_name}"));
+            println!(
+                "QoS {qos_name}: InfluxDB: VictoriaMetrics holds {in_vm} readings of {stored} committed; median end-to-end {:.0} msg/s ({:.1} % of the bare subscriber)",
+                median(&held_rates),
+                median(&held_rates) / median(&bare_rates) * 100.0
+            );
+        }
         println!(
             "QoS {qos_name}: median of {rounds} rounds: bare subscriber {:.0} msg/s, ecogate into the store {:.0} msg/s, ratio {:.1} % (rounds {:.1}-{:.1} %); ecogate CPU {:.0} % of one core, peak RSS {:.1} MB",
             median(&bare_rates),

@@ -168,7 +168,7 @@ impl Sender {
             };
             let lines: u64 = batch.records.iter().map(|r| u64::from(r.lines)).sum();
             if let Some(first) = batch.records.first() {
-                // Not a full batch yet: give the pipeline until the flush interval to add to it.
+                // Not a full read yet: give the pipeline until the flush interval to add to it.
                 // Appended "in the future": the clock went back since. Sent now; waiting for the
                 // age to reach the flush interval would wait out the step (seen in
                 // tests/chaos.rs: an hour with nothing delivered).
@@ -179,7 +179,9 @@ impl Sender {
                     age_ms
                 };
                 let wait_ms = self.cfg.flush_interval_ms as i64 - age_ms;
-                if lines < u64::from(self.cfg.batch_lines) && wait_ms > 0 {
+                // Until the flush interval, as long as the read is not full: the commits of the
+                // interval are merged into one line per window (coalesce.rs).
+                if lines < COALESCE_LINES && wait_ms > 0 {
                     let wait = Duration::from_millis(wait_ms as u64);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
