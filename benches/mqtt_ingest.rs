@@ -33,7 +33,6 @@ mod mosquitto;
 #[path = "../tests/common/mqtt_proxy.rs"]
 mod mqtt_proxy;
 #[path = "../tests/common/victoria.rs"]
-#[allow(dead_code)]
 mod victoria;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
