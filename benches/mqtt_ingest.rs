@@ -362,9 +362,8 @@ fn main() {
             }
             let secs = done_at.duration_since(started).as_secs_f64();
             let cpu = pct(cpu_ticks(pid) - cpu0, secs);
-            if vm.is_some() {
+            if let Some(vm) = &vm {
                 // Until VictoriaMetrics answers with every reading committed so far.
-                let vm = vm.as_ref().unwrap();
                 let wait_from = Instant::now();
                 while vm_readings(vm.port, &format!("Bench-q{qos_name}")) < stored as u64
                     && wait_from.elapsed() < Duration::from_secs(120)
