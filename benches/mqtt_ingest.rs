@@ -71,10 +71,18 @@ fn pct(ticks: u64, secs: f64) -> f64 {
 }
 
 fn hwm_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -338,7 +346,13 @@ fn main() {
         let mut stored = 0;
         for round in 0..rounds {
             let (b0, s0, t0) = (cpu_ticks(broker_pid), self_ticks(), Instant::now());
-            let (ceiling, bare_got) = rt.block_on(bare(port, sub_port, n, qos));
+            // ECOGATE_BENCH_SKIP_BARE=1 (the soak): no ceiling round, ratios are left out.
+            let (ceiling, bare_got) =
+                if std::env::var("ECOGATE_BENCH_SKIP_BARE").is_ok_and(|v| v == "1") {
+                    (f64::NAN, 0)
+                } else {
+                    rt.block_on(bare(port, sub_port, n, qos))
+                };
             let bare_secs = t0.elapsed().as_secs_f64();
             let bare_broker = pct(cpu_ticks(broker_pid) - b0, bare_secs);
             let bare_self = pct(self_ticks() - s0, bare_secs);
@@ -351,7 +365,24 @@ fn main() {
             let publisher = rt.spawn(publish(port, "pub-ecogate", msgs, qos));
             let mut last_change = Instant::now();
             let mut done_at = started;
+            // ECOGATE_BENCH_RSS_EVERY_S: print ecogate's resident set at that interval (the soak's
+            // curve: it must level off).
+            let rss_every = std::env::var("ECOGATE_BENCH_RSS_EVERY_S")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let mut next_rss = started;
             while stored < target && last_change.elapsed() < Duration::from_secs(10) {
+                if let Some(every) = rss_every {
+                    if Instant::now() >= next_rss {
+                        println!(
+                            "    rss t={:.0} s: {:.1} MB ({stored} committed)",
+                            started.elapsed().as_secs_f64(),
+                            rss_kb(pid) as f64 / 1024.0
+                        );
+                        next_rss += every;
+                    }
+                }
                 std::thread::sleep(Duration::from_millis(50));
                 let c = accepted(metrics_port);
                 if c != stored {

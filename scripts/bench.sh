@@ -4,6 +4,9 @@
 #   ./scripts/bench.sh            full form: 3 runs of everything, medians (about 25 minutes)
 #   ./scripts/bench.sh --short    a smoke of every row: 1 run, small sizes (about 3 minutes)
 #   ./scripts/bench.sh --scaling  the scaling curve only: 1,000, 10,000 and 50,000 MQTT meters
+#   ./scripts/bench.sh --soak [MINUTES]  1,000 meters at one QoS 1 message a second each, with
+#                                 the InfluxDB sink, for 30 minutes (or MINUTES): ecogate's RSS
+#                                 every minute, which must level off
 #
 # Every figure is measured against a baseline in the same run (a bare MQTT subscriber on the same
 # broker, taking turns with ecogate); the machine is not quiet enough for absolute times to mean
@@ -16,9 +19,11 @@ MODE=full
 case "${1:-}" in
   --short) MODE=short ;;
   --scaling) MODE=scaling ;;
+  --soak) MODE=soak ;;
   "") ;;
-  *) echo "usage: scripts/bench.sh [--short|--scaling]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [--short|--scaling|--soak [MINUTES]]" >&2; exit 2 ;;
 esac
+SOAK_MINUTES=${2:-30}
 
 if [ ! -x /usr/bin/time ]; then
   SUDO=""
@@ -43,8 +48,11 @@ echo "== building (release)"
 cargo build --release --quiet
 cargo bench --bench mqtt_ingest --no-run --quiet 2>/dev/null
 BIN=target/release/ecogate
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# Logs stay in target/bench/ (each run's own folder) for a look after the table.
+WORK=target/bench/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$WORK"
+echo "== logs in $WORK"
+trap 'rm -rf "$WORK/replay" "$WORK/yeargap/yeargap.db"*' EXIT
 ROWS=()
 row() { ROWS+=("$(printf '| %s | %s | %s |' "$1" "$2" "$3")"); }
 
@@ -79,12 +87,20 @@ mqtt() {
     local bytes
     bytes=$(sed -n "s/^QoS $q: store .*: \([0-9]*\) bytes per reading/\1/p" "$log")
     if [ -n "$bytes" ] && [ "$label" != "+ InfluxDB sink" ]; then
-      row "store growth, $label, QoS $q" "$bytes bytes a reading" "$(awk -v b="$bytes" -v m="${ECOGATE_BENCH_METERS_NOW:-1000}" 'BEGIN { printf "%.1f MB a day at %d meters, one reading a minute", b * m * 1440 / 1e6, m }')"
+      row "store, $label, QoS $q" "$bytes bytes a reading" "$(awk -v b="$bytes" -v m="${ECOGATE_BENCH_METERS_NOW:-1000}" 'BEGIN { printf "readings 1 s apart per meter: %.0f MB a day for %d meters at one a second (at one a minute, see the replay rows)", b * m * 86400 / 1e6, m }')"
     fi
   done
 }
 
-if [ "$MODE" != scaling ]; then
+if [ "$MODE" = soak ]; then
+  echo "== soak: $SOAK_MINUTES minutes, 1,000 meters, QoS 1, one message a second each, InfluxDB sink"
+  env ECOGATE_BENCH_ROUNDS=1 ECOGATE_BENCH_QOS=1 ECOGATE_BENCH_RATE=1000 ECOGATE_BENCH_SKIP_BARE=1 \
+    ECOGATE_BENCH_MESSAGES=$((SOAK_MINUTES * 60 * 1000)) ECOGATE_BENCH_RSS_EVERY_S=60 \
+    ECOGATE_BENCH_INFLUX=1 cargo bench --quiet --bench mqtt_ingest 2>&1 | tee "$WORK/soak.log" | grep -E "rss t=|committed in"
+  exit 0
+fi
+
+if [ "$MODE" != scaling ] && [ "$MODE" != soak ]; then
   echo "== MQTT, store only ($RUNS rounds of $MESSAGES messages, 1,000 meters)"
   mqtt "store only" "$WORK/mqtt-store.log" ECOGATE_BENCH_MESSAGES="$MESSAGES"
   echo "== MQTT + InfluxDB sink ($RUNS rounds of $INFLUX_MESSAGES messages)"
@@ -105,11 +121,15 @@ if [ "$MODE" != scaling ]; then
         exit 1
       }
       cat "$WORK/t" >>"$WORK/replay-$n.times"
+      db_bytes=0
+      for f in "$WORK/replay/replay.db" "$WORK/replay/replay.db-wal"; do
+        if [ -f "$f" ]; then db_bytes=$((db_bytes + $(stat -c %s "$f"))); fi
+      done
     done
     secs=$(awk '{ print $1 }' "$WORK/replay-$n.times" | median)
     rss=$(awk '{ print $2 / 1024 }' "$WORK/replay-$n.times" | median)
     rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-    row "replay $n rows (CSV grouped by meter)" "$rate rows/s ($secs s)" "peak RSS $(printf '%.1f' "$rss") MB"
+    row "replay $n rows (CSV grouped by meter)" "$rate rows/s ($secs s)" "peak RSS $(printf '%.1f' "$rss") MB; store $(awk -v b="$db_bytes" -v n="$n" 'BEGIN { printf "%.0f bytes a reading at one a minute per meter: %.0f MB a day for 1,000 meters", b / n, b / n * 1440000 / 1e6 }')"
     rm -f "$WORK/replay/replay-$n.csv"
   done
 
@@ -127,11 +147,14 @@ if [ "$MODE" != scaling ]; then
     cat "$WORK/t" >>"$WORK/yeargap.times"
   done
   secs=$(awk '{ print $1 }' "$WORK/yeargap.times" | median)
-  bytes=$(cat "$WORK/yeargap/yeargap.db" "$WORK/yeargap/yeargap.db-wal" 2>/dev/null | wc -c)
+  bytes=0
+  for f in "$WORK/yeargap/yeargap.db" "$WORK/yeargap/yeargap.db-wal"; do
+    if [ -f "$f" ]; then bytes=$((bytes + $(stat -c %s "$f"))); fi
+  done
   row "year gap replayed" "$secs s" "store $bytes bytes; park 210,000 kWh as hand-computed"
 fi
 
-if [ "$MODE" != short ]; then
+if [ "$MODE" = full ] || [ "$MODE" = scaling ]; then
   echo "== scaling curve (MQTT QoS 1, store only)"
   for meters in 1000 10000 50000; do
     ECOGATE_BENCH_METERS_NOW=$meters mqtt "$meters meters" "$WORK/scale-$meters.log" \
