@@ -383,7 +383,10 @@ fn main() {
                         next_rss += every;
                     }
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                // /metrics grows with the meters (their health series): read it less often at
+                // scale, or the reading costs ecogate more than the messages do.
+                let poll_ms = if meters() > 2_000 { 500 } else { 50 };
+                std::thread::sleep(Duration::from_millis(poll_ms));
                 let c = accepted(metrics_port);
                 if c != stored {
                     stored = c;
