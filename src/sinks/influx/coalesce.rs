@@ -60,10 +60,19 @@ fn window_parts(line: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 
 /// Merges the window lines of `body` (whole lines, each ending in `\n`).
 pub fn coalesce(body: &[u8]) -> Coalesced {
+    coalesce_parts(std::iter::once(body))
+}
+
+/// As [`coalesce`] for a body in parts (outbox records, each whole lines), without first
+/// copying them into one buffer.
+pub fn coalesce_parts<'a>(parts: impl Iterator<Item = &'a [u8]>) -> Coalesced {
     let mut entries: Vec<Entry> = Vec::new();
     let mut index: HashMap<(&[u8], &[u8]), usize> = HashMap::new();
     let mut lines_in = 0u64;
-    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    let lines = parts.flat_map(|p| p.split(|&b| b == b'\n').filter(|l| !l.is_empty()));
+    let mut total_bytes = 0usize;
+    for line in lines {
+        total_bytes += line.len() + 1;
         lines_in += 1;
         let Some((series, fields, ts)) = window_parts(line) else {
             entries.push(Entry::Verbatim(line));
@@ -91,7 +100,7 @@ pub fn coalesce(body: &[u8]) -> Coalesced {
             }
         }
     }
-    let mut out = Vec::with_capacity(body.len());
+    let mut out = Vec::with_capacity(total_bytes);
     for e in &entries {
         match e {
             Entry::Verbatim(line) => out.extend_from_slice(line),

@@ -190,12 +190,13 @@ impl Sender {
                     continue;
                 }
             }
-            let mut body = Vec::new();
-            for r in &batch.records {
-                body.extend_from_slice(&r.payload);
+            let mut batch = batch;
+            let merged =
+                super::coalesce::coalesce_parts(batch.records.iter().map(|r| r.payload.as_slice()));
+            // The merged body is what is sent; the records' payloads are not needed to ack.
+            for r in &mut batch.records {
+                r.payload = Vec::new();
             }
-            let merged = super::coalesce::coalesce(&body);
-            drop(body);
             self.metrics
                 .lines_coalesced
                 .inc_by(merged.lines_in - merged.lines_out);
@@ -468,7 +469,7 @@ async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) -> boo
 }
 
 /// Lines read from the outbox at once to be merged (at most [`MAX_BODY_BYTES`] of them).
-const COALESCE_LINES: u64 = 100_000;
+const COALESCE_LINES: u64 = 50_000;
 
 /// `body` in runs of at most `lines` whole lines.
 fn line_chunks(body: &[u8], lines: usize) -> impl Iterator<Item = &[u8]> {
