@@ -17,10 +17,10 @@ use crate::accounting::counter::{CounterState, Point};
 use crate::accounting::ledger::{Accountant, AggKey, Batch, ChannelRef, Entity};
 use crate::accounting::metric::{Metric, Sums};
 use crate::accounting::window::WindowKind;
-use crate::config::Retention;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod migrate;
+mod retention;
 mod spans;
 use std::path::{Path, PathBuf};
 
@@ -97,8 +97,8 @@ pub struct Store {
     /// Series ids by channel index, for the accountant `series_of`.
     series: Vec<Vec<i64>>,
     series_of: u64,
-    /// The latest end of a stored span: windows before it may take span parts.
-    spans_end_ms: i64,
+    /// Where stored spans end, per entity: windows before that may take span parts.
+    span_ends: spans::SpanEnds,
 }
 
 /// Readings a multi-row INSERT carries (4 parameters each, well under SQLite's 32,766 limit).
@@ -232,11 +232,11 @@ impl Store {
             sums_sql,
             series: Vec::new(),
             series_of: 0,
-            spans_end_ms: i64::MIN,
+            span_ends: spans::SpanEnds::default(),
         };
         let mut store = store;
         store.init()?;
-        store.spans_end_ms = spans::latest_end_ms(&store.conn).map_err(|e| store.err(e))?;
+        store.span_ends = spans::SpanEnds::load(&store.conn).map_err(|e| store.err(e))?;
         Ok(store)
     }
 
@@ -571,8 +571,14 @@ impl Store {
             }
             // Spans first, so that a window total returned below includes their parts.
             spans::insert(&tx, acct, &batch.spans).map_err(err)?;
-            if let Some(end) = batch.spans.iter().map(|s| s.interval.t1_ms).max() {
-                self.spans_end_ms = self.spans_end_ms.max(end);
+            for span in &batch.spans {
+                let [meter, site, firm, _] = span.entities();
+                self.span_ends.note(
+                    acct.entity_id(meter),
+                    acct.entity_id(site),
+                    acct.entity_id(firm),
+                    span.interval.t1_ms,
+                );
             }
             let mut upsert = tx
                 .prepare_cached(if hook.is_some() {
@@ -606,7 +612,11 @@ impl Store {
                             })
                             .map_err(err)?;
                         let mut total = total;
-                        if key.start_ms < self.spans_end_ms {
+                        if self.span_ends.may_reach(
+                            key.entity,
+                            acct.entity_id(key.entity),
+                            key.start_ms,
+                        ) {
                             let parts = spans::sums(
                                 &tx,
                                 acct,
@@ -738,55 +748,5 @@ impl Store {
         self.conn
             .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
             .map_err(|e| self.err(e))
-    }
-
-    /// Deletes what is older than the retention allows. Returns the rows deleted.
-    pub fn apply_retention(&self, retention: &Retention, now_ms: i64) -> Result<usize, StoreError> {
-        let day_ms: i64 = 86_400_000;
-        let cutoff = |days: u32| now_ms - days as i64 * day_ms;
-        let mut deleted = 0;
-        if retention.readings_days > 0 {
-            deleted += self
-                .conn
-                .execute(
-                    "DELETE FROM readings WHERE ts_ms < ?1",
-                    [cutoff(retention.readings_days)],
-                )
-                .map_err(|e| self.err(e))?;
-        }
-        if retention.events_days > 0 {
-            deleted += self
-                .conn
-                .execute(
-                    "DELETE FROM counter_events WHERE ts_ms < ?1",
-                    [cutoff(retention.events_days)],
-                )
-                .map_err(|e| self.err(e))?;
-        }
-        for (window, days) in [
-            (WindowKind::Minute, retention.minute_days),
-            (WindowKind::QuarterHour, retention.quarter_hour_days),
-            (WindowKind::Hour, retention.hour_days),
-        ] {
-            if days > 0 {
-                deleted += self
-                    .conn
-                    .execute(
-                        "DELETE FROM aggregates WHERE window = ?1 AND start_ms < ?2",
-                        params![window.name(), cutoff(days)],
-                    )
-                    .map_err(|e| self.err(e))?;
-                // Spans are kept (day and longer windows read them): their parts in the windows
-                // just deleted must go too.
-                self.conn
-                    .execute(
-                        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key)
-                         DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",
-                        params![spans::deleted_before_key(window), cutoff(days)],
-                    )
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        Ok(deleted)
     }
 }

@@ -10,6 +10,7 @@ use crate::accounting::split::{Interval, Profile};
 use crate::accounting::window::WindowKind;
 use crate::accounting::Entity;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use std::collections::HashMap;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS spans (
@@ -63,13 +64,54 @@ pub(super) fn insert(
     Ok(())
 }
 
-/// The latest end of any stored span (`i64::MIN` for none): a window starting at or after it
-/// takes no part of a span, so the commit path asks for span parts only before it.
-pub(super) fn latest_end_ms(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT MAX(t1_ms) FROM spans", [], |r| {
-        r.get::<_, Option<i64>>(0)
-    })
-    .map(|v| v.unwrap_or(i64::MIN))
+/// The latest end of the stored spans of each meter, site and firm, and of the park: a window
+/// starting at or after its entity's end takes no part of a span, so the commit path asks the
+/// table only for entities that have one (after a long gap of one meter, not for every meter's
+/// year window at every commit for the rest of the year).
+#[derive(Debug, Default)]
+pub(super) struct SpanEnds {
+    meter: HashMap<String, i64>,
+    site: HashMap<String, i64>,
+    firm: HashMap<String, i64>,
+    park: Option<i64>,
+}
+
+impl SpanEnds {
+    pub(super) fn load(conn: &Connection) -> rusqlite::Result<SpanEnds> {
+        let mut ends = SpanEnds::default();
+        let mut stmt = conn.prepare(
+            "SELECT meter, site, firm, MAX(t1_ms) FROM spans GROUP BY meter, site, firm",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (meter, site, firm): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            ends.note(&meter, &site, &firm, r.get(3)?);
+        }
+        Ok(ends)
+    }
+
+    pub(super) fn note(&mut self, meter: &str, site: &str, firm: &str, t1_ms: i64) {
+        for (map, id) in [
+            (&mut self.meter, meter),
+            (&mut self.site, site),
+            (&mut self.firm, firm),
+        ] {
+            let end = map.entry(id.to_string()).or_insert(t1_ms);
+            *end = (*end).max(t1_ms);
+        }
+        self.park = Some(self.park.map_or(t1_ms, |p| p.max(t1_ms)));
+    }
+
+    /// Whether a window of `entity` (id `id`) starting at `start_ms` may take a span's part.
+    pub(super) fn may_reach(&self, entity: Entity, id: &str, start_ms: i64) -> bool {
+        let end = match entity {
+            Entity::Meter(_) => self.meter.get(id).copied(),
+            Entity::Site(_) => self.site.get(id).copied(),
+            Entity::Firm(_) => self.firm.get(id).copied(),
+            Entity::Park => self.park,
+        };
+        end.is_some_and(|end| start_ms < end)
+    }
 }
 
 /// The parts of the stored spans in `entity`'s windows of `window` that start in
