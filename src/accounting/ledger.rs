@@ -275,17 +275,6 @@ impl Accountant {
         let tz = self.config.park.timezone;
         let windows = &self.config.accounting.windows;
         for ((meter, site, firm, slot), sums) in staged {
-            // A delta touches a handful of the figures: add only those to each of its two dozen
-            // aggregates rather than all of them (a 1,000,000-row replay: 15.2 s -> 14.8 s).
-            let mut touched = [0u8; crate::accounting::metric::METRIC_COUNT];
-            let mut n_touched = 0;
-            for (i, v) in sums.0.iter().enumerate() {
-                if *v != 0 {
-                    touched[n_touched] = i as u8;
-                    n_touched += 1;
-                }
-            }
-            let touched = &touched[..n_touched];
             let local = match slot {
                 Slot::Minute(minute_ms) => {
                     Some(LocalTime::new(minute_ms, tz).expect("a minute start of a valid reading"))
@@ -312,7 +301,7 @@ impl Accountant {
                             entity,
                         })
                         .or_default()
-                        .merge_at(&sums, touched);
+                        .merge(&sums);
                 }
             }
         }

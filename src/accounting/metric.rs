@@ -117,14 +117,6 @@ impl Sums {
         }
     }
 
-    /// As [`Sums::merge`] for `other`'s figures at `indices` only (the rest being zero).
-    pub fn merge_at(&mut self, other: &Sums, indices: &[u8]) {
-        for &i in indices {
-            let slot = &mut self.0[i as usize];
-            *slot = slot.saturating_add(other.0[i as usize]);
-        }
-    }
-
     pub fn micro(&self, metric: Metric) -> i64 {
         self.0[metric.index()]
     }

@@ -61,7 +61,10 @@ pub fn parse_each(
     let mut line_no = 0usize;
     loop {
         bytes.clear();
-        if input.read_until(b'\n', &mut bytes)? == 0 {
+        let read = input
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| ReplayError::Input(format!("cannot read line {}: {e}", line_no + 1)))?;
+        if read == 0 {
             break;
         }
         line_no += 1;

@@ -100,8 +100,12 @@ pub const KEPT_REJECTIONS: usize = 10_000;
 pub enum ReplayError {
     #[error("{0}")]
     Input(String),
-    #[error("sorting the input in scratch files: {0}")]
-    Scratch(#[from] std::io::Error),
+    /// Sorting a large input spills runs to scratch files next to the store.
+    #[error("sorting the input: scratch file {}: {cause}", path.display())]
+    Scratch {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -3,7 +3,7 @@
 //! the runs are then merged. The order is exactly a stable sort of the whole file by time (ties
 //! keep their file order), so a file replays the same whether it fits in memory or not.
 
-use super::InputRow;
+use super::{InputRow, ReplayError};
 use crate::reading::{Quality, Reading};
 use crate::units::Unit;
 use std::cmp::Reverse;
@@ -44,7 +44,7 @@ impl Sorter {
         }
     }
 
-    pub fn push(&mut self, row: InputRow) -> io::Result<()> {
+    pub fn push(&mut self, row: InputRow) -> Result<(), ReplayError> {
         self.run.push(Seq(self.next_seq, row));
         self.next_seq += 1;
         if self.run.len() >= self.run_rows {
@@ -58,31 +58,35 @@ impl Sorter {
         self.run.sort_unstable_by_key(|s| (s.1.reading.ts_ms, s.0));
     }
 
-    fn spill(&mut self) -> io::Result<()> {
+    fn spill(&mut self) -> Result<(), ReplayError> {
         self.sort_run();
         let scratch = match &self.scratch {
             Some(s) => s.clone(),
             None => {
+                remove_stale_scratch(&self.dir);
                 let s = self
                     .dir
-                    .join(format!(".replay-sort-{}", std::process::id()));
-                std::fs::create_dir_all(&s)?;
+                    .join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+                std::fs::create_dir_all(&s).map_err(scratch_err(&s))?;
                 self.scratch = Some(s.clone());
                 s
             }
         };
         let path = scratch.join(format!("run-{}", self.spills.len()));
-        let mut out = BufWriter::new(File::create(&path)?);
-        for s in self.run.drain(..) {
-            write_row(&mut out, &s)?;
-        }
-        out.flush()?;
+        let written = (|| {
+            let mut out = BufWriter::new(File::create(&path)?);
+            for s in self.run.drain(..) {
+                write_row(&mut out, &s)?;
+            }
+            out.flush()
+        })();
+        written.map_err(scratch_err(&path))?;
         self.spills.push(path);
         Ok(())
     }
 
     /// Every row in time order, in batches of at most `batch` rows, to `feed`.
-    pub fn finish<E: From<io::Error>>(
+    pub fn finish<E: From<ReplayError>>(
         mut self,
         batch: usize,
         mut feed: impl FnMut(&[InputRow]) -> Result<(), E>,
@@ -104,12 +108,17 @@ impl Sorter {
         }
         let mut readers = Vec::with_capacity(self.spills.len());
         for path in &self.spills {
-            readers.push(BufReader::with_capacity(64 * 1024, File::open(path)?));
+            let file = File::open(path).map_err(scratch_err(path))?;
+            readers.push(BufReader::with_capacity(64 * 1024, file));
         }
+        let spills = self.spills.clone();
+        let read = |readers: &mut Vec<BufReader<File>>, i: usize| {
+            read_row(&mut readers[i]).map_err(scratch_err(&spills[i]))
+        };
         let mut heads: Vec<Option<Seq>> = Vec::with_capacity(readers.len());
         let mut heap = BinaryHeap::new();
-        for (i, r) in readers.iter_mut().enumerate() {
-            let head = read_row(r)?;
+        for i in 0..readers.len() {
+            let head = read(&mut readers, i)?;
             if let Some(s) = &head {
                 heap.push(Reverse((s.1.reading.ts_ms, s.0, i)));
             }
@@ -117,7 +126,7 @@ impl Sorter {
         }
         let mut out: Vec<InputRow> = Vec::with_capacity(batch);
         while let Some(Reverse((_, _, i))) = heap.pop() {
-            let next = read_row(&mut readers[i])?;
+            let next = read(&mut readers, i)?;
             if let Some(s) = &next {
                 heap.push(Reverse((s.1.reading.ts_ms, s.0, i)));
             }
@@ -132,6 +141,38 @@ impl Sorter {
             feed(&out)?;
         }
         Ok(())
+    }
+}
+
+/// Scratch folders are named this and the replay's process id.
+const SCRATCH_PREFIX: &str = ".replay-sort-";
+
+fn scratch_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
+    move |cause| ReplayError::Scratch {
+        path: path.to_path_buf(),
+        cause,
+    }
+}
+
+/// A replay killed while sorting leaves its scratch folder behind (its drop never ran): the next
+/// sorting replay in the same folder removes those whose process is gone.
+fn remove_stale_scratch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(folder = %entry.path().display(), "removing a killed replay's scratch folder");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -245,6 +286,12 @@ mod tests {
     #[test]
     fn runs_on_disk_merge_into_the_same_order_as_a_stable_sort_in_memory() {
         let dir = tempfile::tempdir().unwrap();
+        // A folder a killed replay left (no process has pid 0x7fff_fff0) goes; another stays.
+        let stale = dir
+            .path()
+            .join(format!("{SCRATCH_PREFIX}{}", 0x7fff_fff0u32));
+        std::fs::create_dir_all(stale.join("run-0")).unwrap();
+        std::fs::create_dir_all(dir.path().join("kept")).unwrap();
         // 1,000 rows with times repeating in a scrambled order: many ties across runs.
         let rows: Vec<InputRow> = (0..1_000)
             .map(|i| row(i + 2, (i as i64 * 7_919) % 97))
@@ -257,7 +304,7 @@ mod tests {
         }
         let mut got = Vec::new();
         sorter
-            .finish::<io::Error>(33, |chunk| {
+            .finish::<ReplayError>(33, |chunk| {
                 assert!(chunk.len() <= 33);
                 got.extend_from_slice(chunk);
                 Ok(())
@@ -270,7 +317,26 @@ mod tests {
             expected.iter().map(key).collect::<Vec<_>>()
         );
         assert_eq!(got[5].reading, expected[5].reading);
-        // The scratch folder is gone.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Its own scratch folder and the stale one are gone.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("kept")]);
+    }
+
+    #[test]
+    fn a_scratch_file_that_cannot_be_made_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // The store's folder is a plain file: the scratch folder cannot be made in it.
+        let not_a_dir = dir.path().join("store-dir");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let mut sorter = Sorter::with_run_rows(&not_a_dir, 1);
+        let e = sorter.push(row(2, 0)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sorting the input: scratch file ")
+                && e.contains(&format!("store-dir/{SCRATCH_PREFIX}{}", std::process::id())),
+            "{e}"
+        );
     }
 }

@@ -152,7 +152,8 @@ impl Encoder {
     }
 
     /// The oldest window start of `window` written for `entity` at `now_ms` (`None`: not
-    /// written): as [`Encoder::window`] decides.
+    /// written). An older window's earlier parts are gone from the store (or about to go): its
+    /// total would be partial, and would overwrite the full figure already written.
     pub fn window_floor_ms(&self, entity: Entity, window: WindowKind, now_ms: i64) -> Option<i64> {
         self.windows
             .contains_key(&(entity, window))
@@ -186,9 +187,10 @@ impl Encoder {
         let Some(prefix) = self.windows.get(&(key.entity, key.window)) else {
             return false;
         };
-        // The store no longer holds (or is about to delete) this window's earlier parts: its
-        // total here would be partial, and would overwrite the full figure already written.
-        if key.start_ms < self.config.store.retention.cutoff_ms(key.window, now_ms) {
+        if self
+            .window_floor_ms(key.entity, key.window, now_ms)
+            .is_none_or(|floor| key.start_ms < floor)
+        {
             return false;
         }
         let start = out.len();

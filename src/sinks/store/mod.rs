@@ -99,6 +99,7 @@ pub struct Store {
     series_of: u64,
     /// Where stored spans end, per entity: windows before that may take span parts.
     span_ends: spans::SpanEnds,
+    span_sql: spans::SpanSql,
 }
 
 /// Readings a multi-row INSERT carries (4 parameters each, well under SQLite's 32,766 limit).
@@ -166,6 +167,24 @@ pub trait CommitHook {
 
 /// Aggregates are stored wide, one integer column per metric (named as the metric, in micro
 /// units): one row per window and entity keeps a commit to a few thousand upserts.
+/// The metric columns, in `Metric::ALL` order, as a SELECT or INSERT lists them.
+pub(super) fn metric_columns() -> String {
+    Metric::ALL
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A row's metric columns from `offset` on, in `Metric::ALL` order.
+pub(super) fn sums_from_row(row: &rusqlite::Row, offset: usize) -> rusqlite::Result<Sums> {
+    let mut sums = Sums::default();
+    for (i, slot) in sums.0.iter_mut().enumerate() {
+        *slot = row.get(offset + i)?;
+    }
+    Ok(sums)
+}
+
 fn aggregate_sql() -> (String, String, String) {
     let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
     let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
@@ -176,7 +195,7 @@ fn aggregate_sql() -> (String, String, String) {
     let upsert = format!(
         "INSERT INTO aggregates (window, level, entity, start_ms, {}) VALUES (?1, ?2, ?3, ?4, {})
          ON CONFLICT (window, level, entity, start_ms) DO UPDATE SET {}",
-        names.join(", "),
+        metric_columns(),
         placeholders.join(", "),
         updates.join(", ")
     );
@@ -189,7 +208,7 @@ fn aggregate_sql() -> (String, String, String) {
          WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5",
         totals.join(", ")
     );
-    let returning = format!("{upsert} RETURNING {}", names.join(", "));
+    let returning = format!("{upsert} RETURNING {}", metric_columns());
     (upsert, returning, sums)
 }
 
@@ -233,6 +252,7 @@ impl Store {
             series: Vec::new(),
             series_of: 0,
             span_ends: spans::SpanEnds::default(),
+            span_sql: spans::SpanSql::new(),
         };
         let mut store = store;
         store.init()?;
@@ -570,7 +590,7 @@ impl Store {
                 }
             }
             // Spans first, so that a window total returned below includes their parts.
-            spans::insert(&tx, acct, &batch.spans).map_err(err)?;
+            spans::insert(&tx, &self.span_sql, acct, &batch.spans).map_err(err)?;
             for span in &batch.spans {
                 let [meter, site, firm, _] = span.entities();
                 self.span_ends.note(
@@ -602,28 +622,24 @@ impl Store {
                             .map_err(err)?;
                     }
                     Some(h) => {
-                        let total = upsert
+                        let mut total = upsert
                             .query_row(rusqlite::params_from_iter(values.iter()), |r| {
-                                let mut t = Sums::default();
-                                for (i, slot) in t.0.iter_mut().enumerate() {
-                                    *slot = r.get(i)?;
-                                }
-                                Ok(t)
+                                sums_from_row(r, 0)
                             })
                             .map_err(err)?;
-                        let mut total = total;
                         if self.span_ends.may_reach(
                             key.entity,
                             acct.entity_id(key.entity),
                             key.start_ms,
                         ) {
+                            let cut = spans::deleted_before(&tx, key.window).map_err(err)?;
                             let parts = spans::sums(
                                 &tx,
+                                &self.span_sql,
                                 acct,
-                                key.window,
-                                key.entity,
-                                key.start_ms,
-                                key.start_ms + 1,
+                                (key.window, key.entity),
+                                (key.start_ms, key.start_ms + 1),
+                                cut,
                             )
                             .map_err(err)?;
                             total.merge(&parts);
@@ -687,7 +703,8 @@ impl Store {
                     .map_err(err)?;
             }
             if let Some(h) = hook {
-                spans::notify(&tx, acct, batch, &self.sums_sql, &mut *h).map_err(err)?;
+                spans::notify(&tx, acct, batch, (&self.sums_sql, &self.span_sql), &mut *h)
+                    .map_err(err)?;
                 let seq = h.before_commit(acct, batch, &already_stored)?;
                 tx.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('outbox_seq', ?1)",
@@ -719,15 +736,20 @@ impl Store {
             from_ms,
             to_ms
         ];
-        let mut sums = Sums::default();
-        stmt.query_row(params, |r| {
-            for (i, m) in Metric::ALL.iter().enumerate() {
-                sums.add(*m, r.get::<_, i64>(i)?);
-            }
-            Ok(())
-        })
-        .map_err(|e| self.err(e))?;
-        let parts = spans::sums(&self.conn, acct, window, entity, from_ms, to_ms)
+        let mut sums = stmt
+            .query_row(params, |r| sums_from_row(r, 0))
+            .map_err(|e| self.err(e))?;
+        let parts = spans::deleted_before(&self.conn, window)
+            .and_then(|cut| {
+                spans::sums(
+                    &self.conn,
+                    &self.span_sql,
+                    acct,
+                    (window, entity),
+                    (from_ms, to_ms),
+                    cut,
+                )
+            })
             .map_err(|e| self.err(e))?;
         sums.merge(&parts);
         Ok(sums)

@@ -27,22 +27,68 @@ pub(super) fn deleted_before_key(window: WindowKind) -> String {
     format!("deleted_before_{}", window.name())
 }
 
+/// The table's statements, built once per store from the metric list.
+#[derive(Debug)]
+pub(super) struct SpanSql {
+    insert: String,
+    /// The spans of one meter, site or firm, or the park's, overlapping a time range.
+    overlapping: [String; 4],
+}
+
+impl SpanSql {
+    pub(super) fn new() -> SpanSql {
+        let columns = super::metric_columns();
+        let insert = format!(
+            "INSERT INTO spans (meter, channel, site, firm, t0_ms, t1_ms, p0, p1, {columns}) VALUES ({})",
+            vec!["?"; 8 + Metric::ALL.len()].join(", ")
+        );
+        let overlapping = ["meter = ?3 AND", "site = ?3 AND", "firm = ?3 AND", "?3 IS NOT NULL AND"]
+            .map(|filter| {
+                format!(
+                    "SELECT t0_ms, t1_ms, p0, p1, {columns} FROM spans WHERE {filter} t1_ms > ?1 AND t0_ms < ?2"
+                )
+            });
+        SpanSql {
+            insert,
+            overlapping,
+        }
+    }
+
+    fn overlapping(&self, entity: Entity) -> &str {
+        let i = match entity {
+            Entity::Meter(_) => 0,
+            Entity::Site(_) => 1,
+            Entity::Firm(_) => 2,
+            Entity::Park => 3,
+        };
+        &self.overlapping[i]
+    }
+}
+
+/// Where a retention run last cut windows of `window` (`i64::MIN`: never).
+pub(super) fn deleted_before(conn: &Connection, window: WindowKind) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [deleted_before_key(window)],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::MIN))
+}
+
 pub(super) fn insert(
     conn: &Connection,
+    sql: &SpanSql,
     ids: &impl EntityIds,
     spans: &[Span],
 ) -> rusqlite::Result<()> {
     if spans.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-    let sql = format!(
-        "INSERT INTO spans (meter, channel, site, firm, t0_ms, t1_ms, p0, p1, {}) VALUES ({})",
-        names.join(", "),
-        vec!["?"; 8 + names.len()].join(", ")
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(8 + names.len());
+    let mut stmt = conn.prepare_cached(&sql.insert)?;
+    let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(8 + Metric::ALL.len());
     for span in spans {
         let [meter, site, firm, _] = span.entities();
         let (p0, p1) = match span.interval.profile {
@@ -115,38 +161,18 @@ impl SpanEnds {
 }
 
 /// The parts of the stored spans in `entity`'s windows of `window` that start in
-/// `[from_ms, to_ms)`.
+/// `[from_ms, to_ms)`; `deleted_before_ms` is [`deleted_before`] for `window`.
 pub(super) fn sums(
     conn: &Connection,
+    sql: &SpanSql,
     ids: &impl EntityIds,
-    window: WindowKind,
-    entity: Entity,
-    from_ms: i64,
-    to_ms: i64,
+    (window, entity): (WindowKind, Entity),
+    (from_ms, to_ms): (i64, i64),
+    deleted_before_ms: i64,
 ) -> rusqlite::Result<Sums> {
     let (tz, retention) = ids.calendar();
-    let deleted_before: i64 = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [deleted_before_key(window)],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(i64::MIN);
-    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-    let filter = match entity {
-        Entity::Meter(_) => "meter = ?3 AND",
-        Entity::Site(_) => "site = ?3 AND",
-        Entity::Firm(_) => "firm = ?3 AND",
-        Entity::Park => "?3 IS NOT NULL AND",
-    };
+    let mut stmt = conn.prepare_cached(sql.overlapping(entity))?;
     // A span starting after `to_ms` may still reach the last window starting before it.
-    let sql = format!(
-        "SELECT t0_ms, t1_ms, p0, p1, {} FROM spans WHERE {filter} t1_ms > ?1 AND t0_ms < ?2",
-        names.join(", ")
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
     let upper = to_ms.saturating_add(window.max_len_ms());
     let mut rows = stmt.query(rusqlite::params![from_ms, upper, ids.entity_id(entity)])?;
     let mut total = Sums::default();
@@ -155,10 +181,6 @@ pub(super) fn sums(
             (Some(p0), Some(p1)) => Profile::Trapezoid { p0, p1 },
             _ => Profile::Linear,
         };
-        let mut span_sums = Sums::default();
-        for (i, slot) in span_sums.0.iter_mut().enumerate() {
-            *slot = row.get(4 + i)?;
-        }
         let span = Span {
             // Only the interval and sums matter for a part; the entity was the query's filter.
             channel: crate::accounting::ledger::ChannelRef {
@@ -172,9 +194,9 @@ pub(super) fn sums(
                 t1_ms: row.get(1)?,
                 profile,
             },
-            sums: span_sums,
+            sums: super::sums_from_row(row, 4)?,
         };
-        total.merge(&span.part_in(window, from_ms, to_ms, tz, retention, deleted_before));
+        total.merge(&span.part_in(window, from_ms, to_ms, tz, retention, deleted_before_ms));
     }
     Ok(total)
 }
@@ -185,7 +207,7 @@ pub(super) fn notify(
     conn: &Connection,
     ids: &impl EntityIds,
     batch: &crate::accounting::Batch,
-    window_sums_sql: &str,
+    (window_sums_sql, sql): (&str, &SpanSql),
     hook: &mut dyn super::CommitHook,
 ) -> rusqlite::Result<()> {
     use crate::accounting::AggKey;
@@ -196,9 +218,13 @@ pub(super) fn notify(
     let (tz, retention) = ids.calendar();
     let mut done: HashSet<AggKey> = batch.aggregates.keys().copied().collect();
     let mut stmt = conn.prepare_cached(window_sums_sql)?;
+    let mut cuts = Vec::with_capacity(WindowKind::ALL.len());
+    for &window in WindowKind::ALL {
+        cuts.push((window, deleted_before(conn, window)?));
+    }
     for span in &batch.spans {
         for entity in span.entities() {
-            for window in WindowKind::ALL.iter().copied() {
+            for &(window, deleted_before_ms) in &cuts {
                 let Some(floor) = hook.window_floor_ms(entity, window) else {
                     continue;
                 };
@@ -220,15 +246,16 @@ pub(super) fn notify(
                             start_ms,
                             start_ms + 1
                         ],
-                        |r| {
-                            let mut t = Sums::default();
-                            for (i, slot) in t.0.iter_mut().enumerate() {
-                                *slot = r.get(i)?;
-                            }
-                            Ok(t)
-                        },
+                        |r| super::sums_from_row(r, 0),
                     )?;
-                    total.merge(&sums(conn, ids, window, entity, start_ms, start_ms + 1)?);
+                    total.merge(&sums(
+                        conn,
+                        sql,
+                        ids,
+                        (window, entity),
+                        (start_ms, start_ms + 1),
+                        deleted_before_ms,
+                    )?);
                     // What this batch changed in the window, so that a figure it moved is written
                     // even where the total is zero.
                     let mut delta = Sums::default();
