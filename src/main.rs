@@ -286,17 +286,20 @@ fn main() -> ExitCode {
             };
             let target = match (meter, modbus, profile) {
                 (Some(m), _, _) => app::probe::Target::Meter(m),
-                (None, Some(addr), Some(profile)) => app::probe::Target::Modbus {
-                    addr,
-                    unit_id: unit,
-                    profile,
+                (None, Some(addr), Some(profile)) => app::probe::Target::Address {
+                    kind: "modbus".into(),
+                    probe: ecogate::sources::AddressProbe {
+                        address: addr.to_string(),
+                        unit: unit.to_string(),
+                        profile,
+                        timeout_ms,
+                    },
                 },
                 _ => unreachable!("clap requires --meter or --modbus with --profile"),
             };
             let delivered = app::probe::run(
                 app.as_ref(),
                 target,
-                timeout_ms,
                 std::time::Duration::from_secs(listen_s),
             )?;
             Ok(if delivered {

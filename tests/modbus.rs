@@ -39,7 +39,9 @@ async fn collect(
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let source = ecogate::sources::modbus::spawn(
-        &config.modbus,
+        config
+            .source::<ecogate::sources::modbus::config::ModbusConfig>()
+            .unwrap(),
         SourceContext {
             output: tx,
             shutdown: stop_rx,
@@ -287,7 +289,8 @@ async fn polling_resumes_after_the_server_restarts() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let source = ecogate::sources::modbus::spawn(
-        &cfg.modbus,
+        cfg.source::<ecogate::sources::modbus::config::ModbusConfig>()
+            .unwrap(),
         SourceContext {
             output: tx,
             shutdown: stop_rx,
@@ -348,7 +351,8 @@ async fn modbus_readings_are_accounted_through_the_pipeline() {
     let handle = ecogate::pipeline::spawn(pipeline(&cfg.core, &path), cfg.core.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let source = ecogate::sources::modbus::spawn(
-        &cfg.modbus,
+        cfg.source::<ecogate::sources::modbus::config::ModbusConfig>()
+            .unwrap(),
         SourceContext {
             output: handle.tx.clone(),
             shutdown: stop_rx,
@@ -422,7 +426,12 @@ fn modbus_configuration_errors_name_their_place() {
     );
     // Name matching: the meter's channel `import_kwh` reads the profile point of that name.
     let ok = Config::parse(Path::new("mb.toml"), &format!("{head}[[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\nprofile = \"eastron-sdm630\"\n")).unwrap();
-    let points = &ok.modbus.buses[0].devices[0].points;
+    let points = &ok
+        .source::<ecogate::sources::modbus::config::ModbusConfig>()
+        .unwrap()
+        .buses[0]
+        .devices[0]
+        .points;
     assert_eq!(
         (
             points.len(),
@@ -448,7 +457,12 @@ fn users_own_profiles_load_from_profiles_dir() {
     let path = dir.path().join("ecogate.toml");
     std::fs::write(&path, &text).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let p = &cfg.modbus.buses[0].devices[0].points[0];
+    let p = &cfg
+        .source::<ecogate::sources::modbus::config::ModbusConfig>()
+        .unwrap()
+        .buses[0]
+        .devices[0]
+        .points[0];
     // Register 30001 counted from 1 is address 30000 on the wire.
     assert_eq!(
         (p.span.address, p.word_order, p.scale),
@@ -547,9 +561,9 @@ async fn a_dead_unit_never_delays_its_healthy_neighbours() {
             .last_failure
             .load(Ordering::Relaxed)
     };
-    let reasons = ecogate::sources::modbus::poller::FAILURE_REASONS;
-    assert_eq!(reasons[reason("m3") as usize - 1], "timeout");
-    assert_eq!(reasons[reason("m4") as usize - 1], "exception");
+    let reasons = ecogate::sources::modbus::reasons::FAILURE_REASONS;
+    assert_eq!(reasons[reason("m3") as usize - 1].code, "timeout");
+    assert_eq!(reasons[reason("m4") as usize - 1].code, "exception");
     assert_eq!(reason("m1"), 0);
 }
 
@@ -579,7 +593,12 @@ fn each_shipped_profile_decodes_a_documented_register_dump() {
              [[modbus.devices]]\nmeter = \"m\"\ntcp = \"127.0.0.1:502\"\nprofile = \"{profile}\"\napply_ratios = true\nct_ratio = {ct}\n"
         );
         let cfg = parse(&text);
-        let p = &cfg.modbus.buses[0].devices[0].points[0];
+        let p = &cfg
+            .source::<ecogate::sources::modbus::config::ModbusConfig>()
+            .unwrap()
+            .buses[0]
+            .devices[0]
+            .points[0];
         assert_eq!(p.channel, "import_kwh", "{profile}");
         let raw = decode(&words, p.data_type, p.word_order).unwrap();
         let value = (raw * p.scale + p.offset) * p.multiplier;

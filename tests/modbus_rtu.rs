@@ -138,7 +138,8 @@ async fn rtu_over_a_serial_line_with_noise_and_crc_errors() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let source = ecogate::sources::modbus::spawn(
-        &cfg.modbus,
+        cfg.source::<ecogate::sources::modbus::config::ModbusConfig>()
+            .unwrap(),
         SourceContext {
             output: tx,
             shutdown: stop_rx,

@@ -94,7 +94,8 @@ async fn collect_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let source = ecogate::sources::mqtt::spawn(
-        &cfg.mqtt,
+        cfg.source::<ecogate::sources::mqtt::config::MqttConfig>()
+            .unwrap(),
         cfg.core.clone(),
         SourceContext {
             output: tx,
@@ -345,7 +346,8 @@ async fn after_a_lost_connection_each_message_is_acknowledged_once() {
     let (tx, mut rx) = mpsc::channel::<Envelope>(10_000);
     let (stop_tx, stop_rx) = watch::channel(false);
     let source = ecogate::sources::mqtt::spawn(
-        &cfg.mqtt,
+        cfg.source::<ecogate::sources::mqtt::config::MqttConfig>()
+            .unwrap(),
         cfg.core.clone(),
         SourceContext {
             output: tx,

@@ -3,6 +3,7 @@
 //! it; the store, the sinks and the metrics read it.
 
 use super::counter::{CounterState, Point};
+pub use super::entity::{ChannelRef, Entity};
 use super::metric::Sums;
 use super::span::Span;
 use super::window::WindowKind;
@@ -38,26 +39,6 @@ impl EntityIds for Config {
 
     fn channel_id(&self, r: ChannelRef) -> &str {
         &self.meters[r.meter as usize].channels[r.channel as usize].id
-    }
-}
-
-/// Who an aggregate belongs to. Indices point into the configuration's lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Entity {
-    Meter(u32),
-    Site(u32),
-    Firm(u32),
-    Park,
-}
-
-impl Entity {
-    pub fn level(self) -> &'static str {
-        match self {
-            Entity::Meter(_) => "meter",
-            Entity::Site(_) => "site",
-            Entity::Firm(_) => "firm",
-            Entity::Park => "park",
-        }
     }
 }
 
@@ -232,13 +213,6 @@ pub struct CounterEvent {
     pub to: Point,
     /// Signed size of the jump, gap or delta, in micro units of the channel's base unit.
     pub delta_micro: i64,
-}
-
-/// A channel by configuration indices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChannelRef {
-    pub meter: u32,
-    pub channel: u32,
 }
 
 /// A reading that passed validation, normalised to the base unit.

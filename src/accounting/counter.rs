@@ -55,14 +55,7 @@ pub struct CounterState {
     pub over_limit_micro_per_h: i64,
 }
 
-/// A meter replacement declared in configuration: the old meter's final value (if known) and
-/// the new meter's value when it was installed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Replacement {
-    pub at_ms: i64,
-    pub old_final_micro: Option<i64>,
-    pub new_start_micro: i64,
-}
+pub use crate::config::Replacement;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CounterSpec {

@@ -5,12 +5,12 @@
 //! the batch to the store in one transaction and only then calls `apply`, so a failed commit
 //! leaves memory and disk in agreement and the batch can be retried.
 
-use super::carrier::Carrier;
 use super::counter::{self, CounterSpec, CounterState, DeltaCause, GaugeStep, Point, Step};
 use super::metric::{Metric, Sums};
 use super::span::{keep_from_ms, SPAN_AFTER_MS};
 use super::split::{Interval, Profile};
 use super::window::{next_window_start_ms, LocalTime, WindowKind};
+use crate::config::carrier::Carrier;
 use crate::config::{ChannelKind, Config};
 use crate::reading::{Quality, Reading};
 use crate::units::{self, Unit};

@@ -4,7 +4,7 @@
 //! adding batches, restarts or several gateways' results together is exact. Ratios (intensities,
 //! shares, kWh per kg) are never stored: they are derived from these sums by `indicators`.
 
-use crate::accounting::carrier::Carrier;
+use crate::config::carrier::Carrier;
 
 macro_rules! metrics {
     ($($(#[$doc:meta])* $variant:ident => $name:literal),+ $(,)?) => {

@@ -3,8 +3,8 @@
 //! it readings and commits what it returns.
 
 pub mod batch;
-pub mod carrier;
 pub mod counter;
+pub mod entity;
 pub mod indicators;
 pub mod ledger;
 pub mod metric;

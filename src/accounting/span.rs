@@ -9,7 +9,7 @@
 //! cumulative function), so the sum of a run of windows' parts is the part over their union, and
 //! every query gives, to the micro unit, what the dense rows would have held.
 
-use super::batch::{ChannelRef, Entity};
+use super::entity::{ChannelRef, Entity};
 use super::metric::Sums;
 use super::split::Interval;
 use super::window::{next_window_start_ms, LocalTime, WindowKind};

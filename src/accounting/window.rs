@@ -5,49 +5,8 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike};
 use chrono_tz::Tz;
-use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WindowKind {
-    Minute,
-    QuarterHour,
-    Hour,
-    Day,
-    Month,
-    Year,
-}
-
-impl WindowKind {
-    pub const ALL: &'static [WindowKind] = &[
-        WindowKind::Minute,
-        WindowKind::QuarterHour,
-        WindowKind::Hour,
-        WindowKind::Day,
-        WindowKind::Month,
-        WindowKind::Year,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            WindowKind::Minute => "1m",
-            WindowKind::QuarterHour => "15m",
-            WindowKind::Hour => "1h",
-            WindowKind::Day => "1d",
-            WindowKind::Month => "month",
-            WindowKind::Year => "year",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<WindowKind> {
-        WindowKind::ALL.iter().copied().find(|w| w.name() == text)
-    }
-}
-
-impl fmt::Display for WindowKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::config::window::WindowKind;
 
 /// Local calendar fields of one instant, computed once and shared by every window kind.
 #[derive(Debug, Clone, Copy)]

@@ -75,14 +75,14 @@ pub fn observe(store: &Store, config: &Config, now_ms: i64) -> Vec<Observation> 
     out
 }
 
+/// How to connect to the broker alerts are published on: the options of a client whose id ends
+/// in the given suffix. A source that connects to a broker offers it (the application passes it
+/// on), so alerting reads no source's settings.
+pub type BrokerOptions = Arc<dyn Fn(&str) -> Result<rumqttc::MqttOptions, String> + Send + Sync>;
+
 /// A publishing client with its own connection, its event loop driven by a task of its own.
-fn mqtt_publisher(
-    broker: &crate::sources::mqtt::config::Broker,
-) -> Result<rumqttc::AsyncClient, String> {
-    let options = crate::sources::mqtt::client::base_options(
-        broker,
-        &format!("{}-alerts", broker.client_id),
-    )?;
+fn mqtt_publisher(broker: &BrokerOptions) -> Result<rumqttc::AsyncClient, String> {
+    let options = broker("alerts")?;
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
     tokio::spawn(async move {
         let mut failures = 0u32;
@@ -110,7 +110,7 @@ fn mqtt_publisher(
 pub async fn run(
     config: Arc<Config>,
     alerting: AlertingConfig,
-    broker: Option<crate::sources::mqtt::config::Broker>,
+    broker: Option<BrokerOptions>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut state = State::default();

@@ -11,15 +11,14 @@ use crate::config::raw::{
 use crate::config::{parse_toml, Config, ConfigError, ConfigErrors, Locator, Validator};
 use crate::metrics::config::RawMetrics;
 use crate::sinks::influx::config::{InfluxConfig, RawInflux};
-use crate::sources::modbus::config::{ModbusConfig, RawModbus};
-use crate::sources::mqtt::config::{MqttConfig, RawMqtt};
+use crate::sources::SourceConfig;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The file's top level, as written. Unknown keys are errors.
+/// The file's top level, as written. A section no one reads is an error (checked against the
+/// source registry: each source reads its own section).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFile {
     park: RawPark,
     #[serde(default)]
@@ -37,21 +36,36 @@ struct RawFile {
     #[serde(default)]
     evaluation: crate::config::evaluation::RawEvaluation,
     #[serde(default)]
-    modbus: RawModbus,
-    #[serde(default)]
-    mqtt: RawMqtt,
-    #[serde(default)]
     metrics: RawMetrics,
     alerting: Option<RawAlerting>,
     influx: Option<RawInflux>,
 }
 
+/// Every top-level key, where it stands: one no part reads is an error. (The sources' sections
+/// are read by each source from the text; serde's `flatten` would lose the locations.)
+type TopKeys = std::collections::BTreeMap<toml::Spanned<String>, serde::de::IgnoredAny>;
+
+/// The top-level keys of the file besides the sources' sections.
+const KEYS: &[&str] = &[
+    "park",
+    "firms",
+    "sites",
+    "meters",
+    "factors",
+    "store",
+    "accounting",
+    "evaluation",
+    "metrics",
+    "alerting",
+    "influx",
+];
+
 /// The checked configuration: the park model every part reads, and each component's settings.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     pub core: Arc<Config>,
-    pub modbus: ModbusConfig,
-    pub mqtt: MqttConfig,
+    /// Every source's settings, in the registry's order (one for each kind, enabled or not).
+    pub sources: Vec<Box<dyn SourceConfig>>,
     /// Where `/metrics`, the probes and the status page are served; `None` when switched off.
     pub listener: Option<crate::metrics::config::Listener>,
     pub alerting: Option<AlertingConfig>,
@@ -99,13 +113,39 @@ impl AppConfig {
         };
         let mut v = Validator::new(file, &locator);
         let mut core = v.core(&core_raw);
-        let modbus = crate::sources::modbus::config::validate(&mut v, &raw.modbus, &core.meters);
-        let mqtt = crate::sources::mqtt::config::validate(&mut v, &raw.mqtt, &core.meters);
+        let keys: TopKeys =
+            parse_toml(text, &locator).map_err(|e| ConfigErrors::single(file, e))?;
+        for key in keys.keys() {
+            if !KEYS.contains(&key.get_ref().as_str())
+                && crate::sources::registry::kind(key.get_ref()).is_none()
+            {
+                let mut known: Vec<&str> = KEYS.to_vec();
+                known.extend(crate::sources::registry::kinds().iter().map(|k| k.name()));
+                v.err(
+                    key,
+                    key.get_ref().as_str(),
+                    format!(
+                        "unknown field `{}`, expected one of {}",
+                        key.get_ref(),
+                        known
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        let sources: Vec<Box<dyn SourceConfig>> = crate::sources::registry::kinds()
+            .iter()
+            .map(|k| k.configure(&mut v, &core.meters))
+            .collect();
+        let broker = sources.iter().find_map(|s| s.broker_options()).is_some();
         let listener = crate::metrics::config::validate(&mut v, &raw.metrics);
         let alerting = crate::alerting::config::validate(
             &mut v,
             raw.alerting.as_ref(),
-            mqtt.broker.is_some(),
+            broker,
             &core.accounting.windows,
         );
         let influx = crate::sinks::influx::config::validate(
@@ -118,8 +158,7 @@ impl AppConfig {
         core.warnings = v.finish()?;
         Ok(AppConfig {
             core: Arc::new(core),
-            modbus,
-            mqtt,
+            sources,
             listener,
             alerting,
             influx,
@@ -145,6 +184,19 @@ impl AppConfig {
             }
         }
         problems
+    }
+
+    /// The settings of the source of type `T` (tests and tools that know the concrete type).
+    pub fn source<T: 'static>(&self) -> Option<&T> {
+        self.sources.iter().find_map(|s| s.as_any().downcast_ref())
+    }
+
+    /// The sources that have something to run.
+    pub fn live_sources(&self) -> impl Iterator<Item = &dyn SourceConfig> {
+        self.sources
+            .iter()
+            .filter(|s| s.enabled())
+            .map(|s| s.as_ref())
     }
 
     /// A copy that shares no allocation with `self` (the park model included).
@@ -207,27 +259,9 @@ impl AppConfig {
                 );
             }
         }
-        for bus in &self.modbus.buses {
-            let _ = writeln!(
-                out,
-                "modbus bus {} ({}): {} device(s)",
-                bus.id,
-                bus.transport.describe(),
-                bus.devices.len()
-            );
-        }
-        if let Some(b) = &self.mqtt.broker {
-            let _ = writeln!(
-                out,
-                "mqtt {}:{} as {}{}: {} subscription(s)",
-                b.host,
-                b.port,
-                b.client_id,
-                if b.tls.is_some() { " over TLS" } else { "" },
-                self.mqtt.subscriptions.len()
-            );
-            for s in &self.mqtt.subscriptions {
-                let _ = writeln!(out, "  {} (qos {})", s.topic, s.qos);
+        for s in &self.sources {
+            for line in s.summary() {
+                let _ = writeln!(out, "{line}");
             }
         }
         let windows: Vec<_> = c.accounting.windows.iter().map(|w| w.name()).collect();

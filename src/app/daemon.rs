@@ -83,24 +83,12 @@ impl LiveSource {
     }
 }
 
-fn modbus_fingerprint(app: &AppConfig) -> String {
-    format!("{:?}", app.modbus)
-}
-
-fn mqtt_fingerprint(app: &AppConfig) -> String {
-    let password = app
-        .mqtt
-        .broker
-        .as_ref()
-        .and_then(|b| b.password.as_ref())
-        .map_or("", |p| p.expose());
-    format!(
-        "{:?}|{password}|{:?}|{}|{:?}",
-        app.mqtt,
-        app.core.meters,
-        app.core.park.timezone,
-        app.modbus.meters()
-    )
+/// The meters every other live source reads, for `kind`.
+fn read_elsewhere(app: &AppConfig, kind: &str) -> Vec<String> {
+    app.live_sources()
+        .filter(|s| s.kind() != kind)
+        .flat_map(|s| s.meters())
+        .collect()
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads `config_path`: a valid new
@@ -180,53 +168,38 @@ impl Daemon {
 
     /// Starts the sources that are not running on unchanged settings.
     async fn start_sources(&mut self, app: &AppConfig) -> anyhow::Result<()> {
-        let modbus = (app.modbus.device_count() > 0).then(|| modbus_fingerprint(app));
-        if !self.keep("modbus", modbus.as_deref()).await {
-            if let Some(fingerprint) = modbus {
-                let (ctx, shutdown) = self.context();
-                let metrics = Arc::new(Metrics::new());
-                let m = crate::sources::modbus::spawn(&app.modbus, ctx, metrics.clone());
-                self.live.push(LiveSource {
-                    name: "modbus",
-                    fingerprint,
-                    running: Running::new("modbus", m.tasks),
-                    shutdown,
-                    registry: metrics.registry.clone(),
-                    refresh: vec![crate::sources::modbus::metrics::health(
-                        &metrics.registry,
-                        m.health.clone(),
-                    )],
-                    checks: vec![crate::sources::modbus::metrics::readiness(m.health.clone())],
-                    health: vec![crate::sources::modbus::metrics::statuses(m.health.clone())],
-                });
+        for source in &app.sources {
+            let name = source.kind();
+            let elsewhere = read_elsewhere(app, name);
+            let fingerprint = source
+                .enabled()
+                .then(|| source.fingerprint(&app.core, &elsewhere));
+            if self.keep(name, fingerprint.as_deref()).await {
+                continue;
             }
-        }
-        let mqtt = app.mqtt.broker.is_some().then(|| mqtt_fingerprint(app));
-        if !self.keep("mqtt", mqtt.as_deref()).await {
-            if let Some(fingerprint) = mqtt {
-                let (ctx, shutdown) = self.context();
-                let metrics = Arc::new(Metrics::new());
-                let m = crate::sources::mqtt::spawn(
-                    &app.mqtt,
-                    app.core.clone(),
+            let Some(fingerprint) = fingerprint else {
+                continue;
+            };
+            let (ctx, shutdown) = self.context();
+            let metrics = Arc::new(Metrics::new());
+            let started = source
+                .start(crate::sources::Start {
+                    park: app.core.clone(),
                     ctx,
-                    metrics.clone(),
-                    &app.modbus.meters(),
-                )
-                .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?;
-                self.live.push(LiveSource {
-                    name: "mqtt",
-                    fingerprint,
-                    running: Running::new("mqtt", vec![m.task]),
-                    shutdown,
-                    registry: metrics.registry.clone(),
-                    refresh: Vec::new(),
-                    checks: vec![crate::sources::mqtt::metrics::readiness(
-                        &app.mqtt, &metrics,
-                    )],
-                    health: vec![m.health.clone()],
-                });
-            }
+                    metrics: metrics.clone(),
+                    read_elsewhere: elsewhere,
+                })
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            self.live.push(LiveSource {
+                name,
+                fingerprint,
+                running: Running::new(name, started.tasks),
+                shutdown,
+                registry: metrics.registry.clone(),
+                refresh: started.refresh,
+                checks: started.checks,
+                health: started.health,
+            });
         }
         Ok(())
     }
@@ -392,7 +365,7 @@ impl Daemon {
                 vec![tokio::spawn(crate::alerting::run(
                     config.clone(),
                     a,
-                    app.mqtt.broker.clone(),
+                    app.sources.iter().find_map(|s| s.broker_options()),
                     shutdown_tx.subscribe(),
                 ))],
             ));
@@ -400,18 +373,7 @@ impl Daemon {
         for w in &config.warnings {
             tracing::warn!("configuration: {w}");
         }
-        let mut running = Vec::new();
-        if app.modbus.device_count() > 0 {
-            running.push(format!("modbus ({} devices)", app.modbus.device_count()));
-        }
-        if let Some(b) = &app.mqtt.broker {
-            running.push(format!(
-                "mqtt ({}:{}, {} subscriptions)",
-                b.host,
-                b.port,
-                app.mqtt.subscriptions.len()
-            ));
-        }
+        let mut running: Vec<String> = app.live_sources().map(|s| s.describe()).collect();
         if let Some(ic) = &app.influx {
             running.push(format!("influx ({})", ic.url));
         }
@@ -432,7 +394,7 @@ impl Daemon {
             },
             serving.join(", ")
         );
-        if app.modbus.device_count() == 0 && app.mqtt.broker.is_none() {
+        if app.live_sources().next().is_none() {
             tracing::warn!("no live sources are configured; use `ecogate replay` to load readings");
         }
         let ended = signals.wait(config_path).await;

@@ -20,3 +20,12 @@ pub mod reports;
 pub mod status;
 
 pub use config::AppConfig;
+
+/// Now, for reports and status pages: `ECOGATE_NOW` when set.
+pub fn now_ms(config: &crate::config::Config) -> i64 {
+    // Reports can be made as of another time (golden files, reproducing a past report).
+    std::env::var("ECOGATE_NOW")
+        .ok()
+        .and_then(|v| crate::util::timestamp::parse(&v, config.park.timezone).ok())
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+}

@@ -3,6 +3,7 @@
 //! They read the store while the daemon runs (SQLite WAL readers), and write only the statistics
 //! store.
 
+use super::now_ms;
 use crate::accounting::indicators::Period;
 use crate::accounting::ledger::Entity;
 use crate::accounting::metric::{Metric, Sums};
@@ -335,14 +336,6 @@ pub fn write(doc: &Document, out: &Output) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub fn now_ms(config: &Config) -> i64 {
-    // Reports can be made as of another time (golden files, reproducing a past report).
-    std::env::var("ECOGATE_NOW")
-        .ok()
-        .and_then(|v| crate::util::timestamp::parse(&v, config.park.timezone).ok())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
 }
 
 fn stats_store(config: &Config) -> anyhow::Result<Option<StatsStore>> {

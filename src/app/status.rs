@@ -252,7 +252,7 @@ impl StatusPages {
             Lang::Zh
         };
         let now_ms = if self.clock.is_real() {
-            super::reports::now_ms(&self.config)
+            super::now_ms(&self.config)
         } else {
             self.clock.now_ms()
         };

@@ -63,6 +63,11 @@ impl<'a> Locator<'a> {
         Locator { text }
     }
 
+    /// The whole file's text.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
     pub fn line_col(&self, span: &Range<usize>) -> (usize, usize) {
         let offset = span.start.min(self.text.len());
         let before = &self.text[..floor_char_boundary(self.text, offset)];

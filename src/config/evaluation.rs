@@ -8,7 +8,8 @@
 //! energy-intensive divisions of GB/T 4754-2017, and 10,000 tce a year for a key energy-using unit
 //! (重点用能单位, 《重点用能单位节能管理办法》).
 
-use super::raw::S;
+/// A value with where it stands in the file (as in `raw.rs`).
+type S<T> = toml::Spanned<T>;
 use super::Validator;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -7,23 +7,34 @@
 //! keys) -> [`Config`] and each component's config (references, units, factors, ranges). Every
 //! error names the file, line:column and key path. Nothing here panics on any input.
 
+pub mod carrier;
 pub mod error;
 pub mod evaluation;
 pub mod factors;
 pub mod raw;
+pub mod window;
 
-use crate::accounting::carrier::Carrier;
-use crate::accounting::window::WindowKind;
 use crate::units::{Dimension, Unit};
+use carrier::Carrier;
 use chrono_tz::Tz;
 pub use error::{ConfigError, ConfigErrors, Locator};
 use factors::{Factor, FactorKind};
 use raw::{RawCore, RawFactor, S};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+pub use window::WindowKind;
 
 /// Square metres in one mu (亩): 10,000 / 15.
 pub const M2_PER_MU: f64 = 10_000.0 / 15.0;
+
+/// A meter replacement declared in configuration: the old meter's final value (if known) and
+/// the new meter's value when it was installed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Replacement {
+    pub at_ms: i64,
+    pub old_final_micro: Option<i64>,
+    pub new_start_micro: i64,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -148,7 +159,7 @@ pub enum ChannelKind {
         /// Highest plausible increase per hour, in base units.
         max_rate_base_per_h: f64,
         /// Declared meter replacements, by time, in micro base units.
-        replacements: Vec<crate::accounting::counter::Replacement>,
+        replacements: Vec<Replacement>,
     },
     /// An instantaneous value; integrated over time into the carrier when `integrate` is set.
     /// `negative_carrier` takes the integral of negative values (a signed grid gauge's export);
@@ -397,6 +408,19 @@ impl<'a> Validator<'a> {
             p.to_path_buf()
         } else {
             self.config_dir.join(p)
+        }
+    }
+
+    /// A component's view of the file (its own section, other keys ignored), deserialized with
+    /// locations kept; a wrongly typed or unknown key in it is recorded, located, and `None`
+    /// returned.
+    pub fn section<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        match parse_toml(self.locator.text(), self.locator) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
         }
     }
 
@@ -926,20 +950,16 @@ impl<'a> Validator<'a> {
                 if let (Some(at_ms), Some(new_start)) = (at_ms, new_start) {
                     let micro = |v: f64| crate::units::to_micro(v * to_base);
                     match (micro(new_start), old_final.map(micro)) {
-                        (Some(new_start_micro), None) => {
-                            replacements.push(crate::accounting::counter::Replacement {
-                                at_ms,
-                                old_final_micro: None,
-                                new_start_micro,
-                            })
-                        }
-                        (Some(new_start_micro), Some(Some(f))) => {
-                            replacements.push(crate::accounting::counter::Replacement {
-                                at_ms,
-                                old_final_micro: Some(f),
-                                new_start_micro,
-                            })
-                        }
+                        (Some(new_start_micro), None) => replacements.push(Replacement {
+                            at_ms,
+                            old_final_micro: None,
+                            new_start_micro,
+                        }),
+                        (Some(new_start_micro), Some(Some(f))) => replacements.push(Replacement {
+                            at_ms,
+                            old_final_micro: Some(f),
+                            new_start_micro,
+                        }),
                         _ => self.err(&rep.new_start, rkey, "value out of range"),
                     }
                 }

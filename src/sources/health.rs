@@ -5,24 +5,22 @@
 //! a Modbus meter is up when its last poll succeeded; a meter that publishes (MQTT, Sparkplug B,
 //! OCPP over MQTT) is up while a reading arrived within its subscription's `stale_after_s`.
 //!
-//! Label values are meter ids from the configuration and the fixed [`REASONS`], never input.
+//! Label values are meter ids from the configuration and each source's fixed [`Reason`] codes,
+//! never input.
 
 use prometheus::{GaugeVec, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Why a meter is down (or its last attempt failed), as metric label values.
-pub const REASONS: &[&str] = &[
-    // Modbus
-    "timeout",
-    "exception",
-    "transport_error",
-    "bad_response",
-    "connect_error",
-    // Publishing meters
-    "refused_payload",
-    "silent",
-];
+/// Why a meter is down (or its last attempt failed): its metric label value and its words on
+/// the status page. Each source declares its own (the registry lists them).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// The `reason` label of `ecogate_meter_last_failure`: fixed text, never input.
+    pub code: &'static str,
+    pub en: &'static str,
+    pub zh: &'static str,
+}
 
 /// One meter's health at one instant.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +32,8 @@ pub struct MeterStatus {
     /// Epoch milliseconds of the last reading (0: none since start).
     pub last_success_ms: i64,
     pub consecutive_failures: u64,
-    /// One of [`REASONS`] when the meter is down or its last attempt failed.
-    pub last_failure: Option<&'static str>,
+    /// Why the meter is down or its last attempt failed.
+    pub last_failure: Option<&'static Reason>,
     /// The last failure in words, for the status page (no secret, no raw payload).
     pub detail: Option<String>,
 }
@@ -83,7 +81,7 @@ impl MeterHealthMetrics {
             ),
             reason: gauge(
                 "ecogate_meter_last_failure",
-                "1, labelled with the reason the meter is down or its last attempt failed (timeout, exception, transport_error, bad_response, connect_error, refused_payload, silent); no series while it delivers.",
+                "1, labelled with the reason the meter is down or its last attempt failed (Modbus: timeout, exception, transport_error, bad_response, connect_error; publishing meters: refused_payload, silent); no series while it delivers.",
                 &["meter", "source", "reason"],
             ),
             shown: Arc::default(),
@@ -107,7 +105,8 @@ impl MeterHealthMetrics {
         for s in statuses {
             let key = (s.meter.clone(), s.source);
             let before = shown.get(&key).copied();
-            if before == s.last_failure {
+            let now = s.last_failure.map(|r| r.code);
+            if before == now {
                 continue;
             }
             if let Some(old) = before {
@@ -115,7 +114,7 @@ impl MeterHealthMetrics {
                     .reason
                     .remove_label_values(&[s.meter.as_str(), s.source, old]);
             }
-            match s.last_failure {
+            match now {
                 Some(r) => {
                     self.reason
                         .with_label_values(&[s.meter.as_str(), s.source, r])

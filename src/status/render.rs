@@ -299,26 +299,6 @@ fn age(lang: Lang, now_ms: i64, last_ms: i64) -> String {
     }
 }
 
-fn reason_words(lang: Lang, reason: &str) -> &'static str {
-    match (reason, lang) {
-        ("timeout", Lang::Zh) => "超时无应答",
-        ("exception", Lang::Zh) => "设备返回异常码",
-        ("transport_error", Lang::Zh) => "通信中断",
-        ("bad_response", Lang::Zh) => "应答无法解析",
-        ("connect_error", Lang::Zh) => "无法连接网关或串口",
-        ("refused_payload", Lang::Zh) => "报文被拒收",
-        ("silent", Lang::Zh) => "数据中断",
-        ("timeout", _) => "timeout",
-        ("exception", _) => "Modbus exception",
-        ("transport_error", _) => "connection failed",
-        ("bad_response", _) => "answer did not decode",
-        ("connect_error", _) => "cannot connect",
-        ("refused_payload", _) => "payload refused",
-        ("silent", _) => "no data",
-        _ => "failed",
-    }
-}
-
 fn meter_table(lang: Lang, meters: &[MeterRow], now_ms: i64) -> String {
     let mut b = format!(
         "<div class=scroll><table><tr><th class=l>{}</th><th class=l>{}</th><th class=l>{}</th><th class=l>{}</th><th>{}</th><th class=l>{}</th></tr>",
@@ -337,8 +317,8 @@ fn meter_table(lang: Lang, meters: &[MeterRow], now_ms: i64) -> String {
             format!("<span class=down>{}</span>", lang.pick("offline", "离线"))
         };
         let error = match (s.last_failure, &s.detail) {
-            (Some(r), Some(d)) => format!("{}: {}", reason_words(lang, r), esc(d)),
-            (Some(r), None) => reason_words(lang, r).to_string(),
+            (Some(r), Some(d)) => format!("{}: {}", lang.pick(r.en, r.zh), esc(d)),
+            (Some(r), None) => lang.pick(r.en, r.zh).to_string(),
             _ => String::new(),
         };
         let _ = write!(

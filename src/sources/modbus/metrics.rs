@@ -67,7 +67,7 @@ impl ModbusMetrics {
         ] {
             modbus_requests.with_label_values(&[r]);
         }
-        for c in super::poller::EXCEPTION_LABELS {
+        for c in super::reasons::EXCEPTION_LABELS {
             modbus_exceptions.with_label_values(&[c]);
         }
         let modbus_request_seconds = prometheus::HistogramVec::new(
@@ -118,7 +118,7 @@ pub fn statuses(health: std::sync::Arc<Health>) -> crate::sources::health::Statu
                 let failed_by = h.last_failure.load(Ordering::Relaxed) as usize;
                 let reason = failed_by
                     .checked_sub(1)
-                    .and_then(|i| super::poller::FAILURE_REASONS.get(i).copied());
+                    .and_then(|i| super::reasons::FAILURE_REASONS.get(i));
                 crate::sources::health::MeterStatus {
                     meter: meter.clone(),
                     source: "modbus",
@@ -126,7 +126,7 @@ pub fn statuses(health: std::sync::Arc<Health>) -> crate::sources::health::Statu
                     last_success_ms: h.last_success_ms.load(Ordering::Relaxed),
                     consecutive_failures: h.consecutive_failures.load(Ordering::Relaxed),
                     last_failure: reason,
-                    detail: reason.map(|r| failure_words(r).to_string()),
+                    detail: reason.map(|r| failure_words(r.code).to_string()),
                 }
             })
             .collect()

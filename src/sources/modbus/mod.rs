@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod plan;
 pub mod poller;
 pub mod probe;
+pub mod reasons;
+pub mod source;
 pub mod transport;
 
 pub use poller::{spawn, DeviceHealth, Health, ModbusSource};

@@ -45,18 +45,9 @@ pub struct DeviceHealth {
     /// line's slack, are not misses.
     pub polls_missed: AtomicU64,
     /// Why the last poll failed: 0 none (it succeeded), else the index in
-    /// [`FAILURE_REASONS`] plus one.
+    /// [`super::reasons::FAILURE_REASONS`] plus one.
     pub last_failure: std::sync::atomic::AtomicU8,
 }
-
-/// The reasons a poll fails, as metric label values.
-pub const FAILURE_REASONS: &[&str] = &[
-    "timeout",
-    "exception",
-    "transport_error",
-    "bad_response",
-    "connect_error",
-];
 
 /// Health of every polled device, by meter id.
 #[derive(Debug, Default)]
@@ -515,9 +506,9 @@ impl BusTask {
             Some(f) => {
                 d.health.up.store(false, Ordering::Relaxed);
                 d.health.polls_failed.fetch_add(1, Ordering::Relaxed);
-                let reason = FAILURE_REASONS
+                let reason = super::reasons::FAILURE_REASONS
                     .iter()
-                    .position(|r| *r == f.name())
+                    .position(|r| r.code == f.name())
                     .map_or(0, |i| i as u8 + 1);
                 d.health.last_failure.store(reason, Ordering::Relaxed);
                 let n = d
@@ -666,19 +657,6 @@ pub fn exception_label(code: u8) -> &'static str {
         _ => "other",
     }
 }
-
-pub const EXCEPTION_LABELS: &[&str] = &[
-    "illegal_function",
-    "illegal_data_address",
-    "illegal_data_value",
-    "server_device_failure",
-    "acknowledge",
-    "server_device_busy",
-    "memory_parity_error",
-    "gateway_path_unavailable",
-    "gateway_target_failed",
-    "other",
-];
 
 impl Transport {
     pub fn describe(&self) -> String {

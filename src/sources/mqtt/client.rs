@@ -15,6 +15,7 @@
 //!   jitter, and subscribes again after every ConnAck without a session.
 
 use super::config::{Broker, MqttConfig};
+use super::connect::base_options;
 use super::decode::{self, Meters, Reject};
 use super::metrics::MqttMetrics;
 use super::pace::Pace;
@@ -26,10 +27,7 @@ use crate::pipeline::{Ack, AckCount, Envelope};
 use crate::sources::SourceContext;
 use crate::units::Unit;
 use crate::util::FastHash;
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,38 +59,6 @@ impl Meters for ConfiguredMeters {
     }
 }
 
-pub(super) fn tls_config(tls: &super::config::Tls) -> Result<Arc<rustls::ClientConfig>, String> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut read(&tls.ca_file)?.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots);
-    let config = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-                .map_err(|e| format!("{}: {e}", key.display()))?
-                .ok_or_else(|| format!("{}: no private key", key.display()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| e.to_string())?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
 fn options(b: &Broker) -> Result<MqttOptions, String> {
     let mut o = base_options(b, &b.client_id)?;
     o.set_clean_session(false).set_manual_acks(true);
@@ -115,28 +81,6 @@ fn oversized_packet(e: &rumqttc::ConnectionError) -> Option<usize> {
         )) => Some(*size),
         _ => None,
     }
-}
-
-/// Connection options shared by the subscriber and the alert publisher.
-pub(crate) fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, String> {
-    let mut o = MqttOptions::new(client_id.to_string(), b.host.clone(), b.port);
-    o.set_keep_alive(Duration::from_secs(b.keep_alive_s))
-        .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
-        .set_request_channel_capacity(10_000);
-    if let Some(user) = &b.username {
-        o.set_credentials(
-            user.clone(),
-            b.password
-                .as_ref()
-                .map_or(String::new(), |p| p.expose().to_string()),
-        );
-    }
-    if let Some(tls) = &b.tls {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls_config(tls)?,
-        )));
-    }
-    Ok(o)
 }
 
 /// Starts the MQTT source. Errors in the TLS files are reported here, before any connection.

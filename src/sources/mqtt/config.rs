@@ -13,13 +13,13 @@
 //! timestamp = "/ts"                   # JSON pointer; absent: time of arrival
 //! ```
 
+pub use super::connect::{Broker, Tls};
 use super::topic::Pattern;
 use crate::config::raw::S;
 use crate::config::{Meter, Validator};
 use crate::units::Unit;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,27 +63,6 @@ pub struct RawSubscription {
     pub timestamp: Option<S<String>>,
     /// A meter of this subscription is down after this long without a reading.
     pub stale_after_s: Option<S<u64>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tls {
-    pub ca_file: PathBuf,
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Broker {
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    pub username: Option<String>,
-    pub password: Option<crate::util::Secret>,
-    pub keep_alive_s: u64,
-    pub max_packet_bytes: usize,
-    pub max_payload_bytes: usize,
-    pub sys_topics: bool,
-    pub tls: Option<Tls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,7 +165,7 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
                 "mqtt.tls",
                 "give client_cert and client_key together",
             );
-        } else if let Err(e) = super::client::tls_config(files) {
+        } else if let Err(e) = super::connect::tls_config(files) {
             // What `run` would fail on at its first connection, said by `check`.
             v.err(
                 &t.ca_file,

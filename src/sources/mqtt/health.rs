@@ -6,7 +6,22 @@
 //! outside both shows up once it publishes.
 
 use super::decode::Reject;
-use crate::sources::health::MeterStatus;
+use crate::sources::health::{MeterStatus, Reason};
+
+/// A meter's payloads refused in a row.
+pub const REFUSED_PAYLOAD: Reason = Reason {
+    code: "refused_payload",
+    en: "payload refused",
+    zh: "报文被拒收",
+};
+/// No reading within its subscription's `stale_after_s`.
+pub const SILENT: Reason = Reason {
+    code: "silent",
+    en: "no data",
+    zh: "数据中断",
+};
+/// Why a publishing meter is down.
+pub const REASONS: &[&Reason] = &[&REFUSED_PAYLOAD, &SILENT];
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -103,14 +118,14 @@ fn status(meter: &str, h: &PublishedMeter, now_ms: i64) -> MeterStatus {
         .and_then(|i| Reject::ALL.get(i));
     let (last_failure, detail) = match refused_by {
         Some(r) if refused > 0 => (
-            Some("refused_payload"),
+            Some(&REFUSED_PAYLOAD),
             Some(format!(
                 "{refused} payload(s) refused in a row, the last as {}",
                 r.name()
             )),
         ),
         _ if !up => (
-            Some("silent"),
+            Some(&SILENT),
             Some(if last == 0 {
                 format!(
                     "no reading since ecogate started (down after {} s of silence)",

@@ -8,12 +8,14 @@
 
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod decode;
 pub mod health;
 pub mod metrics;
 pub mod pace;
 pub mod probe;
 pub mod puback;
+pub mod source;
 pub mod sparkplug;
 pub mod topic;
 pub mod window;

@@ -4,7 +4,7 @@
 //! standard-coal factors apply. Keeping this table in one place is what lets config validation,
 //! the accounting and the report agree on every carrier.
 
-use crate::config::factors::FactorKind;
+use super::factors::FactorKind;
 use crate::units::Dimension;
 use std::fmt;
 
