@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod plan;
 pub mod poller;
 pub mod probe;
+pub mod profiles;
 pub mod reasons;
 pub mod source;
 pub mod transport;
