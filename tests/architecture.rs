@@ -197,7 +197,10 @@ fn may_import(from: &[String], to: &[String]) -> bool {
         }
         "sinks" => core || matches!(b, "metrics" | "component"),
         "figures" => core || b == "sinks" && to.len() == 2,
-        "metrics" | "alerting" | "report" => {
+        // Metrics watch every stage but read no store: the figures a scrape reads from the store
+        // are wired by the application (app/scraped.rs).
+        "metrics" => core || b == "component",
+        "alerting" | "report" => {
             core || matches!(b, "sinks" | "figures" | "metrics" | "report" | "component")
         }
         "replay" => core || matches!(b, "sinks" | "pipeline" | "metrics"),

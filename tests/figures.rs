@@ -71,7 +71,7 @@ fn a_firm_without_production_counters_fires_the_intensity_alert_and_metrics_agre
 
     // /metrics reads through the same reader: the same figure.
     let registry = prometheus::Registry::new();
-    let refresh = ecogate::metrics::accounts::year_to_date(&registry, cfg.clone());
+    let refresh = ecogate::app::scraped::year_to_date(&registry, cfg.clone());
     drop(p); // the refresh opens the store itself
     refresh();
     let text = prometheus::TextEncoder::new()

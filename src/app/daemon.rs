@@ -318,7 +318,7 @@ impl Daemon {
             .windows
             .contains(&crate::accounting::window::WindowKind::Year)
         {
-            refresh.push(crate::metrics::accounts::year_to_date(
+            refresh.push(super::scraped::year_to_date(
                 &metrics.registry,
                 config.clone(),
             ));

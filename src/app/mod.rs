@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod probe;
 pub mod replay;
 pub mod reports;
+pub mod scraped;
 pub mod status;
 
 pub use config::AppConfig;
