@@ -78,10 +78,16 @@ pub fn observe(store: &Store, config: &Config, now_ms: i64) -> Vec<Observation> 
 /// How to connect to the broker alerts are published on: the options of a client whose id ends
 /// in the given suffix. A source that connects to a broker offers it (the application passes it
 /// on), so alerting reads no source's settings.
-pub type BrokerOptions = Arc<dyn Fn(&str) -> Result<rumqttc::MqttOptions, String> + Send + Sync>;
+pub type BrokerOptions = Arc<
+    dyn Fn(&str) -> Result<rumqttc::MqttOptions, Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + Sync,
+>;
 
 /// A publishing client with its own connection, its event loop driven by a task of its own.
-fn mqtt_publisher(broker: &BrokerOptions) -> Result<rumqttc::AsyncClient, String> {
+fn mqtt_publisher(
+    broker: &BrokerOptions,
+) -> Result<rumqttc::AsyncClient, Box<dyn std::error::Error + Send + Sync>> {
     let options = broker("alerts")?;
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
     tokio::spawn(async move {
@@ -119,7 +125,10 @@ pub async fn run(
         (Some(topic), Some(broker)) => match mqtt_publisher(broker) {
             Ok(client) => Some((client, topic.clone())),
             Err(e) => {
-                tracing::error!("alert events over MQTT are off: {e}");
+                tracing::error!(
+                    "alert events over MQTT are off: {}",
+                    crate::util::error_chain(e.as_ref())
+                );
                 None
             }
         },

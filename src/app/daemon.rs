@@ -189,7 +189,7 @@ impl Daemon {
                     metrics: metrics.clone(),
                     read_elsewhere: elsewhere,
                 })
-                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                .with_context(|| format!("starting the {name} source"))?;
             self.live.push(LiveSource {
                 name,
                 fingerprint,

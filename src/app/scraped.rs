@@ -10,7 +10,10 @@ use prometheus::{GaugeVec, Opts, Registry};
 /// them: year-to-date CO2 (a gauge that survives restarts, for the budget rule) and the derived
 /// figures of the last 24 hours (carbon and energy intensity, green share, output per mu so far
 /// this year, hydrogen kgCO2e/kg and class). Ratios are derived from sums, as in the reports.
-pub fn year_to_date(registry: &Registry, config: std::sync::Arc<Config>) -> crate::metrics::http::Refresh {
+pub fn year_to_date(
+    registry: &Registry,
+    config: std::sync::Arc<Config>,
+) -> crate::metrics::http::Refresh {
     use crate::accounting::indicators::HydrogenClass;
     let gauge = |name: &str, help: &str, label: &str| {
         let g = GaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");

@@ -76,7 +76,34 @@ pub type ProbeOutput<'a> = &'a mut dyn FnMut(String);
 
 /// How to connect to a broker a source subscribes to: the options of a client whose id ends in
 /// the given suffix (alerting publishes through it).
-pub type BrokerOptions = Arc<dyn Fn(&str) -> Result<rumqttc::MqttOptions, String> + Send + Sync>;
+pub type BrokerOptions = Arc<
+    dyn Fn(&str) -> Result<rumqttc::MqttOptions, Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + Sync,
+>;
+
+/// Why a source could not start; the cause is kept for the chain (`ecogate: starting the mqtt
+/// source: TLS to the broker: cannot read ca.pem: No such file or directory`).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The OS refused a thread or a runtime.
+    #[error("{what}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        cause: std::io::Error,
+    },
+    /// Started with nothing to run (a caller's mistake: the daemon starts enabled sources only).
+    #[error("nothing to run: {0}")]
+    Nothing(&'static str),
+    /// Its settings cannot be used as they are (a TLS file, a serial port).
+    #[error("{what}")]
+    Setup {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 /// One source's validated settings, and how it runs.
 pub trait SourceConfig: std::fmt::Debug + Send + Sync {
@@ -105,7 +132,7 @@ pub trait SourceConfig: std::fmt::Debug + Send + Sync {
     fn summary(&self) -> Vec<String>;
 
     /// Starts its tasks.
-    fn start(&self, start: Start) -> Result<Started, String>;
+    fn start(&self, start: Start) -> Result<Started, SourceError>;
 
     /// `ecogate probe --meter`: reads (or listens to) one of its meters and prints what came;
     /// `None` when it does not read that meter.

@@ -204,6 +204,19 @@ impl<K: Hash + Eq> RateLimitedLog<K> {
     }
 }
 
+/// An error and its causes in one line, `outer: inner: innermost`, for messages that are not
+/// printed through anyhow's `{:#}` (a located configuration error, a log line).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

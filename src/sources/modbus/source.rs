@@ -4,7 +4,7 @@ use super::config::{ModbusConfig, RawModbus};
 use crate::config::{Config, Meter, Validator};
 use crate::sources::health::Reason;
 use crate::sources::{
-    AddressProbe, ProbeFuture, ProbeOutput, SourceConfig, SourceKind, Start, Started,
+    AddressProbe, ProbeFuture, ProbeOutput, SourceConfig, SourceError, SourceKind, Start, Started,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -107,7 +107,7 @@ impl SourceConfig for ModbusConfig {
             .collect()
     }
 
-    fn start(&self, start: Start) -> Result<Started, String> {
+    fn start(&self, start: Start) -> Result<Started, SourceError> {
         let m = super::spawn(self, start.ctx, start.metrics.clone());
         Ok(Started {
             tasks: m.tasks,

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckCount, Envelope};
 use crate::sources::SourceContext;
+use crate::sources::SourceError;
 use crate::units::Unit;
 use crate::util::FastHash;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
@@ -59,8 +60,11 @@ impl Meters for ConfiguredMeters {
     }
 }
 
-fn options(b: &Broker) -> Result<MqttOptions, String> {
-    let mut o = base_options(b, &b.client_id)?;
+fn options(b: &Broker) -> Result<MqttOptions, SourceError> {
+    let mut o = base_options(b, &b.client_id).map_err(|cause| SourceError::Setup {
+        what: "TLS to the broker".into(),
+        cause: Box::new(cause),
+    })?;
     o.set_clean_session(false).set_manual_acks(true);
     Ok(o)
 }
@@ -90,8 +94,11 @@ pub fn spawn(
     ctx: SourceContext,
     metrics: Arc<Metrics>,
     read_elsewhere: &[String],
-) -> Result<MqttSource, String> {
-    let broker = mqtt.broker.clone().ok_or("no [mqtt] broker configured")?;
+) -> Result<MqttSource, SourceError> {
+    let broker = mqtt
+        .broker
+        .clone()
+        .ok_or(SourceError::Nothing("no [mqtt] broker configured"))?;
     let opts = options(&broker)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
     // Acknowledgements go out in runs already (puback.rs); Nagle's algorithm would hold a run
@@ -143,7 +150,10 @@ pub fn spawn(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the MQTT runtime: {e}"))?;
+        .map_err(|cause| SourceError::Spawn {
+            what: "starting the MQTT runtime",
+            cause,
+        })?;
     // A task that ends when the thread does, so that the daemon can wait for it with a
     // timeout; the thread itself is not joined (a thread that never ended would hold up the
     // daemon's exit, where a task is simply dropped).
@@ -154,7 +164,10 @@ pub fn spawn(
             runtime.block_on(state.run(eventloop));
             let _ = done_tx.send(());
         })
-        .map_err(|e| format!("starting the MQTT thread: {e}"))?;
+        .map_err(|cause| SourceError::Spawn {
+            what: "starting the MQTT thread",
+            cause,
+        })?;
     Ok(MqttSource {
         health: Arc::new(move |now_ms| health.statuses(now_ms)),
         task: tokio::spawn(async move {

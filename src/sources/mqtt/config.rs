@@ -170,7 +170,10 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
             v.err(
                 &t.ca_file,
                 "mqtt.tls",
-                format!("{e}: give PEM files that exist (paths are relative to the configuration file's folder)"),
+                format!(
+                    "{}: give PEM files that exist (paths are relative to the configuration file's folder)",
+                    crate::util::error_chain(&e)
+                ),
             );
         }
     }

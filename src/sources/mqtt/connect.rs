@@ -30,7 +30,7 @@ pub struct Broker {
 }
 
 /// Connection options shared by the subscriber and the alert publisher.
-pub fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, String> {
+pub fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, TlsError> {
     let mut o = MqttOptions::new(client_id.to_string(), b.host.clone(), b.port);
     o.set_keep_alive(Duration::from_secs(b.keep_alive_s))
         .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
@@ -51,32 +51,71 @@ pub fn base_options(b: &Broker, client_id: &str) -> Result<MqttOptions, String> 
     Ok(o)
 }
 
-pub(super) fn tls_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>, String> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+/// Why the TLS settings cannot be used; each names the file and keeps its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("{} is not a PEM file of certificates or a key", path.display())]
+    Pem {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("{}: no private key in it", path.display())]
+    NoKey { path: PathBuf },
+    #[error("{} was refused", path.display())]
+    Refused {
+        path: PathBuf,
+        #[source]
+        cause: rustls::Error,
+    },
+    #[error("no TLS protocol version to offer")]
+    Versions(#[source] rustls::Error),
+}
+
+pub(super) fn tls_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|cause| TlsError::Read {
+            path: p.clone(),
+            cause,
+        })
+    };
+    let pem = |p: &PathBuf| {
+        let p = p.clone();
+        move |cause| TlsError::Pem { path: p, cause }
+    };
+    let refused = |p: &PathBuf| {
+        let p = p.clone();
+        move |cause| TlsError::Refused { path: p, cause }
+    };
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut read(&tls.ca_file)?.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
         roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
+            .add(cert.map_err(pem(&tls.ca_file))?)
+            .map_err(refused(&tls.ca_file))?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(TlsError::Versions)?
     .with_root_certificates(roots);
     let config = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
             let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-                .map_err(|e| format!("{}: {e}", key.display()))?
-                .ok_or_else(|| format!("{}: no private key", key.display()))?;
+                .map_err(pem(cert))?;
+            let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+                .map_err(pem(key))?
+                .ok_or_else(|| TlsError::NoKey { path: key.clone() })?;
             builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| e.to_string())?
+                .with_client_auth_cert(certs, key_der)
+                .map_err(refused(cert))?
         }
         _ => builder.with_no_client_auth(),
     };

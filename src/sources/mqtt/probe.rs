@@ -58,7 +58,8 @@ pub async fn probe(
         ));
     }
     let client_id = format!("{}-probe-{}", broker.client_id, std::process::id());
-    let mut o = super::connect::base_options(broker, &client_id)?;
+    let mut o = super::connect::base_options(broker, &client_id)
+        .map_err(|e| crate::util::error_chain(&e))?;
     o.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(o, 100);
     let filters: Vec<String> = subs.iter().map(|s| s.pattern.filter()).collect();

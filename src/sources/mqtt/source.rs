@@ -4,7 +4,7 @@ use super::config::{MqttConfig, RawMqtt};
 use crate::config::{Config, Meter, Validator};
 use crate::sources::health::Reason;
 use crate::sources::{
-    BrokerOptions, ProbeFuture, ProbeOutput, SourceConfig, SourceKind, Start, Started,
+    BrokerOptions, ProbeFuture, ProbeOutput, SourceConfig, SourceError, SourceKind, Start, Started,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ impl SourceConfig for MqttConfig {
         lines
     }
 
-    fn start(&self, start: Start) -> Result<Started, String> {
+    fn start(&self, start: Start) -> Result<Started, SourceError> {
         let m = super::spawn(
             self,
             start.park,
@@ -159,6 +159,7 @@ impl SourceConfig for MqttConfig {
         let b = self.broker.clone()?;
         Some(Arc::new(move |suffix: &str| {
             super::connect::base_options(&b, &format!("{}-{suffix}", b.client_id))
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         }))
     }
 }
