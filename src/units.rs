@@ -32,6 +32,12 @@ pub enum Dimension {
     Frequency,
     /// Power factor and other plain ratios.
     Ratio,
+    /// Reactive energy (a DL/T 645 meter's kvarh registers): recorded, never accounted.
+    ReactiveEnergy,
+    /// Reactive power, kvar: recorded, never accounted.
+    ReactivePower,
+    /// Apparent power, kVA: recorded, never accounted.
+    ApparentPower,
 }
 
 impl Dimension {
@@ -60,6 +66,9 @@ impl Dimension {
             Dimension::Current => "A",
             Dimension::Frequency => "Hz",
             Dimension::Ratio => "ratio",
+            Dimension::ReactiveEnergy => "kvarh",
+            Dimension::ReactivePower => "kvar",
+            Dimension::ApparentPower => "kVA",
         }
     }
 }
@@ -79,6 +88,9 @@ impl fmt::Display for Dimension {
             Dimension::Current => "current",
             Dimension::Frequency => "frequency",
             Dimension::Ratio => "ratio",
+            Dimension::ReactiveEnergy => "reactive energy",
+            Dimension::ReactivePower => "reactive power",
+            Dimension::ApparentPower => "apparent power",
         };
         f.write_str(name)
     }
@@ -122,6 +134,10 @@ const UNITS: &[(&str, &[&str], Dimension, f64)] = &[
     ("A", &["a"], Dimension::Current, 1.0),
     ("Hz", &["hz"], Dimension::Frequency, 1.0),
     ("ratio", &["ratio", "pf"], Dimension::Ratio, 1.0),
+    ("kvarh", &["kvarh"], Dimension::ReactiveEnergy, 1.0),
+    ("Mvarh", &["mvarh"], Dimension::ReactiveEnergy, 1000.0),
+    ("kvar", &["kvar"], Dimension::ReactivePower, 1.0),
+    ("kVA", &["kva"], Dimension::ApparentPower, 1.0),
 ];
 
 impl Unit {

@@ -44,6 +44,9 @@ pub fn reading_field(dimension: Dimension) -> &'static str {
         Dimension::Current => "current_a",
         Dimension::Frequency => "frequency_hz",
         Dimension::Ratio => "ratio",
+        Dimension::ReactiveEnergy => "reactive_energy_kvarh",
+        Dimension::ReactivePower => "reactive_power_kvar",
+        Dimension::ApparentPower => "apparent_power_kva",
     }
 }
 
