@@ -7,6 +7,7 @@
 //! `check`, `probe`, health and the status page) goes through the registry and names no source.
 //! `replay` (a file of historical readings) is the batch source in `crate::replay`.
 
+pub mod dlt645;
 pub mod health;
 pub mod modbus;
 pub mod mqtt;

@@ -4,7 +4,11 @@ use super::SourceKind;
 
 /// In the order they start, and their sections are validated.
 pub fn kinds() -> &'static [&'static dyn SourceKind] {
-    &[&super::modbus::source::Modbus, &super::mqtt::source::Mqtt]
+    &[
+        &super::modbus::source::Modbus,
+        &super::mqtt::source::Mqtt,
+        &super::dlt645::source::Dlt645,
+    ]
 }
 
 /// The kind named `name`.
