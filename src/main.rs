@@ -110,7 +110,7 @@ enum Command {
     /// Read one meter now and print every channel decoded, with the raw registers and the
     /// request timings (Modbus), or listen to it and print what its topics deliver (MQTT).
     /// Exit 0 when the meter delivered, 1 when it did not.
-    #[command(group(clap::ArgGroup::new("target").required(true).args(["meter", "modbus"])))]
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["meter", "modbus", "dlt645"])))]
     Probe {
         /// With --meter: the configuration that names the meter and how to read it.
         #[arg(long, short, requires = "meter")]
@@ -121,6 +121,13 @@ enum Command {
         /// A Modbus TCP device, HOST:PORT, read with --profile (no configuration needed).
         #[arg(long, requires = "profile")]
         modbus: Option<std::net::SocketAddr>,
+        /// A DL/T 645 meter behind a transparent serial server, HOST:PORT, read at --address.
+        #[arg(long)]
+        dlt645: Option<std::net::SocketAddr>,
+        /// With --dlt645: the meter's 12-digit address (AAAAAAAAAAAA: ask the one meter on the
+        /// line for its address first).
+        #[arg(long, default_value = "AAAAAAAAAAAA", requires = "dlt645")]
+        address: String,
         /// Modbus unit id (slave address) with --modbus.
         #[arg(long, default_value_t = 1)]
         unit: u8,
@@ -275,6 +282,8 @@ fn main() -> ExitCode {
             config,
             meter,
             modbus,
+            dlt645,
+            address,
             unit,
             profile,
             timeout_ms,
@@ -286,6 +295,15 @@ fn main() -> ExitCode {
             };
             let target = match (meter, modbus, profile) {
                 (Some(m), _, _) => app::probe::Target::Meter(m),
+                (None, None, _) if dlt645.is_some() => app::probe::Target::Address {
+                    kind: "dlt645".into(),
+                    probe: ecogate::sources::AddressProbe {
+                        address: dlt645.map(|a| a.to_string()).unwrap_or_default(),
+                        unit: address,
+                        profile: String::new(),
+                        timeout_ms,
+                    },
+                },
                 (None, Some(addr), Some(profile)) => app::probe::Target::Address {
                     kind: "modbus".into(),
                     probe: ecogate::sources::AddressProbe {
@@ -295,7 +313,7 @@ fn main() -> ExitCode {
                         timeout_ms,
                     },
                 },
-                _ => unreachable!("clap requires --meter or --modbus with --profile"),
+                _ => unreachable!("clap requires --meter, --dlt645, or --modbus with --profile"),
             };
             let delivered = app::probe::run(
                 app.as_ref(),

@@ -226,8 +226,14 @@ struct Slot {
     failures: u32,
 }
 
-/// Failures in a row after which a meter is polled only in the line's slack.
-const SLACK_AFTER: u32 = 2;
+/// Failures in a row after which a meter is polled only in the line's slack: from the first, since
+/// every try of a dead meter costs its line a whole timeout.
+const SLACK_AFTER: u32 = 1;
+
+/// A failing meter overdue by this long is tried even without slack (a line whose live meters
+/// leave none must still notice a meter that came back): its line-mates lose at most one
+/// timeout in this time.
+const STARVED_AFTER: Duration = Duration::from_secs(30);
 
 /// Runs one line until shutdown.
 pub async fn run_line(
@@ -299,7 +305,9 @@ pub async fn run_line(
             .enumerate()
             .filter(|(_, s)| s.due <= now)
             .filter(|(_, s)| {
-                s.failures < SLACK_AFTER || next_healthy.is_none_or(|d| d > now + timeout)
+                s.failures < SLACK_AFTER
+                    || next_healthy.is_none_or(|d| d > now + timeout)
+                    || now.duration_since(s.due) >= STARVED_AFTER
             })
             .min_by_key(|(_, s)| (s.failures >= SLACK_AFTER, s.due))
             .map(|(i, _)| i);
@@ -336,8 +344,15 @@ pub async fn run_line(
             Ok(readings) => {
                 slot.failures = 0;
                 slot.health.ok(now_ms());
-                // Keep the cadence: the next poll is an interval after this one was due.
-                slot.due = (slot.due + interval).max(now);
+                // Keep the cadence: the next poll is an interval after this one was due; a
+                // poll that came late does not make the next one come at once (a burst of
+                // catch-up reads only takes bus time from the others).
+                let next = slot.due + interval;
+                slot.due = if next <= Instant::now() {
+                    Instant::now() + interval
+                } else {
+                    next
+                };
                 if !readings.is_empty()
                     && ctx
                         .output
