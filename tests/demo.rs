@@ -109,6 +109,13 @@ fn the_demo_shows_data_within_30_s_and_its_pages_load_in_chromium() {
         ready.1
     );
     assert!(
+        ready
+            .1
+            .contains("ok   dlt645: 1 of 1 DL/T 645 meters answer"),
+        "{}",
+        ready.1
+    );
+    assert!(
         ready.1.contains("ok   mqtt: connected to 127.0.0.1:"),
         "{}",
         ready.1

@@ -87,6 +87,14 @@ pub fn run(opts: DemoOptions, after_start: fn()) -> anyhow::Result<()> {
             let _ = server.serve(&on_connected, |_err| {}).await;
         });
     }
+    let dlt645_line: crate::sources::dlt645::sim::SimLine =
+        std::sync::Arc::new(std::sync::Mutex::new(vec![
+            crate::sources::dlt645::sim::SimMeter::new(park::QH_GRID_ADDRESS, 0.0),
+        ]));
+    park_state.write_dlt645(&dlt645_line);
+    let (dlt645_addr, _) = sims
+        .block_on(crate::sources::dlt645::sim::listen(dlt645_line.clone()))
+        .context("starting the simulated DL/T 645 serial server")?;
     let mqtt_port = free_port()?;
     let mut broker = rumqttd::Broker::new(broker_config(mqtt_port)?);
     std::thread::Builder::new()
@@ -106,14 +114,14 @@ pub fn run(opts: DemoOptions, after_start: fn()) -> anyhow::Result<()> {
     }
 
     let config_path = opts.dir.join("ecogate.toml");
-    let text = park::config_text(&opts.dir, &gateways, mqtt_port, opts.listen);
+    let text = park::config_text(&opts.dir, &gateways, dlt645_addr, mqtt_port, opts.listen);
     std::fs::write(&config_path, &text)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let app = AppConfig::load(&config_path)
         .map_err(|e| anyhow::anyhow!("the demo's configuration: {e}"))?;
     let publishing: usize = park_state.messages().len();
     println!(
-        "ecogate demo: {} firms, {} meters: {} factories on Modbus TCP gateways at {}, {} meters publishing over MQTT to the embedded broker at 127.0.0.1:{mqtt_port}",
+        "ecogate demo: {} firms, {} meters: {} factories on Modbus TCP gateways at {}, a DL/T 645 meter behind a serial server at {dlt645_addr}, {} meters publishing over MQTT to the embedded broker at 127.0.0.1:{mqtt_port}",
         app.core.firms.len(),
         app.core.meters.len(),
         park::FACTORIES.len(),
@@ -150,6 +158,7 @@ pub fn run(opts: DemoOptions, after_start: fn()) -> anyhow::Result<()> {
             tick.tick().await;
             park_state.advance(sim_clock.now_ms());
             park_state.write_banks(&banks);
+            park_state.write_dlt645(&dlt645_line);
             for (topic, payload) in park_state.messages() {
                 let _ = client
                     .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)

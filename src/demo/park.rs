@@ -202,11 +202,15 @@ fn stats(output_value_cny: f64) -> String {
     )
 }
 
+/// The DL/T 645 address of the hydrogen site's grid meter (its nameplate number).
+pub const QH_GRID_ADDRESS: &str = "202401000001";
+
 /// ecogate's configuration for the demo park: Modbus devices at `modbus[i]` (the factory
 /// gateways, in the order of [`FACTORIES`]), MQTT at `mqtt_port`, the store in `dir`.
 pub fn config_text(
     dir: &std::path::Path,
     modbus: &[std::net::SocketAddr],
+    dlt645: std::net::SocketAddr,
     mqtt_port: u16,
     listen: std::net::SocketAddr,
 ) -> String {
@@ -298,6 +302,12 @@ pub fn config_text(
             );
         }
     }
+    let _ = write!(
+        t,
+        "# The electrolyser's grid meter speaks DL/T 645-2007 behind a serial-to-TCP server.\n\
+         [[dlt645.lines]]\nid = \"qinghe-rs485\"\ntcp = \"{dlt645}\"\n\n\
+         [[dlt645.meters]]\nmeter = \"qh-grid\"\nline = \"qinghe-rs485\"\naddress = \"{QH_GRID_ADDRESS}\"\npoll_interval_ms = 1000\nchannels = {{ import = \"forward_active_total\" }}\n\n"
+    );
     let _ = write!(
         t,
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nclient_id = \"ecogate-demo\"\n# rumqttd has no $SYS topics (and drops a client that subscribes to one).\nbroker_sys_topics = false\n\n\

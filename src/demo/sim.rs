@@ -180,6 +180,14 @@ impl Park {
         }
     }
 
+    /// The hydrogen site's grid meter, a DL/T 645 meter: its forward active energy register.
+    pub fn write_dlt645(&self, line: &crate::sources::dlt645::sim::SimLine) {
+        let mut meters = line.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = meters.first_mut() {
+            m.set_energy(self.h2_grid_kwh);
+        }
+    }
+
     /// The MQTT messages of this instant: (topic, JSON payload with the simulated time).
     pub fn messages(&self) -> Vec<(String, String)> {
         let ts = self.at_ms;
@@ -198,10 +206,6 @@ impl Park {
                 ),
             ));
         }
-        out.push((
-            "demo/grid/qh-grid".into(),
-            format!("{{\"ts\":{ts},\"kwh\":{:.3}}}", self.h2_grid_kwh),
-        ));
         out.push((
             "demo/pv/qh-pv".into(),
             format!("{{\"ts\":{ts},\"kwh\":{:.3}}}", self.h2_pv_kwh),
