@@ -107,8 +107,9 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Read one meter now and print every channel decoded, with the raw registers and the
-    /// request timings (Modbus), or listen to it and print what its topics deliver (MQTT).
+    /// Read one meter now and print every channel decoded (Modbus: with the raw registers and
+    /// the request timings; DL/T 645: with each quantity's identifier), or listen to it and
+    /// print what its topics deliver (MQTT).
     /// Exit 0 when the meter delivered, 1 when it did not.
     #[command(group(clap::ArgGroup::new("target").required(true).args(["meter", "modbus", "dlt645"])))]
     Probe {
