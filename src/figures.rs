@@ -59,6 +59,19 @@ pub struct Span {
     pub period: Period,
 }
 
+/// Grid import by time-of-use band over a period, and its demand (see [`Figures::tou`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tou {
+    pub energy: crate::accounting::tou::BandMicro,
+    /// CNY per band, indexed by `Band::index`; `None` without prices.
+    pub cost_cny: Option<[f64; 4]>,
+    pub shift_potential_cny: Option<f64>,
+    /// The highest 15-minute average, kW, and the start of its quarter hour.
+    pub max_demand: Option<(f64, i64)>,
+    pub contract_kw: Option<f64>,
+    pub demand_charge_cny_per_kw_month: Option<f64>,
+}
+
 /// Reads an entity's figures from a store.
 pub struct Figures<'a> {
     pub store: &'a Store,
@@ -116,6 +129,36 @@ impl Figures<'_> {
     pub fn days(&self, entity: Entity, from_ms: i64, to_ms: i64) -> Result<Sums, StoreError> {
         self.store
             .sums(self.config, WindowKind::Day, entity, from_ms, to_ms)
+    }
+
+    /// Grid import per time-of-use band over `[from_ms, to_ms)` (quarter-hour aligned), with
+    /// its cost, the peak-to-valley shift potential and the highest 15-minute demand; `None`
+    /// without a `[tariff]`. Read from the quarter-hour windows: they are kept 800 days by
+    /// default (`[store.retention] quarter_hour_days`), and a period older than that reads empty.
+    pub fn tou(&self, entity: Entity, from_ms: i64, to_ms: i64) -> Result<Option<Tou>, StoreError> {
+        use crate::accounting::metric::Metric;
+        use crate::accounting::tou;
+        let Some(tariff) = &self.config.tariff else {
+            return Ok(None);
+        };
+        let rows =
+            self.store
+                .window_rows(self.config, WindowKind::QuarterHour, entity, from_ms, to_ms)?;
+        let quarters: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|(start, sums)| (*start, sums.micro(Metric::GridImportKwh)))
+            .collect();
+        let energy = tou::by_band(tariff, self.config.park.timezone, &quarters);
+        let max_demand = tou::max_demand(&quarters);
+        let demand = tariff.demand;
+        Ok(Some(Tou {
+            cost_cny: tou::cost_cny(tariff, &energy),
+            shift_potential_cny: tou::shift_potential_cny(tariff, &energy),
+            energy,
+            max_demand,
+            contract_kw: demand.and_then(|d| d.contract_kw),
+            demand_charge_cny_per_kw_month: demand.and_then(|d| d.charge_cny_per_kw_month),
+        }))
     }
 
     /// A local calendar month, from its month window (`month_start_ms`: its local midnight).

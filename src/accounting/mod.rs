@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod metric;
 pub mod span;
 pub mod split;
+pub mod tou;
 pub mod window;
 
 pub use ledger::{Accountant, AggKey, Batch, Entity};

@@ -35,6 +35,7 @@ struct RawFile {
     accounting: RawAccounting,
     #[serde(default)]
     evaluation: crate::config::evaluation::RawEvaluation,
+    tariff: Option<crate::config::tariff::RawTariff>,
     #[serde(default)]
     metrics: RawMetrics,
     alerting: Option<RawAlerting>,
@@ -55,6 +56,7 @@ const KEYS: &[&str] = &[
     "store",
     "accounting",
     "evaluation",
+    "tariff",
     "metrics",
     "alerting",
     "influx",
@@ -110,6 +112,7 @@ impl AppConfig {
             store: raw.store,
             accounting: raw.accounting,
             evaluation: raw.evaluation,
+            tariff: raw.tariff,
         };
         let mut v = Validator::new(file, &locator);
         let mut core = v.core(&core_raw);

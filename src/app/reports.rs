@@ -285,7 +285,20 @@ pub fn gather<'a>(
         ));
     }
     let evaluation = evaluate_year(config, store, stats, year, now_ms).ok();
+    let mut tou = Vec::new();
+    if config.tariff.is_some() {
+        let (from, to) = period.bounds_ms(tz);
+        for (fi, f) in config.firms.iter().enumerate() {
+            if let Some(t) = reader.tou(Entity::Firm(fi as u32), from, to)? {
+                tou.push((f.name.clone(), t));
+            }
+        }
+        if let Some(t) = reader.tou(Entity::Park, from, to)? {
+            tou.push((config.park.name.clone(), t));
+        }
+    }
     Ok(ReportData {
+        tou,
         config,
         period,
         firms,

@@ -14,6 +14,7 @@ pub mod evaluation;
 pub mod factors;
 mod park;
 pub mod raw;
+pub mod tariff;
 mod validator;
 pub mod window;
 
@@ -51,6 +52,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub accounting: AccountingConfig,
     pub evaluation: evaluation::EvaluationConfig,
+    /// The time-of-use tariff, when configured.
+    pub tariff: Option<tariff::Tariff>,
     /// Settings that work but are probably not what was meant, located like errors.
     pub warnings: Vec<String>,
 }

@@ -25,7 +25,9 @@ impl Validator<'_> {
         let store = self.store(raw);
         let accounting = self.accounting(raw);
         let evaluation = self.evaluation(&raw.evaluation, &store.path);
+        let tariff = self.tariff(raw.tariff.as_ref());
         Config {
+            tariff,
             warnings: Vec::new(),
             file: self.file.clone(),
             park,

@@ -31,6 +31,7 @@ pub struct RawCore {
     pub accounting: RawAccounting,
     #[serde(default)]
     pub evaluation: super::evaluation::RawEvaluation,
+    pub tariff: Option<super::tariff::RawTariff>,
 }
 
 #[derive(Debug, Deserialize)]

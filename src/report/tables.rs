@@ -10,6 +10,7 @@ use crate::config::{Config, SiteKind};
 use crate::evaluation::Evaluation;
 
 mod rating;
+mod tou;
 pub use rating::{evaluation_charts, evaluation_report, evaluation_tables};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,6 +134,9 @@ pub struct ReportData<'a> {
     pub months: Vec<(String, f64, f64)>,
     /// The evaluation of the period's year (provisional for a year not over).
     pub evaluation: Option<Evaluation>,
+    /// Time of use and demand per firm (by its name) and for the park, when a `[tariff]` is
+    /// configured.
+    pub tou: Vec<(String, crate::figures::Tou)>,
 }
 
 pub fn flag_name(lang: Lang, id: &str) -> &'static str {
@@ -510,6 +514,9 @@ pub fn period_report(d: &ReportData, lang: Lang) -> Document {
         rows,
     }];
     if let Some(t) = sites_table(d, lang) {
+        tables.push(t);
+    }
+    if let Some(t) = tou::tou_table(d) {
         tables.push(t);
     }
     let mut charts = Vec::new();

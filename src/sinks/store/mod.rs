@@ -21,6 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 mod migrate;
 mod retention;
+mod series;
 mod spans;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,9 @@ pub enum StoreError {
     /// The sink that commits with the store (the InfluxDB outbox) failed; nothing was committed.
     #[error("{0}")]
     Sink(String),
+    /// A query the store cannot answer (a caller's mistake, not the data's).
+    #[error("the store cannot give {0}")]
+    Unsupported(String),
     #[error("store {path}: schema version {found} is newer than this ecogate understands ({supported}); upgrade ecogate")]
     SchemaTooNew {
         path: PathBuf,

@@ -1,0 +1,167 @@
+//! Time of use and demand, hand-computed: a firm's day under Henan's 2024 calendar
+//! (豫发改价管〔2024〕283号), replayed and reported; and the tariff's configuration errors.
+
+mod common;
+
+use std::fmt::Write;
+
+const TARIFF: &str = r#"
+[tariff]
+name = "河南工商业分时电价 2024"
+source = "豫发改价管〔2024〕283号"
+prices_cny_per_kwh = { sharp = 1.2, peak = 1.0, flat = 0.6, valley = 0.3 }
+[[tariff.seasons]]
+months = [1, 12]
+sharp = ["17:00-19:00"]
+peak = ["16:00-24:00"]
+valley = ["00:00-07:00"]
+[[tariff.seasons]]
+months = [2, 6]
+peak = ["16:00-24:00"]
+valley = ["00:00-07:00"]
+[[tariff.seasons]]
+months = [7, 8]
+sharp = ["20:00-23:00"]
+peak = ["16:00-24:00"]
+valley = ["00:00-07:00"]
+[[tariff.seasons]]
+months = [3, 4, 5, 9, 10, 11]
+peak = ["16:00-24:00"]
+valley = ["00:00-06:00", "11:00-14:00"]
+[tariff.demand]
+contract_kw = 50
+charge_cny_per_kw_month = 36.1
+"#;
+
+fn park(store: &std::path::Path) -> String {
+    format!(
+        "[park]\nname = \"P\"\ntimezone = \"Asia/Shanghai\"\ngrid_factor_year = 2022\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n\
+         [[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000 }}]\n\
+         [store]\npath = \"{}\"\n{TARIFF}",
+        store.display()
+    )
+}
+
+/// 15 January 2026 (Asia/Shanghai), read every quarter hour: 2.5 kWh a quarter hour (10 kW),
+/// except 17:30-17:45 with 5 kWh (20 kW). January's bands: valley 00:00-07:00 (28 quarter
+/// hours), sharp 17:00-19:00 (8), peak 16:00-24:00 less the sharp hours (24), flat the other
+/// 36.
+/// - sharp 7 x 2.5 + 5 = 22.5 kWh; peak 24 x 2.5 = 60; flat 36 x 2.5 = 90; valley 28 x 2.5 =
+///   70; 242.5 in all.
+/// - cost 22.5 x 1.2 + 60 x 1.0 + 90 x 0.6 + 70 x 0.3 = 27 + 60 + 54 + 21 = 162 CNY.
+/// - shift potential 22.5 x (1.2 - 0.3) + 60 x (1.0 - 0.3) = 20.25 + 42 = 62.25 CNY.
+/// - maximum demand 5 kWh x 4 = 20 kW at 17:30, 40 % of the 50 kW contracted.
+#[test]
+fn a_day_splits_into_bands_costs_and_demand_as_hand_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("park.toml");
+    std::fs::write(&cfg, park(&dir.path().join("store.db"))).unwrap();
+    let mut csv = String::from("timestamp,meter,channel,value,unit\n");
+    let mut kwh = 1000.0;
+    for q in 0..=96 {
+        let (h, m) = (q / 4, q % 4 * 15);
+        let ts = if q == 96 {
+            "2026-01-16T00:00:00+08:00".to_string()
+        } else {
+            format!("2026-01-15T{h:02}:{m:02}:00+08:00")
+        };
+        let _ = writeln!(csv, "{ts},m,import,{kwh:.3},kWh");
+        // The quarter hour starting at q: 17:30 is q = 70.
+        kwh += if q == 70 { 5.0 } else { 2.5 };
+    }
+    let input = dir.path().join("day.csv");
+    std::fs::write(&input, csv).unwrap();
+    let c = cfg.to_str().unwrap();
+    let (code, out, err) =
+        common::ecogate(&["replay", "--config", c, "--input", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = common::ecogate(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-01-15",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let t = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "time_of_use")
+        .unwrap_or_else(|| panic!("no time_of_use table in {out}"));
+    let firm = &t["rows"][0];
+    let f = |k: &str| firm[k].as_f64().unwrap_or_else(|| panic!("{k} in {firm}"));
+    assert_eq!(firm["entity"], "F");
+    for (k, want) in [
+        ("sharp_kwh", 22.5),
+        ("peak_kwh", 60.0),
+        ("flat_kwh", 90.0),
+        ("valley_kwh", 70.0),
+        ("total_kwh", 242.5),
+        ("energy_cost_cny", 162.0),
+        ("shift_potential_cny", 62.25),
+        ("max_demand_kw", 20.0),
+        ("contract_kw", 50.0),
+        ("demand_of_contract_pct", 40.0),
+    ] {
+        assert!((f(k) - want).abs() < 1e-9, "{k}: {} != {want}", f(k));
+    }
+    assert_eq!(firm["max_demand_at"], "2026-01-15 17:30");
+    // The park row is the firm's, the park having one firm.
+    assert_eq!(t["rows"][1]["total_kwh"].as_f64(), Some(242.5));
+    // The Chinese report names the bands.
+    let (_, text, _) = common::ecogate(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-01-15",
+        "--lang",
+        "zh",
+    ]);
+    assert!(
+        text.contains("尖峰电量") && text.contains("低谷电量") && text.contains("最大需量"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tariff_errors_name_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = park(&dir.path().join("store.db"));
+    let cases = [
+        (
+            base.replace(
+                "valley = [\"00:00-07:00\"]\n[[tariff.seasons]]\nmonths = [2, 6]",
+                "valley = [\"00:00-07:00\", \"16:30-17:00\"]\n[[tariff.seasons]]\nmonths = [2, 6]",
+            ),
+            "tariff.seasons[0].valley: 16:30-17:00 overlaps the peak band at 16:30",
+        ),
+        (
+            base.replace("months = [7, 8]", "months = [7]"),
+            "months 8 are in no season",
+        ),
+        (
+            base.replace("sharp = [\"20:00-23:00\"]", "sharp = [\"20:10-23:00\"]"),
+            "tariff.seasons[2].sharp: `20:10-23:00`: give HH:MM-HH:MM on quarter hours",
+        ),
+        (
+            base.replace("months = [2, 6]", "months = [2, 6, 12]"),
+            "month 12 is in two seasons",
+        ),
+        (
+            base.replace("valley = 0.3 }", "valley = -0.3 }"),
+            "tariff.prices_cny_per_kwh.valley: a price is a number >= 0",
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("park.toml");
+        std::fs::write(&path, &text).unwrap();
+        let (code, out, err) = common::ecogate(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "accepted: {expected}\n{out}");
+        assert!(err.contains(expected), "{expected}\nnot in:\n{err}");
+    }
+}
