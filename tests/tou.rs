@@ -165,3 +165,76 @@ fn tariff_errors_name_their_key() {
         assert!(err.contains(expected), "{expected}\nnot in:\n{err}");
     }
 }
+
+/// The month's figures on /metrics: a tariff whose every quarter hour is valley, and 5 kWh
+/// replayed into the last two whole quarter hours before now (2.5 kWh each): this month's
+/// valley energy is 5 kWh, the other bands 0, the cost 5 x 0.3 = 1.5 CNY, the maximum demand
+/// 2.5 x 4 = 10 kW, 10 / 50 = 0.2 of the contract.
+#[test]
+fn this_months_bands_and_demand_are_on_metrics() {
+    use std::io::{Read, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let q0 = now_ms / 900_000 * 900_000 - 1_800_000;
+    let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+    let local = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .with_timezone(&tz)
+    };
+    if local(q0).format("%Y-%m").to_string() != local(now_ms).format("%Y-%m").to_string() {
+        eprintln!("skipped: the first half hour of a month");
+        return;
+    }
+    let all_valley = "[[tariff.seasons]]\nmonths = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\nvalley = [\"00:00-24:00\"]\n";
+    let tariff_start = TARIFF.find("[[tariff.seasons]]").unwrap();
+    let tariff_end = TARIFF.find("[tariff.demand]").unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text = park(&dir.path().join("store.db"))
+        .replace(&TARIFF[tariff_start..tariff_end], all_valley)
+        + &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let cfg = dir.path().join("park.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut csv = String::from("timestamp,meter,channel,value,unit\n");
+    for (i, kwh) in [100.0, 102.5, 105.0].iter().enumerate() {
+        let _ = writeln!(
+            csv,
+            "{},m,import,{kwh},kWh",
+            local(q0 + i as i64 * 900_000).to_rfc3339()
+        );
+    }
+    let input = dir.path().join("now.csv");
+    std::fs::write(&input, csv).unwrap();
+    let c = cfg.to_str().unwrap();
+    let (code, out, err) =
+        common::ecogate(&["replay", "--config", c, "--input", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _daemon = common::run_daemon(&cfg);
+    common::wait_for_port(port);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    for line in [
+        "ecogate_firm_tou_month_kwh{band=\"valley\",firm=\"f\"} 5",
+        "ecogate_firm_tou_month_kwh{band=\"peak\",firm=\"f\"} 0",
+        "ecogate_firm_tou_month_cost_cny{firm=\"f\"} 1.5",
+        "ecogate_firm_max_demand_month_kw{firm=\"f\"} 10",
+        "ecogate_firm_max_demand_of_contract_ratio{firm=\"f\"} 0.2",
+    ] {
+        assert!(
+            body.contains(line),
+            "{line} not in:\n{}",
+            body.lines()
+                .filter(|l| l.contains("tou") || l.contains("demand"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! component.
 
 use crate::accounting::ledger::Entity;
-use crate::config::Config;
+use crate::config::{Config, WindowKind};
 use prometheus::{GaugeVec, Opts, Registry};
 
 /// Registers the figures read from the store at scrape time and returns the refresh that sets
@@ -57,6 +57,36 @@ pub fn year_to_date(
         "Hydrogen class over the last 24 hours (T/CAB 0078-2020): 1 clean, 2 low-carbon, 3 conventional.",
         "site",
     );
+    // Time of use this month, with a [tariff] only (no empty families without one).
+    let tou = config.tariff.as_ref().map(|_| {
+        let band = GaugeVec::new(
+            Opts::new(
+                "ecogate_firm_tou_month_kwh",
+                "Grid import this month (park time zone) by time-of-use band: sharp, peak, flat, valley.",
+            ),
+            &["firm", "band"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(band.clone()))
+            .expect("registered once");
+        let cost = gauge(
+            "ecogate_firm_tou_month_cost_cny",
+            "Energy cost this month at the [tariff] prices, CNY.",
+            "firm",
+        );
+        let demand = gauge(
+            "ecogate_firm_max_demand_month_kw",
+            "Highest 15-minute average grid import this month, kW.",
+            "firm",
+        );
+        let contract = gauge(
+            "ecogate_firm_max_demand_of_contract_ratio",
+            "This month's maximum demand over the contracted demand ([tariff.demand] contract_kw).",
+            "firm",
+        );
+        (band, cost, demand, contract)
+    });
     let store: std::sync::Mutex<Option<crate::sinks::store::Store>> = std::sync::Mutex::new(None);
     std::sync::Arc::new(move || {
         let Ok(mut guard) = store.lock() else { return };
@@ -77,6 +107,25 @@ pub fn year_to_date(
                 ytd.with_label_values(&labels).set(d.co2_total_t * 1000.0);
                 if let Some(v) = d.output_per_mu_cny {
                     per_mu.with_label_values(&labels).set(v);
+                }
+            }
+            if let Some((band, cost, demand, contract)) = &tou {
+                let tz = config.park.timezone;
+                let month_start = crate::accounting::window::LocalTime::new(now, tz)
+                    .map_or(now, |l| l.window_start_ms(WindowKind::Month, tz));
+                if let Ok(Some(t)) = figures.tou(e, month_start, now + 1) {
+                    for b in crate::config::tariff::Band::ALL {
+                        band.with_label_values(&[firm.id.as_str(), b.name()])
+                            .set(t.energy.kwh(b));
+                    }
+                    if let Some(c) = t.cost_cny {
+                        cost.with_label_values(&labels).set(c.iter().sum());
+                    }
+                    let kw = t.max_demand.map_or(0.0, |(kw, _)| kw);
+                    demand.with_label_values(&labels).set(kw);
+                    if let Some(c) = t.contract_kw.filter(|c| *c > 0.0) {
+                        contract.with_label_values(&labels).set(kw / c);
+                    }
                 }
             }
             if let Ok(span) = figures.last_24h(e, now) {
