@@ -63,7 +63,10 @@ fn app() -> &'static AppConfig {
 
 fuzz_target!(|data: &[u8]| {
     let app = app();
-    for sub in &app.mqtt.subscriptions {
+    let mqtt = app
+        .source::<ecogate::sources::mqtt::config::MqttConfig>()
+        .expect("the MQTT source is registered");
+    for sub in &mqtt.subscriptions {
         let _ = decode(
             sub,
             "m",
