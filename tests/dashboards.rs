@@ -164,7 +164,10 @@ async fn every_dashboard_query_returns_data() {
          [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}\"\ndecoder = \"json\"\nfields = {{ v = \"/v\" }}\ntimestamp = \"/ts\"\n\
          [[modbus.devices]]\nmeter = \"mb\"\ntcp = \"{mb_addr}\"\npoll_interval_ms = 500\n\
          [[modbus.devices.registers]]\nchannel = \"p\"\nfunction = \"holding\"\naddress = 0\naddress_base = 0\ntype = \"f32\"\nunit = \"kW\"\n\
-         [influx]\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\n",
+         [influx]\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\n\
+         [tariff]\nprices_cny_per_kwh = {{ sharp = 1.2, peak = 1.0, flat = 0.6, valley = 0.3 }}\n\
+         [[tariff.seasons]]\nmonths = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\npeak = [\"16:00-24:00\"]\nvalley = [\"00:00-07:00\"]\n\
+         [tariff.demand]\ncontract_kw = 100\n",
         dir.path().display(),
         broker.port,
         vm.url()
@@ -249,7 +252,7 @@ async fn every_dashboard_query_returns_data() {
         "queries with no data:\n{}",
         empty.join("\n")
     );
-    assert!(checked >= 41, "{checked} expressions checked");
+    assert!(checked >= 45, "{checked} expressions checked");
     // h1 imports 550 kWh per 10 kg: 550 x 0.5306 / 10 = 29.2 kgCO2e/kg: conventional (3).
     let class = query(prom_port, "ecogate_site_hydrogen_class{site=\"h1\"}");
     assert_eq!(class["data"]["result"][0]["value"][1], "3", "{class}");
