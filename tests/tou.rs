@@ -237,4 +237,34 @@ fn this_months_bands_and_demand_are_on_metrics() {
                 .join("\n")
         );
     }
+    // The firm's status page, in both languages.
+    for (query, words) in [
+        (
+            "",
+            [
+                "本月分时电量",
+                "<td class=l>低谷</td><td>5.0</td>",
+                "最大需量(千瓦) 10.0",
+            ],
+        ),
+        (
+            "?lang=en",
+            [
+                "Time of use this month",
+                "<td class=l>valley</td><td>5.0</td>",
+                "Max 15-min demand (kW) 10.0",
+            ],
+        ),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = write!(
+            s,
+            "GET /firm/f{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut page = String::new();
+        let _ = s.read_to_string(&mut page);
+        for w in words {
+            assert!(page.contains(w), "{w} not on /firm/f{query}:\n{page}");
+        }
+    }
 }

@@ -223,7 +223,24 @@ impl StatusPages {
             .into_iter()
             .find(|r| r.id == id)
             .unwrap_or_default();
+        let month_start =
+            LocalTime::new(now_ms, tz).map_or(now_ms, |l| l.window_start_ms(WindowKind::Month, tz));
+        let tou = reader
+            .tou(e, month_start, now_ms + 1)?
+            .map(|t| crate::status::model::TouMonth {
+                bands: crate::config::tariff::Band::ALL
+                    .iter()
+                    .map(|b| (b.name(), b.zh(), t.energy.kwh(*b)))
+                    .collect(),
+                cost_cny: t.cost_cny.map(|c| c.iter().sum()),
+                max_demand_kw: t.max_demand.map(|(kw, _)| kw),
+                max_demand_at: t
+                    .max_demand
+                    .map(|(_, at)| local_text(config, at, "%Y-%m-%d %H:%M")),
+                contract_kw: t.contract_kw,
+            });
         Ok(Some(FirmPage {
+            tou,
             park: config.park.name.clone(),
             at: local_text(config, now_ms, "%Y-%m-%d %H:%M"),
             firm,

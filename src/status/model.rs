@@ -61,6 +61,18 @@ pub struct Overview {
     pub evaluation_year: i32,
 }
 
+/// Time of use this month (with a `[tariff]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TouMonth {
+    /// (English band name, 中文, kWh), sharp to valley.
+    pub bands: Vec<(&'static str, &'static str, f64)>,
+    pub cost_cny: Option<f64>,
+    pub max_demand_kw: Option<f64>,
+    /// Local time of the maximum demand's quarter hour.
+    pub max_demand_at: Option<String>,
+    pub contract_kw: Option<f64>,
+}
+
 /// `/firm/ID`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirmPage {
@@ -73,6 +85,7 @@ pub struct FirmPage {
     pub hours: Vec<Bar>,
     /// The last 30 local days, oldest first.
     pub days: Vec<Bar>,
+    pub tou: Option<TouMonth>,
     pub meters: Vec<MeterRow>,
 }
 

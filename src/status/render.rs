@@ -270,6 +270,31 @@ pub fn firm(p: &FirmPage, lang: Lang, now_ms: i64) -> String {
         chart(lang, lang.pick("Last 24 hours", "最近24小时"), &p.hours),
         chart(lang, lang.pick("Last 30 days", "最近30天"), &p.days),
     );
+    if let Some(t) = &p.tou {
+        let mut rows = String::new();
+        for (en, zh, kwh) in &t.bands {
+            let _ = write!(
+                rows,
+                "<tr><td class=l>{}</td><td>{}</td></tr>",
+                lang.pick(en, zh),
+                num(*kwh, 1)
+            );
+        }
+        let _ = write!(
+            b,
+            "<section><h2>{}</h2><div class=scroll><table><tr><th class=l>{}</th><th>{}</th></tr>{rows}</table></div><p>{} {} · {} {} ({}) · {} {}</p></section>",
+            lang.pick("Time of use this month", "本月分时电量"),
+            lang.pick("Band", "时段"),
+            lang.pick("Grid import (kWh)", "网购电量(千瓦时)"),
+            lang.pick("Energy cost (CNY)", "电度电费(元)"),
+            opt(t.cost_cny, 2),
+            lang.pick("Max 15-min demand (kW)", "最大需量(千瓦)"),
+            opt(t.max_demand_kw, 1),
+            esc(t.max_demand_at.as_deref().unwrap_or("-")),
+            lang.pick("Contracted (kW)", "核定需量(千瓦)"),
+            opt(t.contract_kw, 1),
+        );
+    }
     let _ = write!(
         b,
         "<section><h2>{}</h2>{}</section>",
