@@ -66,10 +66,21 @@ pub struct Tou {
     /// CNY per band, indexed by `Band::index`; `None` without prices.
     pub cost_cny: Option<[f64; 4]>,
     pub shift_potential_cny: Option<f64>,
-    /// The highest 15-minute average, kW, and the start of its quarter hour.
+    /// The highest 15-minute average, kW, and the start of its 15 minutes.
     pub max_demand: Option<(f64, i64)>,
+    /// The step the 15-minute window slid by to find it: 15 for fixed quarter hours.
+    pub demand_slide_min: u32,
     pub contract_kw: Option<f64>,
     pub demand_charge_cny_per_kw_month: Option<f64>,
+}
+
+impl Tou {
+    /// The energy cost of all bands, CNY.
+    pub fn energy_cost_cny(&self) -> Option<f64> {
+        self.cost_cny
+            .as_ref()
+            .map(crate::accounting::tou::total_cny)
+    }
 }
 
 /// Reads an entity's figures from a store.
@@ -149,13 +160,29 @@ impl Figures<'_> {
             .map(|(start, sums)| (*start, sums.micro(Metric::GridImportKwh)))
             .collect();
         let energy = tou::by_band(tariff, self.config.park.timezone, &quarters);
-        let max_demand = tou::max_demand(&quarters);
         let demand = tariff.demand;
+        // A sliding window needs the minute windows, kept `minute_days`: older periods fall
+        // back to fixed quarter hours, and say so.
+        let slide = demand.map_or(15, |d| d.slide_min);
+        let minutes_kept_from = chrono::Utc::now().timestamp_millis()
+            - i64::from(self.config.store.retention.minute_days) * 86_400_000;
+        let (max_demand, demand_slide_min) = if slide < 15 && from_ms >= minutes_kept_from {
+            let minutes: Vec<(i64, i64)> = self
+                .store
+                .window_rows(self.config, WindowKind::Minute, entity, from_ms, to_ms)?
+                .iter()
+                .map(|(start, sums)| (*start, sums.micro(Metric::GridImportKwh)))
+                .collect();
+            (tou::max_sliding_demand(&minutes, slide), slide)
+        } else {
+            (tou::max_demand(&quarters), 15)
+        };
         Ok(Some(Tou {
             cost_cny: tou::cost_cny(tariff, &energy),
             shift_potential_cny: tou::shift_potential_cny(tariff, &energy),
             energy,
             max_demand,
+            demand_slide_min,
             contract_kw: demand.and_then(|d| d.contract_kw),
             demand_charge_cny_per_kw_month: demand.and_then(|d| d.charge_cny_per_kw_month),
         }))

@@ -110,6 +110,35 @@ fn a_day_splits_into_bands_costs_and_demand_as_hand_computed() {
         assert!((f(k) - want).abs() < 1e-9, "{k}: {} != {want}", f(k));
     }
     assert_eq!(firm["max_demand_at"], "2026-01-15 17:30");
+    assert_eq!(f("demand_slide_min"), 15.0);
+    // A sliding demand window needs minute windows, kept 14 days by default: for January the
+    // report falls back to fixed quarter hours and says so.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("contract_kw = 50\n", "contract_kw = 50\nslide_min = 1\n"),
+    )
+    .unwrap();
+    let (_, again, _) = common::ecogate(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-01-15",
+        "--format",
+        "json",
+    ]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    let row = again["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "time_of_use")
+        .unwrap()["rows"][0]
+        .clone();
+    assert_eq!(row["demand_slide_min"].as_f64(), Some(15.0));
+    assert_eq!(row["max_demand_kw"].as_f64(), Some(20.0));
+    std::fs::write(&cfg, text).unwrap();
     // The park row is the firm's, the park having one firm.
     assert_eq!(t["rows"][1]["total_kwh"].as_f64(), Some(242.5));
     // The Chinese report names the bands.
@@ -166,10 +195,12 @@ fn tariff_errors_name_their_key() {
     }
 }
 
-/// The month's figures on /metrics: a tariff whose every quarter hour is valley, and 5 kWh
-/// replayed into the last two whole quarter hours before now (2.5 kWh each): this month's
-/// valley energy is 5 kWh, the other bands 0, the cost 5 x 0.3 = 1.5 CNY, the maximum demand
-/// 2.5 x 4 = 10 kW, 10 / 50 = 0.2 of the contract.
+/// The month's figures on /metrics: a tariff whose every quarter hour is valley, demand in a
+/// window sliding by a minute, and 12 kWh replayed between minutes 7 and 22 of the last two
+/// whole quarter hours before now (readings at :00, :07, :22 and :30 of them: 100, 100, 112,
+/// 112 kWh). This month's valley energy is 12 kWh, the other bands 0, the cost 12 x 0.3 = 3.6
+/// CNY; the sliding window finds all 12 kWh in minutes 7-22: 48 kW, 48 / 50 = 0.96 of the
+/// contract (fixed quarter hours would have seen 6.4 kWh at most: 25.6 kW).
 #[test]
 fn this_months_bands_and_demand_are_on_metrics() {
     use std::io::{Read, Write as _};
@@ -195,15 +226,16 @@ fn this_months_bands_and_demand_are_on_metrics() {
     };
     let text = park(&dir.path().join("store.db"))
         .replace(&TARIFF[tariff_start..tariff_end], all_valley)
+        .replace("contract_kw = 50\n", "contract_kw = 50\nslide_min = 1\n")
         + &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
     let cfg = dir.path().join("park.toml");
     std::fs::write(&cfg, text).unwrap();
     let mut csv = String::from("timestamp,meter,channel,value,unit\n");
-    for (i, kwh) in [100.0, 102.5, 105.0].iter().enumerate() {
+    for (minute, kwh) in [(0, 100.0), (7, 100.0), (22, 112.0), (30, 112.0)] {
         let _ = writeln!(
             csv,
             "{},m,import,{kwh},kWh",
-            local(q0 + i as i64 * 900_000).to_rfc3339()
+            local(q0 + minute * 60_000).to_rfc3339()
         );
     }
     let input = dir.path().join("now.csv");
@@ -222,11 +254,11 @@ fn this_months_bands_and_demand_are_on_metrics() {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     for line in [
-        "ecogate_firm_tou_month_kwh{band=\"valley\",firm=\"f\"} 5",
+        "ecogate_firm_tou_month_kwh{band=\"valley\",firm=\"f\"} 12",
         "ecogate_firm_tou_month_kwh{band=\"peak\",firm=\"f\"} 0",
-        "ecogate_firm_tou_month_cost_cny{firm=\"f\"} 1.5",
-        "ecogate_firm_max_demand_month_kw{firm=\"f\"} 10",
-        "ecogate_firm_max_demand_of_contract_ratio{firm=\"f\"} 0.2",
+        "ecogate_firm_tou_month_cost_cny{firm=\"f\"} 3.6",
+        "ecogate_firm_max_demand_month_kw{firm=\"f\"} 48",
+        "ecogate_firm_max_demand_of_contract_ratio{firm=\"f\"} 0.96",
     ] {
         assert!(
             body.contains(line),
@@ -243,16 +275,16 @@ fn this_months_bands_and_demand_are_on_metrics() {
             "",
             [
                 "本月分时电量",
-                "<td class=l>低谷</td><td>5.0</td>",
-                "最大需量(千瓦) 10.0",
+                "<td class=l>低谷</td><td>12.0</td>",
+                "最大需量(千瓦) 48.0",
             ],
         ),
         (
             "?lang=en",
             [
                 "Time of use this month",
-                "<td class=l>valley</td><td>5.0</td>",
-                "Max 15-min demand (kW) 10.0",
+                "<td class=l>valley</td><td>12.0</td>",
+                "Max 15-min demand (kW) 48.0",
             ],
         ),
     ] {

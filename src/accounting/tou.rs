@@ -43,10 +43,21 @@ pub fn by_band(tariff: &Tariff, tz: Tz, quarters: &[(i64, i64)]) -> BandMicro {
     out
 }
 
+/// Money to a millionth of a yuan: the products of kWh and prices are not exact in binary
+/// (12 kWh x 0.3 CNY is 3.5999999999999996), and a bill is in fen.
+fn cny(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The bands' costs added up, CNY.
+pub fn total_cny(parts: &[f64; 4]) -> f64 {
+    cny(parts.iter().sum())
+}
+
 /// Cost per band, CNY (`None` without prices).
 pub fn cost_cny(tariff: &Tariff, energy: &BandMicro) -> Option<[f64; 4]> {
     let p = tariff.prices_cny_per_kwh?;
-    Some(Band::ALL.map(|b| energy.kwh(b) * p[b.index()]))
+    Some(Band::ALL.map(|b| cny(energy.kwh(b) * p[b.index()])))
 }
 
 /// What the sharp and peak energy would have cost less in the valley, CNY: the ceiling of a
@@ -54,12 +65,10 @@ pub fn cost_cny(tariff: &Tariff, energy: &BandMicro) -> Option<[f64; 4]> {
 pub fn shift_potential_cny(tariff: &Tariff, energy: &BandMicro) -> Option<f64> {
     let p = tariff.prices_cny_per_kwh?;
     let valley = p[Band::Valley.index()];
-    Some(
-        [Band::Sharp, Band::Peak]
-            .iter()
-            .map(|b| energy.kwh(*b) * (p[b.index()] - valley).max(0.0))
-            .sum(),
-    )
+    Some(cny([Band::Sharp, Band::Peak]
+        .iter()
+        .map(|b| energy.kwh(*b) * (p[b.index()] - valley).max(0.0))
+        .sum()))
 }
 
 /// The highest 15-minute average power, kW, and the start of its quarter hour: a quarter hour's
@@ -70,6 +79,34 @@ pub fn max_demand(quarters: &[(i64, i64)]) -> Option<(f64, i64)> {
         .filter(|(_, micro)| *micro > 0)
         .max_by_key(|(start, micro)| (*micro, std::cmp::Reverse(*start)))
         .map(|(start, micro)| (*micro as f64 / 1e6 * 4.0, *start))
+}
+
+/// The highest 15-minute average power over a window sliding in steps of `slide_min` minutes,
+/// from minute energies `(minute start, micro-kWh)` in time order (missing minutes hold
+/// nothing): kW, and the start of the 15 minutes. The windows start on multiples of
+/// `slide_min` minutes.
+pub fn max_sliding_demand(minutes: &[(i64, i64)], slide_min: u32) -> Option<(f64, i64)> {
+    let step = i64::from(slide_min.max(1)) * 60_000;
+    let (first, last) = (minutes.first()?.0, minutes.last()?.0);
+    let mut best: Option<(i64, i64)> = None;
+    // Every window that holds a minute starts within the 14 minutes before it.
+    let mut start = (first - 14 * 60_000).div_euclid(step) * step;
+    let mut lo = 0;
+    while start <= last {
+        while lo < minutes.len() && minutes[lo].0 < start {
+            lo += 1;
+        }
+        let micro: i64 = minutes[lo..]
+            .iter()
+            .take_while(|(t, _)| *t < start + 15 * 60_000)
+            .map(|(_, m)| *m)
+            .sum();
+        if micro > 0 && best.is_none_or(|(b, _)| micro > b) {
+            best = Some((micro, start));
+        }
+        start += step;
+    }
+    best.map(|(micro, at)| (micro as f64 / 1e6 * 4.0, at))
 }
 
 #[cfg(test)]
@@ -126,5 +163,25 @@ mod tests {
         // Ties: the first quarter hour with the highest energy.
         assert_eq!(max_demand(&quarters), Some((10.0, midnight)));
         assert_eq!(max_demand(&[]), None);
+    }
+
+    /// Fifteen minutes of 0.8 kWh each (12 kWh) from 17:07 to 17:22 straddle two quarter hours:
+    /// fixed blocks see 8 and 7 of its minutes (6.4 and 5.6 kWh: 25.6 kW at most); a window
+    /// sliding by a minute finds all 15 (12 kWh x 4 = 48 kW, starting 17:07).
+    #[test]
+    fn a_sliding_window_finds_the_peak_fixed_quarters_split() {
+        let base = 1_767_000_000_000 / 900_000 * 900_000;
+        let minutes: Vec<(i64, i64)> = (7..22).map(|m| (base + m * 60_000, 800_000)).collect();
+        let (kw, at) = max_sliding_demand(&minutes, 1).unwrap();
+        assert!((kw - 48.0).abs() < 1e-9, "{kw}");
+        assert_eq!(at, base + 7 * 60_000);
+        let quarters = [(base, 8 * 800_000), (base + 900_000, 7 * 800_000)];
+        assert_eq!(max_demand(&quarters), Some((25.6, base)));
+        // Sliding by 5 minutes: windows start at :05 (13 of the minutes, 10.4 kWh, 41.6 kW)
+        // or :10 (12 minutes, 9.6 kWh).
+        let (kw5, at5) = max_sliding_demand(&minutes, 5).unwrap();
+        assert!((kw5 - 41.6).abs() < 1e-9, "{kw5}");
+        assert_eq!(at5, base + 5 * 60_000);
+        assert_eq!(max_sliding_demand(&[], 1), None);
     }
 }

@@ -118,8 +118,8 @@ pub fn year_to_date(
                         band.with_label_values(&[firm.id.as_str(), b.name()])
                             .set(t.energy.kwh(b));
                     }
-                    if let Some(c) = t.cost_cny {
-                        cost.with_label_values(&labels).set(c.iter().sum());
+                    if let Some(c) = t.energy_cost_cny() {
+                        cost.with_label_values(&labels).set(c);
                     }
                     let kw = t.max_demand.map_or(0.0, |(kw, _)| kw);
                     demand.with_label_values(&labels).set(kw);

@@ -232,7 +232,7 @@ impl StatusPages {
                     .iter()
                     .map(|b| (b.name(), b.zh(), t.energy.kwh(*b)))
                     .collect(),
-                cost_cny: t.cost_cny.map(|c| c.iter().sum()),
+                cost_cny: t.energy_cost_cny(),
                 max_demand_kw: t.max_demand.map(|(kw, _)| kw),
                 max_demand_at: t
                     .max_demand

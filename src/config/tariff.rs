@@ -86,6 +86,9 @@ pub struct RawSeason {
 pub struct RawDemand {
     pub contract_kw: Option<S<f64>>,
     pub charge_cny_per_kw_month: Option<S<f64>>,
+    /// The demand period's step in minutes (滑差时间): 15 for fixed quarter hours (the default),
+    /// 1, 3 or 5 for a sliding 15-minute window as meters measure it.
+    pub slide_min: Option<S<u32>>,
 }
 
 /// Quarter hours in a day.
@@ -107,6 +110,7 @@ pub struct Tariff {
 pub struct Demand {
     pub contract_kw: Option<f64>,
     pub charge_cny_per_kw_month: Option<f64>,
+    pub slide_min: u32,
 }
 
 impl Tariff {
@@ -242,12 +246,25 @@ impl Validator<'_> {
             }
             out
         });
-        let demand = raw.demand.as_ref().map(|d| Demand {
-            contract_kw: self.non_negative(&d.contract_kw, "tariff.demand.contract_kw"),
-            charge_cny_per_kw_month: self.non_negative(
-                &d.charge_cny_per_kw_month,
-                "tariff.demand.charge_cny_per_kw_month",
-            ),
+        let demand = raw.demand.as_ref().map(|d| {
+            let slide_min = d.slide_min.as_ref().map_or(15, |s| *s.get_ref());
+            if let Some(s) = &d.slide_min {
+                if ![1, 3, 5, 15].contains(s.get_ref()) {
+                    self.err(
+                        s,
+                        "tariff.demand.slide_min",
+                        "1, 3, 5 (a sliding 15-minute window) or 15 (fixed quarter hours)",
+                    );
+                }
+            }
+            Demand {
+                contract_kw: self.non_negative(&d.contract_kw, "tariff.demand.contract_kw"),
+                charge_cny_per_kw_month: self.non_negative(
+                    &d.charge_cny_per_kw_month,
+                    "tariff.demand.charge_cny_per_kw_month",
+                ),
+                slide_min,
+            }
         });
         Some(Tariff {
             name: raw

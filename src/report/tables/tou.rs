@@ -40,6 +40,12 @@ pub(super) fn tou_table(d: &ReportData) -> Option<Table> {
             1,
         ),
         col("max_demand_at", "At", "出现时间", 0),
+        col(
+            "demand_slide_min",
+            "Demand window slides by (min; 15: fixed)",
+            "需量滑差(分钟; 15为固定)",
+            0,
+        ),
         col("contract_kw", "Contracted demand (kW)", "核定需量(千瓦)", 1),
         col(
             "demand_of_contract_pct",
@@ -58,7 +64,7 @@ pub(super) fn tou_table(d: &ReportData) -> Option<Table> {
             match t.cost_cny {
                 Some(c) => {
                     row.extend(c.iter().map(|x| Cell::from(*x)));
-                    row.push(c.iter().sum::<f64>().into());
+                    row.push(t.energy_cost_cny().into());
                 }
                 None => row.extend(std::iter::repeat_n(Cell::Empty, 5)),
             }
@@ -70,6 +76,7 @@ pub(super) fn tou_table(d: &ReportData) -> Option<Table> {
                         .map(|x| x.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
                         .unwrap_or_default();
                     row.push(local.into());
+                    row.push(f64::from(t.demand_slide_min).into());
                     row.push(t.contract_kw.into());
                     row.push(
                         t.contract_kw
@@ -79,7 +86,7 @@ pub(super) fn tou_table(d: &ReportData) -> Option<Table> {
                     );
                 }
                 None => {
-                    row.extend([Cell::Empty, Cell::Empty]);
+                    row.extend([Cell::Empty, Cell::Empty, Cell::Empty]);
                     row.push(t.contract_kw.into());
                     row.push(Cell::Empty);
                 }
