@@ -74,6 +74,19 @@ pub struct Tou {
     pub demand_charge_cny_per_kw_month: Option<f64>,
 }
 
+/// A meter's tariff register beside the band energy ecogate computed (see
+/// [`Figures::tariff_registers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Register {
+    pub meter: String,
+    pub channel: String,
+    pub band: crate::config::tariff::Band,
+    pub register_kwh: Option<f64>,
+    pub computed_kwh: Option<f64>,
+    /// The two disagree by more than the tolerance (`accounting::tou::registers_differ`).
+    pub differs: bool,
+}
+
 impl Tou {
     /// The energy cost of all bands, CNY.
     pub fn energy_cost_cny(&self) -> Option<f64> {
@@ -186,6 +199,47 @@ impl Figures<'_> {
             contract_kw: demand.and_then(|d| d.contract_kw),
             demand_charge_cny_per_kw_month: demand.and_then(|d| d.charge_cny_per_kw_month),
         }))
+    }
+
+    /// A meter's own tariff registers against the band energy computed for it, over
+    /// `[from_ms, to_ms)`: one entry per channel with a `tariff_band`. A register's energy is its
+    /// last reading at or before `to_ms` less its last at or before `from_ms` (`None` without
+    /// both).
+    pub fn tariff_registers(
+        &self,
+        meter: usize,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Register>, StoreError> {
+        let m = &self.config.meters[meter];
+        let bands: Vec<_> = m
+            .channels
+            .iter()
+            .filter_map(|c| c.tariff_band.map(|b| (c, b)))
+            .collect();
+        if bands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let computed = self.tou(Entity::Meter(meter as u32), from_ms, to_ms)?;
+        let mut out = Vec::new();
+        for (c, band) in bands {
+            let start = self.store.reading_at_or_before(&m.id, &c.id, from_ms)?;
+            let end = self.store.reading_at_or_before(&m.id, &c.id, to_ms)?;
+            let register_kwh = match (start, end) {
+                (Some((_, a)), Some((_, b))) => Some(b - a),
+                _ => None,
+            };
+            let computed_kwh = computed.as_ref().map(|t| t.energy.kwh(band));
+            out.push(Register {
+                meter: m.id.clone(),
+                channel: c.id.clone(),
+                band,
+                register_kwh,
+                computed_kwh,
+                differs: crate::accounting::tou::registers_differ(register_kwh, computed_kwh),
+            });
+        }
+        Ok(out)
     }
 
     /// A local calendar month, from its month window (`month_start_ms`: its local midnight).

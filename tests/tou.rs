@@ -185,6 +185,14 @@ fn tariff_errors_name_their_key() {
             base.replace("valley = 0.3 }", "valley = -0.3 }"),
             "tariff.prices_cny_per_kwh.valley: a price is a number >= 0",
         ),
+        (
+            base.replace("max_rate_per_hour = 1000 }", "max_rate_per_hour = 1000, tariff_band = \"peak\" }"),
+            "meters[0].channels[0].tariff_band: a tariff register is compared, not accounted",
+        ),
+        (
+            base.replace("max_rate_per_hour = 1000 }", "max_rate_per_hour = 1000 }, { id = \"t9\", kind = \"gauge\", unit = \"kWh\", tariff_band = \"noon\" }"),
+            "meters[0].channels[1].tariff_band: unknown band `noon`",
+        ),
     ];
     for (text, expected) in cases {
         let path = dir.path().join("park.toml");
@@ -298,5 +306,122 @@ fn this_months_bands_and_demand_are_on_metrics() {
         for w in words {
             assert!(page.contains(w), "{w} not on /firm/f{query}:\n{page}");
         }
+    }
+}
+
+/// Two meters with their own tariff registers (尖/峰/平/谷 = tariffs 1-4, recorded as
+/// channels with `tariff_band`), 10 kW all day on 15 January. m1 is programmed with the
+/// configured calendar: its registers agree with the bands computed from its total (sharp 20,
+/// peak 60, flat 90, valley 70 kWh). m2 still counts 23:00-24:00 as valley (Henan's 2022
+/// calendar): its valley register reads 70 + 10 = 80 and its peak 60 - 10 = 50, each 10 kWh
+/// (over 1 %) off, and both are flagged; its sharp and flat agree.
+#[test]
+fn a_meters_tariff_registers_are_checked_against_the_calendar() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("park.toml");
+    let registers = "{ id = \"t1\", kind = \"gauge\", unit = \"kWh\", tariff_band = \"sharp\" },\n  { id = \"t2\", kind = \"gauge\", unit = \"kWh\", tariff_band = \"peak\" },\n  { id = \"t3\", kind = \"gauge\", unit = \"kWh\", tariff_band = \"flat\" },\n  { id = \"t4\", kind = \"gauge\", unit = \"kWh\", tariff_band = \"valley\" }";
+    let text = park(&dir.path().join("store.db")).replace(
+        "[[meters]]\nid = \"m\"\nsite = \"s\"\nchannels = [{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000 }]\n",
+        &["m1", "m2"]
+            .iter()
+            .map(|m| format!("[[meters]]\nid = \"{m}\"\nsite = \"s\"\nchannels = [\n  {{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000 }},\n  {registers},\n]\n"))
+            .collect::<String>(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // January: valley q 0-27, sharp 68-75, peak 64-95 otherwise, flat the rest.
+    let band = |q: usize, old_calendar: bool| -> usize {
+        match q {
+            0..=27 => 3,
+            92..=95 if old_calendar => 3,
+            68..=75 => 0,
+            64..=95 => 1,
+            _ => 2,
+        }
+    };
+    let mut csv = String::from("timestamp,meter,channel,value,unit\n");
+    for (m, old) in [("m1", false), ("m2", true)] {
+        let mut regs = [100.0f64, 200.0, 300.0, 400.0];
+        for q in 0..=96usize {
+            let ts = if q == 96 {
+                "2026-01-16T00:00:00+08:00".to_string()
+            } else {
+                format!("2026-01-15T{:02}:{:02}:00+08:00", q / 4, q % 4 * 15)
+            };
+            let total: f64 = regs.iter().sum();
+            let _ = writeln!(csv, "{ts},{m},import,{total:.2},kWh");
+            for (i, r) in regs.iter().enumerate() {
+                let _ = writeln!(csv, "{ts},{m},t{},{r:.2},kWh", i + 1);
+            }
+            if q < 96 {
+                regs[band(q, old)] += 2.5;
+            }
+        }
+    }
+    let input = dir.path().join("day.csv");
+    std::fs::write(&input, csv).unwrap();
+    let c = cfg.to_str().unwrap();
+    let (code, out, err) =
+        common::ecogate(&["replay", "--config", c, "--input", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = common::ecogate(&[
+        "report",
+        "--config",
+        c,
+        "--period",
+        "2026-01-15",
+        "--format",
+        "json",
+        "--lang",
+        "en",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "tariff_registers")
+        .unwrap_or_else(|| panic!("no tariff_registers table in {out}"))["rows"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let row = |m: &str, ch: &str| {
+        rows.iter()
+            .find(|r| r["meter_id"] == m && r["channel"] == ch)
+            .unwrap()
+            .clone()
+    };
+    for (m, ch, register, computed, check) in [
+        ("m1", "t1", 20.0, 20.0, "agrees"),
+        ("m1", "t2", 60.0, 60.0, "agrees"),
+        ("m1", "t3", 90.0, 90.0, "agrees"),
+        ("m1", "t4", 70.0, 70.0, "agrees"),
+        ("m2", "t1", 20.0, 20.0, "agrees"),
+        (
+            "m2",
+            "t2",
+            50.0,
+            60.0,
+            "differs: check the meter's time-period table",
+        ),
+        ("m2", "t3", 90.0, 90.0, "agrees"),
+        (
+            "m2",
+            "t4",
+            80.0,
+            70.0,
+            "differs: check the meter's time-period table",
+        ),
+    ] {
+        let r = row(m, ch);
+        assert!(
+            (r["register_kwh"].as_f64().unwrap() - register).abs() < 1e-9,
+            "{r}"
+        );
+        assert!(
+            (r["computed_kwh"].as_f64().unwrap() - computed).abs() < 1e-9,
+            "{r}"
+        );
+        assert_eq!(r["check"], check, "{r}");
     }
 }

@@ -49,6 +49,20 @@ fn cny(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// Whether a meter's tariff register and the band energy computed from its total disagree:
+/// by more than 1 % of the larger, and more than 0.1 kWh (a register holds hundredths, and a
+/// period's edges fall between readings). A meter whose own time-period table differs from the
+/// configured calendar (an old calendar never reprogrammed) shows here.
+pub fn registers_differ(register_kwh: Option<f64>, computed_kwh: Option<f64>) -> bool {
+    match (register_kwh, computed_kwh) {
+        (Some(r), Some(c)) => {
+            let d = (r - c).abs();
+            d > 0.1 && d > 0.01 * r.abs().max(c.abs())
+        }
+        _ => false,
+    }
+}
+
 /// The bands' costs added up, CNY.
 pub fn total_cny(parts: &[f64; 4]) -> f64 {
     cny(parts.iter().sum())

@@ -286,6 +286,7 @@ pub fn gather<'a>(
     }
     let evaluation = evaluate_year(config, store, stats, year, now_ms).ok();
     let mut tou = Vec::new();
+    let mut registers = Vec::new();
     if config.tariff.is_some() {
         let (from, to) = period.bounds_ms(tz);
         for (fi, f) in config.firms.iter().enumerate() {
@@ -296,9 +297,13 @@ pub fn gather<'a>(
         if let Some(t) = reader.tou(Entity::Park, from, to)? {
             tou.push((config.park.name.clone(), t));
         }
+        for mi in 0..config.meters.len() {
+            registers.extend(reader.tariff_registers(mi, from, to)?);
+        }
     }
     Ok(ReportData {
         tou,
+        registers,
         config,
         period,
         firms,

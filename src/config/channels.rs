@@ -264,12 +264,35 @@ impl Validator<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
+        let tariff_band = c.tariff_band.as_ref().and_then(|b| {
+            let band = tariff::Band::ALL
+                .iter()
+                .copied()
+                .find(|x| x.name() == b.get_ref());
+            if band.is_none() {
+                self.err(
+                    b,
+                    format!("{key}.tariff_band"),
+                    format!("unknown band `{}`: sharp, peak, flat or valley", b.get_ref()),
+                );
+            } else if carrier.is_some() {
+                self.err(
+                    b,
+                    format!("{key}.tariff_band"),
+                    "a tariff register is compared, not accounted: give it no carrier (the meter's total channel carries the energy)",
+                );
+            } else if unit.is_some_and(|u| u.dimension != Dimension::Energy) {
+                self.err(b, format!("{key}.tariff_band"), "a tariff register counts energy: give it a unit such as kWh");
+            }
+            band
+        });
         Some(Channel {
             id: c.id.get_ref().clone(),
             carrier,
             unit: unit?,
             kind,
             unit_value_cny_per_base,
+            tariff_band,
         })
     }
 

@@ -155,6 +155,8 @@ pub struct Channel {
     pub kind: ChannelKind,
     /// Output value per base unit (per piece or per kg) for production counters.
     pub unit_value_cny_per_base: Option<f64>,
+    /// The band this channel's meter register counts (a DL/T 645 tariff register).
+    pub tariff_band: Option<tariff::Band>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -116,6 +116,9 @@ pub struct RawChannel {
     /// Declared meter replacements of a counter.
     #[serde(default)]
     pub replacements: Vec<RawReplacement>,
+    /// The time-of-use band a meter's own tariff register counts (sharp, peak, flat, valley),
+    /// compared in reports with the band energy ecogate computes.
+    pub tariff_band: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

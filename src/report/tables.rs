@@ -137,6 +137,8 @@ pub struct ReportData<'a> {
     /// Time of use and demand per firm (by its name) and for the park, when a `[tariff]` is
     /// configured.
     pub tou: Vec<(String, crate::figures::Tou)>,
+    /// Meters' own tariff registers against the computed bands.
+    pub registers: Vec<crate::figures::Register>,
 }
 
 pub fn flag_name(lang: Lang, id: &str) -> &'static str {
@@ -517,6 +519,9 @@ pub fn period_report(d: &ReportData, lang: Lang) -> Document {
         tables.push(t);
     }
     if let Some(t) = tou::tou_table(d) {
+        tables.push(t);
+    }
+    if let Some(t) = tou::registers_table(d, lang) {
         tables.push(t);
     }
     let mut charts = Vec::new();

@@ -102,3 +102,63 @@ pub(super) fn tou_table(d: &ReportData) -> Option<Table> {
         rows,
     })
 }
+
+/// Meters' own tariff registers beside the band energy computed from their totals.
+pub(super) fn registers_table(d: &ReportData, lang: Lang) -> Option<Table> {
+    if d.registers.is_empty() {
+        return None;
+    }
+    let cols = vec![
+        col("meter_id", "Meter", "表计", 0),
+        col("channel", "Register channel", "费率寄存器通道", 0),
+        col("band", "Band", "时段", 0),
+        col(
+            "register_kwh",
+            "Meter register (kWh)",
+            "表计费率电量(千瓦时)",
+            2,
+        ),
+        col(
+            "computed_kwh",
+            "Computed by ecogate (kWh)",
+            "按分时日历计算(千瓦时)",
+            2,
+        ),
+        col("difference_kwh", "Difference (kWh)", "差值(千瓦时)", 2),
+        col("check", "Check", "核对", 0),
+    ];
+    let rows = d
+        .registers
+        .iter()
+        .map(|r| {
+            let diff = match (r.register_kwh, r.computed_kwh) {
+                (Some(a), Some(b)) => Some(a - b),
+                _ => None,
+            };
+            let check = match (r.register_kwh, r.differs) {
+                (None, _) => lang.pick("no register readings", "无寄存器读数"),
+                (_, true) => lang.pick(
+                    "differs: check the meter's time-period table",
+                    "不一致：请核对表计时段表",
+                ),
+                (_, false) => lang.pick("agrees", "一致"),
+            };
+            vec![
+                r.meter.clone().into(),
+                r.channel.clone().into(),
+                lang.pick(r.band.name(), r.band.zh()).into(),
+                r.register_kwh.into(),
+                r.computed_kwh.into(),
+                diff.into(),
+                check.into(),
+            ]
+        })
+        .collect();
+    Some(Table {
+        id: "tariff_registers",
+        en: "Meters' tariff registers against the time-of-use calendar".into(),
+        zh: "表计费率寄存器与分时日历核对".into(),
+        cols,
+        rows,
+    })
+}

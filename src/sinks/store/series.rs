@@ -79,4 +79,37 @@ impl Store {
         }
         Ok(out.into_iter().collect())
     }
+
+    /// A channel's last stored reading at or before `at_ms` (time and amount in the channel's
+    /// base unit), refused and held readings aside.
+    pub fn reading_at_or_before(
+        &self,
+        meter: &str,
+        channel: &str,
+        at_ms: i64,
+    ) -> Result<Option<(i64, f64)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let series: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM series WHERE meter = ?1 AND channel = ?2")
+            .and_then(|mut s| s.query_row([meter, channel], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        let Some(series) = series else {
+            return Ok(None);
+        };
+        // quality 0 good, 1 uncertain (2 bad and 3 held are not a register's value).
+        self.conn
+            .prepare_cached(
+                "SELECT ts_ms, amount_base FROM readings
+                 WHERE series = ?1 AND ts_ms <= ?2 AND quality IN (0, 1)
+                 ORDER BY ts_ms DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params![series, at_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
 }
