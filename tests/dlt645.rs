@@ -3,6 +3,7 @@
 //! through `ecogate probe`; a dead meter must not delay its line-mates.
 
 mod common;
+use common::pty::PtyPair;
 
 use ecogate::app::AppConfig;
 use ecogate::metrics::Metrics;
@@ -11,8 +12,8 @@ use ecogate::reading::Reading;
 use ecogate::sources::dlt645::config::Dlt645Config;
 use ecogate::sources::dlt645::sim::{self, SimLine, SimMeter};
 use ecogate::sources::SourceContext;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -127,52 +128,13 @@ async fn a_dead_meter_does_not_delay_its_line_mates_and_values_are_exact() {
     );
 }
 
-/// A socat-made pair of linked pseudo-terminals.
-struct PtyPair {
-    child: Child,
-    a: PathBuf,
-    b: PathBuf,
-}
-
-impl PtyPair {
-    fn new(dir: &Path) -> PtyPair {
-        let a = dir.join("tty-a");
-        let b = dir.join("tty-b");
-        let child = Command::new("socat")
-            .args([
-                format!("pty,raw,echo=0,link={}", a.display()),
-                format!("pty,raw,echo=0,link={}", b.display()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat must be installed (scripts/test.sh installs it)");
-        let started = Instant::now();
-        while !(a.exists() && b.exists()) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "socat made no ptys"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PtyPair { child, a, b }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The same reads over a serial line (2400 baud 8E1 as configured; a pty ignores the rate):
 /// the meter answers on the other end of the pair, in the 1997 edition for one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meters_on_a_serial_line_are_read_in_both_editions() {
     use tokio_serial::SerialPortBuilderExt;
     let dir = tempfile::tempdir().unwrap();
-    let pty = PtyPair::new(dir.path());
+    let pty = PtyPair::new(dir.path(), "tty");
     let sim_line = line(vec![
         SimMeter::new("000000000011", 4321.5),
         SimMeter::new("000000000012", 77.0),

@@ -3,6 +3,7 @@
 //! faults an RS-485 line produces that a real server will not on demand.
 
 mod common;
+use common::pty::PtyPair;
 #[path = "common/modbus_sim.rs"]
 mod common_sim;
 
@@ -13,51 +14,12 @@ use ecogate::pipeline::Envelope;
 use ecogate::sources::modbus::decode::{DataType, WordOrder};
 use ecogate::sources::SourceContext;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-
-/// A socat-made pair of linked pseudo-terminals.
-struct PtyPair {
-    child: Child,
-    a: PathBuf,
-    b: PathBuf,
-}
-
-impl PtyPair {
-    fn new(dir: &Path, name: &str) -> PtyPair {
-        let a = dir.join(format!("{name}-a"));
-        let b = dir.join(format!("{name}-b"));
-        let child = Command::new("socat")
-            .args([
-                format!("pty,raw,echo=0,link={}", a.display()),
-                format!("pty,raw,echo=0,link={}", b.display()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat must be installed (scripts/test.sh installs it)");
-        let started = Instant::now();
-        while !(a.exists() && b.exists()) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "socat made no ptys"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PtyPair { child, a, b }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn open(path: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()

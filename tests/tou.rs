@@ -33,6 +33,32 @@ contract_kw = 50
 charge_cny_per_kw_month = 36.1
 "#;
 
+/// The rows of table `id` of `ecogate report --period 2026-01-15 --format json --lang en`.
+fn report_rows(config: &str, id: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = common::ecogate(&[
+        "report",
+        "--config",
+        config,
+        "--period",
+        "2026-01-15",
+        "--format",
+        "json",
+        "--lang",
+        "en",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} table in {out}"))["rows"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 fn park(store: &std::path::Path) -> String {
     format!(
         "[park]\nname = \"P\"\ntimezone = \"Asia/Shanghai\"\ngrid_factor_year = 2022\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n\
@@ -75,24 +101,8 @@ fn a_day_splits_into_bands_costs_and_demand_as_hand_computed() {
     let (code, out, err) =
         common::ecogate(&["replay", "--config", c, "--input", input.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = common::ecogate(&[
-        "report",
-        "--config",
-        c,
-        "--period",
-        "2026-01-15",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let t = v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == "time_of_use")
-        .unwrap_or_else(|| panic!("no time_of_use table in {out}"));
-    let firm = &t["rows"][0];
+    let rows = report_rows(c, "time_of_use");
+    let firm = &rows[0];
     let f = |k: &str| firm[k].as_f64().unwrap_or_else(|| panic!("{k} in {firm}"));
     assert_eq!(firm["entity"], "F");
     for (k, want) in [
@@ -119,28 +129,12 @@ fn a_day_splits_into_bands_costs_and_demand_as_hand_computed() {
         text.replace("contract_kw = 50\n", "contract_kw = 50\nslide_min = 1\n"),
     )
     .unwrap();
-    let (_, again, _) = common::ecogate(&[
-        "report",
-        "--config",
-        c,
-        "--period",
-        "2026-01-15",
-        "--format",
-        "json",
-    ]);
-    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
-    let row = again["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == "time_of_use")
-        .unwrap()["rows"][0]
-        .clone();
+    let row = report_rows(c, "time_of_use")[0].clone();
     assert_eq!(row["demand_slide_min"].as_f64(), Some(15.0));
     assert_eq!(row["max_demand_kw"].as_f64(), Some(20.0));
     std::fs::write(&cfg, text).unwrap();
     // The park row is the firm's, the park having one firm.
-    assert_eq!(t["rows"][1]["total_kwh"].as_f64(), Some(242.5));
+    assert_eq!(rows[1]["total_kwh"].as_f64(), Some(242.5));
     // The Chinese report names the bands.
     let (_, text, _) = common::ecogate(&[
         "report",
@@ -363,28 +357,7 @@ fn a_meters_tariff_registers_are_checked_against_the_calendar() {
     let (code, out, err) =
         common::ecogate(&["replay", "--config", c, "--input", input.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = common::ecogate(&[
-        "report",
-        "--config",
-        c,
-        "--period",
-        "2026-01-15",
-        "--format",
-        "json",
-        "--lang",
-        "en",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let rows = v["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == "tariff_registers")
-        .unwrap_or_else(|| panic!("no tariff_registers table in {out}"))["rows"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let rows = report_rows(c, "tariff_registers");
     let row = |m: &str, ch: &str| {
         rows.iter()
             .find(|r| r["meter_id"] == m && r["channel"] == ch)

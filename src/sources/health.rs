@@ -137,3 +137,31 @@ pub fn refresh(
     let m = metrics.component(MeterHealthMetrics::register);
     Arc::new(move || m.observe(&statuses(chrono::Utc::now().timestamp_millis())))
 }
+
+/// A polled source's readiness (`/readyz`): ready while at least one meter answers. One dead
+/// meter is an alert (`ecogate_meter_up`), not a reason to call the gateway unready; every meter
+/// silent is (a cut line, a dead gateway). `up` lists each meter with whether it answers;
+/// `what` names them in the message ("DL/T 645 meters").
+pub fn readiness(
+    name: &'static str,
+    what: &'static str,
+    up: impl Fn() -> Vec<(String, bool)> + Send + Sync + 'static,
+) -> crate::metrics::http::Check {
+    crate::metrics::http::Check::new(name, move || {
+        let meters = up();
+        let total = meters.len();
+        let down: Vec<&str> = meters
+            .iter()
+            .filter(|(_, up)| !up)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        let answer = format!("{} of {total} {what} answer", total - down.len());
+        if total > 0 && down.len() == total {
+            Err(format!("{answer} (no meter answers)"))
+        } else if down.is_empty() {
+            Ok(answer)
+        } else {
+            Ok(format!("{answer}; down: {}", down.join(", ")))
+        }
+    })
+}

@@ -23,6 +23,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// A source's own section of the file, `[name]`, as its raw type (its default when absent):
+/// `section!(v, dlt645: RawDlt645)`. Other keys are left to their readers; a wrongly typed or
+/// unknown key inside the section is recorded in `v`, located by file, line and key.
+macro_rules! section {
+    ($v:expr, $name:ident: $raw:ty) => {{
+        #[derive(serde::Deserialize)]
+        struct Section {
+            #[serde(default)]
+            $name: $raw,
+        }
+        $v.section::<Section>().map(|s| s.$name).unwrap_or_default()
+    }};
+}
+pub(crate) use section;
+
 /// What every running source is given.
 #[derive(Debug, Clone)]
 pub struct SourceContext {

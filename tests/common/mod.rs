@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pty;
+
 use ecogate::config::Config;
 use ecogate::metrics::Metrics;
 use ecogate::pipeline::Pipeline;

@@ -100,24 +100,14 @@ pub fn statuses(health: Arc<Health>) -> Statuses {
     })
 }
 
-/// Ready while at least one meter answers (as for Modbus: one dead meter is an alert).
+/// Ready while at least one meter answers.
 pub fn readiness(health: Arc<Health>) -> crate::metrics::http::Check {
-    crate::metrics::http::Check::new("dlt645", move || {
-        let total = health.meters.len();
-        let down: Vec<&str> = health
+    crate::sources::health::readiness("dlt645", "DL/T 645 meters", move || {
+        health
             .meters
             .iter()
-            .filter(|(_, h)| !h.up.load(Ordering::Relaxed))
-            .map(|(m, _)| m.as_str())
-            .collect();
-        let what = format!("{} of {total} DL/T 645 meters answer", total - down.len());
-        if total > 0 && down.len() == total {
-            Err(format!("{what} (no meter answers)"))
-        } else if down.is_empty() {
-            Ok(what)
-        } else {
-            Ok(format!("{what}; down: {}", down.join(", ")))
-        }
+            .map(|(m, h)| (m.clone(), h.up.load(Ordering::Relaxed)))
+            .collect()
     })
 }
 

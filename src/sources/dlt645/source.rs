@@ -6,18 +6,10 @@ use crate::sources::health::Reason;
 use crate::sources::{
     AddressProbe, ProbeFuture, ProbeOutput, SourceConfig, SourceError, SourceKind, Start, Started,
 };
-use serde::Deserialize;
 use std::time::Duration;
 
 /// The registry's handle on the DL/T 645 source.
 pub struct Dlt645;
-
-/// The file as the DL/T 645 source reads it: its own section, the rest ignored.
-#[derive(Deserialize)]
-struct Section {
-    #[serde(default)]
-    dlt645: RawDlt645,
-}
 
 impl SourceKind for Dlt645 {
     fn name(&self) -> &'static str {
@@ -29,7 +21,7 @@ impl SourceKind for Dlt645 {
     }
 
     fn configure(&self, v: &mut Validator<'_>, meters: &[Meter]) -> Box<dyn SourceConfig> {
-        let raw = v.section::<Section>().map(|s| s.dlt645).unwrap_or_default();
+        let raw = crate::sources::section!(v, dlt645: RawDlt645);
         Box::new(super::config::validate(v, &raw, meters))
     }
 

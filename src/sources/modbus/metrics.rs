@@ -199,25 +199,14 @@ pub fn health(
     })
 }
 
-/// Ready while at least one meter answers: one dead meter is an alert (ecogate_meter_up), not a
-/// reason to call the gateway unready; every meter silent is (a cut line, a dead gateway).
+/// Ready while at least one meter answers.
 pub fn readiness(health: std::sync::Arc<Health>) -> crate::metrics::http::Check {
     use std::sync::atomic::Ordering;
-    crate::metrics::http::Check::new("modbus", move || {
-        let total = health.devices.len();
-        let down: Vec<&str> = health
+    crate::sources::health::readiness("modbus", "meters", move || {
+        health
             .devices
             .iter()
-            .filter(|(_, h)| !h.up.load(Ordering::Relaxed))
-            .map(|(m, _)| m.as_str())
-            .collect();
-        let what = format!("{} of {total} meters answer", total - down.len());
-        if total > 0 && down.len() == total {
-            Err(format!("{what} (no meter answers)"))
-        } else if down.is_empty() {
-            Ok(what)
-        } else {
-            Ok(format!("{what}; down: {}", down.join(", ")))
-        }
+            .map(|(m, h)| (m.clone(), h.up.load(Ordering::Relaxed)))
+            .collect()
     })
 }

@@ -6,18 +6,10 @@ use crate::sources::health::Reason;
 use crate::sources::{
     AddressProbe, ProbeFuture, ProbeOutput, SourceConfig, SourceError, SourceKind, Start, Started,
 };
-use serde::Deserialize;
 use std::time::Duration;
 
 /// The registry's handle on the Modbus source.
 pub struct Modbus;
-
-/// The file as the Modbus source reads it: its own section, the rest ignored.
-#[derive(Deserialize)]
-struct Section {
-    #[serde(default)]
-    modbus: RawModbus,
-}
 
 impl SourceKind for Modbus {
     fn name(&self) -> &'static str {
@@ -29,7 +21,7 @@ impl SourceKind for Modbus {
     }
 
     fn configure(&self, v: &mut Validator<'_>, meters: &[Meter]) -> Box<dyn SourceConfig> {
-        let raw = v.section::<Section>().map(|s| s.modbus).unwrap_or_default();
+        let raw = crate::sources::section!(v, modbus: RawModbus);
         Box::new(super::config::validate(v, &raw, meters))
     }
 

@@ -6,19 +6,11 @@ use crate::sources::health::Reason;
 use crate::sources::{
     BrokerOptions, ProbeFuture, ProbeOutput, SourceConfig, SourceError, SourceKind, Start, Started,
 };
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The registry's handle on the MQTT source.
 pub struct Mqtt;
-
-/// The file as the MQTT source reads it: its own section, the rest ignored.
-#[derive(Deserialize)]
-struct Section {
-    #[serde(default)]
-    mqtt: RawMqtt,
-}
 
 impl SourceKind for Mqtt {
     fn name(&self) -> &'static str {
@@ -30,7 +22,7 @@ impl SourceKind for Mqtt {
     }
 
     fn configure(&self, v: &mut Validator<'_>, meters: &[Meter]) -> Box<dyn SourceConfig> {
-        let raw = v.section::<Section>().map(|s| s.mqtt).unwrap_or_default();
+        let raw = crate::sources::section!(v, mqtt: RawMqtt);
         Box::new(super::config::validate(v, &raw, meters))
     }
 }
