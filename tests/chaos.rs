@@ -243,9 +243,7 @@ fn config(
     influx: &str,
     payload_ts: bool,
 ) -> String {
-    let mut t = String::from(
-        "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
-    );
+    let mut t = common::park::ParkToml::one_site("charging_station").to_string();
     for i in 0..METERS {
         t.push_str(&format!(
             "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [{{ id = \"delivered\", carrier = \"charging_delivered\", kind = \"counter\", unit = \"Wh\", max_rate_per_hour = 100000000 }}]\n"

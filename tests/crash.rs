@@ -21,9 +21,7 @@ const METERS: usize = 10;
 const PER_METER: usize = 5_000;
 
 fn config(dir: &Path, influx_port: u16) -> String {
-    let mut t = String::from(
-        "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n",
-    );
+    let mut t = common::park::ParkToml::one_site("factory").to_string();
     for i in 0..METERS {
         t.push_str(&format!(
             "[[meters]]\nid = \"m{i}\"\nsite = \"s\"\nchannels = [{{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 1000 }}]\n"

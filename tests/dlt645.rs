@@ -3,6 +3,7 @@
 //! through `ecogate probe`; a dead meter must not delay its line-mates.
 
 mod common;
+use common::park::{counter, gauge, ParkToml};
 use common::pty::PtyPair;
 
 use ecogate::app::AppConfig;
@@ -18,16 +19,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-const PARK: &str = "[park]\nname = \"P\"\ngrid_factor_year = 2022\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"factory\"\n";
-
-fn meters_toml(ids: &[&str]) -> String {
-    ids.iter()
-        .map(|id| {
-            format!(
-                "[[meters]]\nid = \"{id}\"\nsite = \"s\"\nchannels = [\n  {{ id = \"import\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100000 }},\n  {{ id = \"import_t4\", kind = \"gauge\", unit = \"kWh\" }},\n  {{ id = \"ua\", kind = \"gauge\", unit = \"V\" }},\n  {{ id = \"p\", kind = \"gauge\", unit = \"kW\" }},\n]\n"
-            )
-        })
-        .collect()
+/// Park `P` (one firm, one factory site) with meters `ids`, each with a grid import counter and
+/// three recorded gauges (a tariff register, phase A voltage, power).
+fn park(ids: &[&str]) -> String {
+    let mut p = ParkToml::one_site("factory");
+    for id in ids {
+        p = p.meter(
+            id,
+            "s",
+            &[
+                counter("import", "grid_import", "kWh", 100_000.0),
+                gauge("import_t4", "kWh", ""),
+                gauge("ua", "V", ""),
+                gauge("p", "kW", ""),
+            ],
+        );
+    }
+    p.to_string()
 }
 
 fn parse(text: &str) -> AppConfig {
@@ -78,11 +86,11 @@ async fn a_dead_meter_does_not_delay_its_line_mates_and_values_are_exact() {
     let sim_line = line(vec![a, dead, c]);
     let (addr, _server) = sim::listen(sim_line.clone()).await.unwrap();
     let text = format!(
-        "{PARK}{}[[dlt645.lines]]\nid = \"l1\"\ntcp = \"{addr}\"\ntimeout_ms = 500\ngap_ms = 0\n\
+        "{}[[dlt645.lines]]\nid = \"l1\"\ntcp = \"{addr}\"\ntimeout_ms = 500\ngap_ms = 0\n\
          [[dlt645.meters]]\nmeter = \"a\"\nline = \"l1\"\naddress = \"000000000001\"\npoll_interval_ms = 200\nchannels = {{ import = \"forward_active_total\", import_t4 = \"forward_active_tariff4\", ua = \"voltage_a\", p = \"active_power_total\" }}\n\
          [[dlt645.meters]]\nmeter = \"b\"\nline = \"l1\"\naddress = \"000000000002\"\npoll_interval_ms = 200\nchannels = {{ import = \"forward_active_total\" }}\n\
          [[dlt645.meters]]\nmeter = \"c\"\nline = \"l1\"\naddress = \"202208310002\"\npoll_interval_ms = 200\nchannels = {{ import = \"forward_active_total\" }}\n",
-        meters_toml(&["a", "b", "c"])
+        park(&["a", "b", "c"])
     );
     let app = parse(&text);
     let readings = collect(&app, Duration::from_secs(4)).await;
@@ -144,10 +152,10 @@ async fn meters_on_a_serial_line_are_read_in_both_editions() {
         .unwrap();
     let server = tokio::spawn(sim::serve(port, sim_line.clone()));
     let text = format!(
-        "{PARK}{}[[dlt645.lines]]\nid = \"rs485\"\ndevice = \"{}\"\nbaud = 2400\n\
+        "{}[[dlt645.lines]]\nid = \"rs485\"\ndevice = \"{}\"\nbaud = 2400\n\
          [[dlt645.meters]]\nmeter = \"m1\"\nline = \"rs485\"\naddress = \"11\"\npoll_interval_ms = 300\nchannels = {{ import = \"forward_active_total\", ua = \"voltage_a\" }}\n\
          [[dlt645.meters]]\nmeter = \"m2\"\nline = \"rs485\"\naddress = \"12\"\nedition = \"1997\"\npoll_interval_ms = 300\nchannels = {{ import = \"forward_active_total\", ua = \"voltage_a\" }}\n",
-        meters_toml(&["m1", "m2"]),
+        park(&["m1", "m2"]),
         pty.a.display()
     );
     let app = parse(&text);
@@ -196,7 +204,7 @@ fn configuration_errors_name_their_key() {
         ),
     ];
     for (section, expected) in cases {
-        let text = format!("{PARK}{}{section}", meters_toml(&["a"]));
+        let text = format!("{}{section}", park(&["a"]));
         let err = AppConfig::parse(Path::new("park.toml"), &text)
             .err()
             .unwrap_or_else(|| panic!("accepted: {section}"))
@@ -224,9 +232,9 @@ fn the_daemon_stores_the_energy_a_meter_counted_and_probe_reads_it() {
     std::fs::write(
         &cfg,
         format!(
-            "{PARK}{}[store]\npath = \"{}\"\n[metrics]\nenabled = false\n[[dlt645.lines]]\nid = \"l1\"\ntcp = \"{addr}\"\n\
+            "{}[store]\npath = \"{}\"\n[metrics]\nenabled = false\n[[dlt645.lines]]\nid = \"l1\"\ntcp = \"{addr}\"\n\
              [[dlt645.meters]]\nmeter = \"a\"\nline = \"l1\"\naddress = \"202208310002\"\npoll_interval_ms = 200\nchannels = {{ import = \"forward_active_total\" }}\n",
-            meters_toml(&["a"]),
+            park(&["a"]),
             store.display()
         ),
     )

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod park;
 pub mod pty;
 
 use ecogate::config::Config;
