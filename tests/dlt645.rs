@@ -291,3 +291,76 @@ fn the_daemon_stores_the_energy_a_meter_counted_and_probe_reads_it() {
     );
     drop(runtime);
 }
+
+/// A meter read for its forward energy total and tariffs 1-4 answers one block read (DI
+/// 00 01 FF 00) per poll instead of five requests; a meter that refuses block reads (some do)
+/// answers the first with "no requested data", and is read register by register from then on,
+/// with the same exact values (5,000 kWh: 500 + 1,500 + 2,000 + 1,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn energy_registers_are_read_in_one_block_where_the_meter_allows() {
+    let mut refusing = SimMeter::new("000000000022", 5000.0);
+    refusing.refuses_blocks = true;
+    let sim_line = line(vec![SimMeter::new("000000000021", 5000.0), refusing]);
+    let (addr, _server) = sim::listen(sim_line.clone()).await.unwrap();
+    let registers = ["total", "tariff1", "tariff2", "tariff3", "tariff4"];
+    let channels: Vec<String> = registers
+        .iter()
+        .map(|r| gauge(&format!("e_{r}"), "kWh", ""))
+        .collect();
+    let binding = registers
+        .iter()
+        .map(|r| format!("e_{r} = \"forward_active_{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = ParkToml::one_site("factory")
+        .meter("a", "s", &channels)
+        .meter("b", "s", &channels)
+        .section(&format!(
+            "[[dlt645.lines]]\nid = \"l1\"\ntcp = \"{addr}\"\ngap_ms = 0\n\
+             [[dlt645.meters]]\nmeter = \"a\"\nline = \"l1\"\naddress = \"21\"\npoll_interval_ms = 200\nchannels = {{ {binding} }}\n\
+             [[dlt645.meters]]\nmeter = \"b\"\nline = \"l1\"\naddress = \"22\"\npoll_interval_ms = 200\nchannels = {{ {binding} }}\n"
+        ))
+        .to_string();
+    let readings = collect(&parse(&text), Duration::from_millis(1500)).await;
+    for m in ["a", "b"] {
+        for (r, kwh) in registers
+            .iter()
+            .zip([5000.0, 500.0, 1500.0, 2000.0, 1000.0])
+        {
+            let got: Vec<f64> = readings
+                .iter()
+                .filter(|x| x.meter == m && x.channel == format!("e_{r}"))
+                .map(|x| x.amount)
+                .collect();
+            assert!(
+                !got.is_empty() && got.iter().all(|v| *v == kwh),
+                "{m} {r}: {got:?}"
+            );
+        }
+    }
+    let polls = |m: &str| {
+        readings
+            .iter()
+            .filter(|x| x.meter == m && x.channel == "e_total")
+            .count() as u64
+    };
+    let answered: Vec<u64> = sim_line
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.answered)
+        .collect();
+    // A poll in flight when the source stopped may have been answered without its readings.
+    let (pa, pb) = (polls("a"), polls("b"));
+    assert!(
+        (pa..=pa + 1).contains(&answered[0]),
+        "a: {} requests for {pa} polls (one block read a poll)",
+        answered[0]
+    );
+    // b: the refused block read, then five requests a poll.
+    assert!(
+        (1 + 5 * pb..=1 + 5 * pb + 5).contains(&answered[1]),
+        "b: {} requests for {pb} polls",
+        answered[1]
+    );
+}

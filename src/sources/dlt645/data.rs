@@ -24,7 +24,8 @@ const fn fmt(bytes: usize, decimals: u32, signed: bool) -> Format {
     }
 }
 
-const ENERGY: Format = fmt(4, 2, false);
+/// Energy registers: XXXXXX.XX, 4 bytes.
+pub const ENERGY: Format = fmt(4, 2, false);
 
 /// A quantity a meter can be asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -462,7 +463,42 @@ pub fn decode_value(
             found: hex_of(&echoed),
         });
     }
+    decode_body(format, timed, &data[n..])
+}
+
+/// The block identifier that reads one direction's total and tariffs 1-4 in one request
+/// (DI1 = FF: 5 values of 4 bytes, total first), and `q`'s place in it (total 0, tariff n at
+/// n); `None` for a quantity outside such a block.
+pub fn block_of(q: &Quantity) -> Option<([u8; 4], usize)> {
+    (q.format == ENERGY && !q.timed && q.di[0] == 0 && q.di[2] <= 4 && q.di[3] == 0)
+        .then_some(([0, q.di[1], 0xFF, 0], q.di[2] as usize))
+}
+
+/// The value at `place` of a block read's reply DATA: the block identifier echoed, then the
+/// values of 4 bytes in order.
+pub fn decode_block_value(block_di: &[u8], place: usize, data: &[u8]) -> Result<Value, ValueError> {
+    let n = block_di.len();
+    let mut echoed: Vec<u8> = data.iter().take(n).copied().collect();
+    echoed.reverse();
+    if echoed != block_di {
+        return Err(ValueError::OtherIdentifier {
+            asked: hex_of(block_di),
+            found: hex_of(&echoed),
+        });
+    }
     let body = &data[n..];
+    let at = place * ENERGY.bytes;
+    if body.len() < at + ENERGY.bytes {
+        return Err(ValueError::Short {
+            needed: at + ENERGY.bytes,
+            found: body.len(),
+        });
+    }
+    decode_body(ENERGY, false, &body[at..])
+}
+
+/// A value (and its time, where `timed`) from the bytes after the identifier.
+fn decode_body(format: Format, timed: bool, body: &[u8]) -> Result<Value, ValueError> {
     let needed = format.bytes + if timed { 5 } else { 0 };
     if body.len() < needed {
         return Err(ValueError::Short {
@@ -573,6 +609,40 @@ mod tests {
             decode_value(&e.di, e.format, false, &[0, 0, 1, 0, 0x1A, 0, 0, 0]),
             Err(ValueError::NotBcd { byte: 0x1A })
         );
+    }
+
+    /// A block read of forward active energy (00 01 FF 00): total 1234.56, tariffs 123.45,
+    /// 370.36, 493.83, 246.92 kWh, each 4 BCD bytes least significant first.
+    #[test]
+    fn a_block_read_holds_the_total_and_the_four_tariffs() {
+        let total = quantity("forward_active_total").unwrap();
+        let t3 = quantity("forward_active_tariff3").unwrap();
+        assert_eq!(block_of(total), Some(([0, 1, 0xFF, 0], 0)));
+        assert_eq!(block_of(t3), Some(([0, 1, 0xFF, 0], 3)));
+        assert_eq!(block_of(quantity("voltage_a").unwrap()), None);
+        assert_eq!(
+            block_of(quantity("forward_active_max_demand").unwrap()),
+            None
+        );
+        let mut data = vec![0x00, 0xFF, 0x01, 0x00];
+        for v in [
+            [0x56, 0x34, 0x12, 0x00],
+            [0x45, 0x23, 0x01, 0x00],
+            [0x36, 0x70, 0x03, 0x00],
+            [0x83, 0x93, 0x04, 0x00],
+            [0x92, 0x46, 0x02, 0x00],
+        ] {
+            data.extend(v);
+        }
+        let di = [0, 1, 0xFF, 0];
+        let got: Vec<f64> = (0..5)
+            .map(|i| decode_block_value(&di, i, &data).unwrap().amount)
+            .collect();
+        assert_eq!(got, vec![1234.56, 123.45, 370.36, 493.83, 246.92]);
+        assert!(matches!(
+            decode_block_value(&di, 5, &data),
+            Err(ValueError::Short { .. })
+        ));
     }
 
     #[test]

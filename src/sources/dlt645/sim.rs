@@ -24,6 +24,8 @@ pub struct SimMeter {
     pub preamble: usize,
     /// Requests answered.
     pub answered: u64,
+    /// Answers a block read (DI1 = FF) with "no requested data", as some meters do.
+    pub refuses_blocks: bool,
 }
 
 impl SimMeter {
@@ -37,6 +39,7 @@ impl SimMeter {
             silent: false,
             preamble: 2,
             answered: 0,
+            refuses_blocks: false,
         };
         m.set_energy(kwh);
         for (name, v) in [
@@ -107,6 +110,28 @@ impl SimMeter {
         };
         let mut di: Vec<u8> = req.data.iter().take(n).copied().collect();
         di.reverse();
+        if edition == frame::Edition::Y2007 && di.len() == 4 && di[2] == 0xFF {
+            // A block read: the direction's total and tariffs 1-4 (DI1 = FF).
+            let values: Option<Vec<f64>> = (0..5)
+                .map(|place| {
+                    data::QUANTITIES
+                        .iter()
+                        .find(|q| data::block_of(q) == Some(([di[0], di[1], di[2], di[3]], place)))
+                        .and_then(|q| self.values.get(q.name).copied())
+                })
+                .collect();
+            match values.filter(|_| !self.refuses_blocks) {
+                Some(values) => {
+                    let mut body: Vec<u8> = di.iter().rev().copied().collect();
+                    for v in values {
+                        body.extend(data::encode_value(v, data::ENERGY));
+                    }
+                    out.extend(frame::encode(self.address, 0x80 | req.control, &body));
+                }
+                None => out.extend(frame::encode(self.address, 0xC0 | req.control, &[0x02])),
+            }
+            return Some(out);
+        }
         let found = data::QUANTITIES.iter().find_map(|q| {
             let (qdi, format) = data::identifier(q, edition)?;
             (qdi == di).then_some((q, format))

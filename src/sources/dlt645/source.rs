@@ -214,10 +214,12 @@ impl SourceConfig for Dlt645Config {
                     points: vec![p.clone()],
                     ..m.clone()
                 };
+                // One point a request: the probe shows each register on its own.
                 let r = super::poller::read_meter(
                     port.as_mut(),
                     line,
                     &one,
+                    &mut true,
                     || 0,
                     &mut discarded,
                     &metrics,
