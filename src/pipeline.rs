@@ -144,7 +144,10 @@ impl Pipeline {
                     Ok(()) => out.committed(),
                     Err(_) => {
                         if let Err(e) = out.rolled_back() {
-                            tracing::error!("{e}");
+                            tracing::error!(
+                                "taking back a failed commit's records: {}",
+                                crate::util::error_chain(e.as_ref())
+                            );
                         }
                     }
                 }

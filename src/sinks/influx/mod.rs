@@ -96,8 +96,8 @@ impl crate::sinks::store::CommitSink for InfluxOutput {
         InfluxOutput::committed(self);
     }
 
-    fn rolled_back(&mut self) -> Result<(), String> {
-        InfluxOutput::rolled_back(self).map_err(|e| e.to_string())
+    fn rolled_back(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(InfluxOutput::rolled_back(self)?)
     }
 
     fn as_hook(&mut self) -> &mut dyn CommitHook {

@@ -145,8 +145,9 @@ pub trait CommitSink: CommitHook + Send + std::fmt::Debug {
     fn begin(&mut self, now_ms: i64);
     /// The store committed: what the hook wrote becomes deliverable.
     fn committed(&mut self);
-    /// The store commit failed: take back what the hook wrote for it.
-    fn rolled_back(&mut self) -> Result<(), String>;
+    /// The store commit failed: take back what the hook wrote for it. The error keeps its
+    /// cause (the sink's own error type).
+    fn rolled_back(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
     fn as_hook(&mut self) -> &mut dyn CommitHook;
 }
 
