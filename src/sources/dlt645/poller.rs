@@ -371,7 +371,20 @@ pub async fn run_line(
             .min_by_key(|(_, s)| (s.failures >= SLACK_AFTER, s.due))
             .map(|(i, _)| i);
         let Some(i) = pick else {
-            let wake = slots.iter().map(|s| s.due).min().unwrap_or(now + timeout);
+            // A failing meter that is due but waits for slack wakes nobody: the line wakes for
+            // the next answering meter (and re-decides after it), or when the failing one
+            // would be starved.
+            let wake = slots
+                .iter()
+                .map(|s| {
+                    if s.failures >= SLACK_AFTER && s.due <= now {
+                        s.due + STARVED_AFTER
+                    } else {
+                        s.due
+                    }
+                })
+                .min()
+                .unwrap_or(now + timeout);
             let wake = wake.max(now + Duration::from_millis(5));
             if sleep_or_stop(wake - now, &mut shutdown).await {
                 return;
