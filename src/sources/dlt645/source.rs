@@ -59,8 +59,17 @@ async fn probe_address(target: &AddressProbe) -> anyhow::Result<bool> {
                     anyhow::bail!("the connection was closed");
                 }
                 buf.extend_from_slice(&chunk[..n]);
-                if let frame::Decoded::Frame(f, _) = frame::decode(&buf) {
-                    return Ok(f.address);
+                loop {
+                    match frame::decode(&buf) {
+                        frame::Decoded::Frame(f, _) if f.is_reply() => return Ok(f.address),
+                        frame::Decoded::Frame(_, used) => {
+                            buf.drain(..used);
+                        }
+                        frame::Decoded::Bad(_, skip) => {
+                            buf.drain(..skip);
+                        }
+                        frame::Decoded::Incomplete => break,
+                    }
                 }
             }
         })
