@@ -101,6 +101,11 @@ fn a_day_splits_into_bands_costs_and_demand_as_hand_computed() {
     let (code, out, err) =
         common::ecogate(&["replay", "--config", c, "--input", input.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
+    let (_, summary, _) = common::ecogate(&["check", "--config", c]);
+    assert!(
+        summary.contains("tariff: 河南工商业分时电价 2024 (豫发改价管〔2024〕283号); prices sharp 1.2 / peak 1 / flat 0.6 / valley 0.3 CNY/kWh; contracted demand 50 kW"),
+        "{summary}"
+    );
     let rows = report_rows(c, "time_of_use");
     let firm = &rows[0];
     let f = |k: &str| firm[k].as_f64().unwrap_or_else(|| panic!("{k} in {firm}"));

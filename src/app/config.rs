@@ -267,6 +267,27 @@ impl AppConfig {
                 let _ = writeln!(out, "{line}");
             }
         }
+        if let Some(t) = &c.tariff {
+            let _ = writeln!(
+                out,
+                "tariff: {}{}; prices {}; contracted demand {}",
+                t.name,
+                if t.source.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", t.source)
+                },
+                t.prices_cny_per_kwh.map_or("not given".to_string(), |p| {
+                    format!(
+                        "sharp {} / peak {} / flat {} / valley {} CNY/kWh",
+                        p[0], p[1], p[2], p[3]
+                    )
+                }),
+                t.demand
+                    .and_then(|d| d.contract_kw)
+                    .map_or("not given".to_string(), |kw| format!("{kw} kW")),
+            );
+        }
         let windows: Vec<_> = c.accounting.windows.iter().map(|w| w.name()).collect();
         let _ = writeln!(out, "windows: {}", windows.join(", "));
         let _ = writeln!(out, "store: {}", c.store.path.display());
