@@ -241,6 +241,45 @@ fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
     );
 }
 
+/// A CSV saved by Excel on Chinese Windows is GBK: it imports as the UTF-8 one would (tax per mu
+/// 2,400 万元 / 120 mu = 20 万元/亩); bytes that are neither UTF-8 nor GBK are refused with what to
+/// do, and nothing is imported.
+#[test]
+fn a_gbk_statistics_file_imports_and_an_unreadable_one_says_what_to_do() {
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let gbk = p.config.with_file_name("gbk.csv");
+    let (bytes, _, unmappable) =
+        encoding_rs::GBK.encode("企业名称,年度,税收(万元)\n恒达电机有限公司,2026,2400\n");
+    assert!(!unmappable);
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "not GBK-specific bytes"
+    );
+    std::fs::write(&gbk, &bytes).unwrap();
+    let (code, _, err) = run(&["stats", "import", "--config", c, gbk.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&[
+        "report", "--config", c, "--period", "2026-11", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
+        Some(20.0)
+    );
+    let bad = p.config.with_file_name("binary.csv");
+    std::fs::write(&bad, b"firm,year\n\xFF\xFF,2026\n").unwrap();
+    let (code, _, err) = run(&["stats", "import", "--config", c, bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}: the file is neither UTF-8 nor GBK/GB18030: save it again as \"CSV UTF-8\"",
+            bad.display()
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_workbook_reads_back_with_its_sheets_units_and_full_precision() {
     use calamine::{open_workbook, Data, Reader, Xlsx};

@@ -212,12 +212,28 @@ pub fn read(path: &Path, config: &Config) -> Result<Vec<Row>, Vec<String>> {
 
 type Table = Vec<(usize, Vec<String>)>;
 
+/// A CSV's text: UTF-8 (a byte-order mark dropped), or else GB18030, the superset of the GBK
+/// that Excel on Chinese Windows saves as "CSV"; bytes that are neither are refused with what
+/// to do.
+fn csv_text(bytes: &[u8]) -> Result<String, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(text.to_string());
+    }
+    let (text, _, malformed) = encoding_rs::GB18030.decode(bytes);
+    if malformed {
+        return Err("the file is neither UTF-8 nor GBK/GB18030: save it again as \"CSV UTF-8\" (or as XLSX)".into());
+    }
+    Ok(text.into_owned())
+}
+
 fn read_csv(path: &Path) -> Result<Table, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let text = csv_text(&bytes)?;
     let mut r = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| e.to_string())?;
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| e.to_string())?;
