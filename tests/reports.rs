@@ -170,7 +170,7 @@ fn the_figures_are_those_of_the_sample_and_the_statistics() {
         .unwrap();
     assert_eq!(
         ev["rows"][0]["statistics_source"],
-        "config/statistics.example.csv:2 (#1, 2026-11-30 16:00 UTC)"
+        "config/statistics.example.csv:2 (#1, 2026-12-01 00:00 +08:00)"
     );
     // A revised import wins, and is named.
     let revised = p.config.with_file_name("revised.csv");

@@ -81,7 +81,7 @@ fn year_stats(
     year: i32,
 ) -> anyhow::Result<(FirmStats, String)> {
     let f = &config.firms[firm];
-    if let Some(s) = stats.and_then(|s| s.latest(&f.id, year).transpose()) {
+    if let Some(s) = stats.and_then(|s| s.latest(&f.id, year, config.park.timezone).transpose()) {
         let s = s?;
         let mut merged = f.stats.clone();
         merged.tax_cny = s.stats.tax_cny;

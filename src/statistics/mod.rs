@@ -146,8 +146,14 @@ impl StatsStore {
         Ok(id)
     }
 
-    /// The latest import's statistics of a firm for a year, if any import had them.
-    pub fn latest(&self, firm: &str, year: i32) -> Result<Option<Stored>, StatsError> {
+    /// The latest import's statistics of a firm for a year, if any import had them; the import's
+    /// time is shown in `tz` (the park's), with its offset.
+    pub fn latest(
+        &self,
+        firm: &str,
+        year: i32,
+        tz: chrono_tz::Tz,
+    ) -> Result<Option<Stored>, StatsError> {
         self.conn
             .query_row(
                 "SELECT s.tax_cny, s.revenue_cny, s.value_added_cny, s.output_value_cny,
@@ -159,7 +165,11 @@ impl StatsStore {
                 |r| {
                     let at: i64 = r.get(10)?;
                     let when = chrono::DateTime::from_timestamp_millis(at)
-                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .map(|t| {
+                            t.with_timezone(&tz)
+                                .format("%Y-%m-%d %H:%M %:z")
+                                .to_string()
+                        })
                         .unwrap_or_default();
                     Ok(Stored {
                         stats: YearStats {
