@@ -154,11 +154,16 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum StatsCommand {
     /// Import a CSV or XLSX file (one row per firm and year); every row is checked, and a file
-    /// with any error imports nothing. The latest import of a firm's year wins.
+    /// with any error imports nothing. The latest import of a firm's year wins; a value it does
+    /// not give (a missing column, a blank cell) is kept from the import in force, and said so.
     Import {
         #[arg(long, short)]
         config: PathBuf,
         file: PathBuf,
+        /// Say what the import would change (values changed, kept from the import in force,
+        /// firms' years added) and store nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -328,8 +333,13 @@ fn main() -> ExitCode {
             })
         })(),
         Command::Stats {
-            command: StatsCommand::Import { config, file },
-        } => load(&config).and_then(|c| match app::reports::import_stats(&c, &file)? {
+            command:
+                StatsCommand::Import {
+                    config,
+                    file,
+                    dry_run,
+                },
+        } => load(&config).and_then(|c| match app::reports::import_stats(&c, &file, dry_run)? {
             Ok(summary) => {
                 println!("{summary}");
                 Ok(ExitCode::SUCCESS)

@@ -241,6 +241,54 @@ fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
     );
 }
 
+/// A file without the tax column (the defect seen: the whole park went unrated) keeps the tax
+/// in force, says so, and `--dry-run` shows what an import would change without storing it.
+#[test]
+fn an_import_without_a_column_keeps_its_values_and_a_dry_run_changes_nothing() {
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let partial = p.config.with_file_name("partial.csv");
+    std::fs::write(
+        &partial,
+        "企业名称,年度,营业收入(万元)\n恒达电机有限公司,2026,40000\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "stats",
+        "import",
+        "--config",
+        c,
+        "--dry-run",
+        partial.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    for line in [
+        "dry run, nothing imported: 1 rows (1 firms; years 2026)",
+        "changed:\n  hengda-motors 2026: revenue_cny 360,000,000 -> 400,000,000",
+        "kept:\n  hengda-motors 2026: tax_cny not in this file: kept 18,000,000 from import #1",
+    ] {
+        assert!(out.contains(line), "{line}\nnot in:\n{out}");
+    }
+    let (code, out, err) = run(&["stats", "import", "--config", c, partial.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("import #2: 1 rows"), "{out}");
+    assert!(
+        out.contains("tax_cny not in this file: kept 18,000,000 from import #1"),
+        "{out}"
+    );
+    // The tax is still in force (1,800 万元 / 120 mu = 15 万元/亩), from import #2 now.
+    let (_, out, _) = run(&[
+        "report", "--config", c, "--period", "2026-11", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
+        Some(15.0)
+    );
+}
+
 /// A CSV saved by Excel on Chinese Windows is GBK: it imports as the UTF-8 one would (tax per mu
 /// 2,400 万元 / 120 mu = 20 万元/亩); bytes that are neither UTF-8 nor GBK are refused with what to
 /// do, and nothing is imported.

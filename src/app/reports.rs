@@ -32,34 +32,105 @@ pub struct Output {
     pub table: Option<String>,
 }
 
-/// `ecogate stats import FILE`: checks every row, then stores all of them as one import.
-pub fn import_stats(config: &Config, file: &Path) -> anyhow::Result<Result<String, Vec<String>>> {
-    let rows = match import::read(file, config) {
+/// `ecogate stats import FILE`: checks every row, then stores all of them as one import. A value
+/// the file does not give (a column it lacks, a blank cell) is carried forward from the import
+/// in force, and said so: an import never replaces a good value with nothing. With `dry_run`,
+/// says what would change and stores nothing.
+pub fn import_stats(
+    config: &Config,
+    file: &Path,
+    dry_run: bool,
+) -> anyhow::Result<Result<String, Vec<String>>> {
+    use crate::statistics::FIELDS;
+    let mut rows = match import::read(file, config) {
         Ok(rows) => rows,
         Err(errors) => return Ok(Err(errors)),
     };
-    let mut stats = StatsStore::open(&config.evaluation.statistics_path)?;
-    let id = stats.import(&file.display().to_string(), &rows, now_ms(config))?;
+    let path = &config.evaluation.statistics_path;
+    let mut stats = if dry_run && !path.exists() {
+        None
+    } else {
+        Some(StatsStore::open(path)?)
+    };
+    let shown = |v: f64| crate::report::num(v, if v.fract() == 0.0 { 0 } else { 4 });
+    let (mut kept, mut changed, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &mut rows {
+        let before = match &stats {
+            Some(s) => s.in_force(&r.firm, r.year)?,
+            None => None,
+        };
+        let Some((old, from)) = before else {
+            added.push(format!(
+                "{} {}: new ({} of {} values given)",
+                r.firm,
+                r.year,
+                r.values.iter().flatten().count(),
+                FIELDS.len()
+            ));
+            continue;
+        };
+        for (i, field) in FIELDS.iter().enumerate() {
+            match (old[i], r.values[i]) {
+                (Some(o), None) => {
+                    r.values[i] = Some(o);
+                    kept.push(format!(
+                        "{} {}: {field} not in this file: kept {} from import #{from}",
+                        r.firm,
+                        r.year,
+                        shown(o)
+                    ));
+                }
+                (Some(o), Some(n)) if o != n => changed.push(format!(
+                    "{} {}: {field} {} -> {}",
+                    r.firm,
+                    r.year,
+                    shown(o),
+                    shown(n)
+                )),
+                (None, Some(n)) => changed.push(format!(
+                    "{} {}: {field} added: {}",
+                    r.firm,
+                    r.year,
+                    shown(n)
+                )),
+                _ => {}
+            }
+        }
+    }
     let mut years: Vec<i32> = rows.iter().map(|r| r.year).collect();
     years.sort();
     years.dedup();
-    Ok(Ok(format!(
-        "import #{id}: {} rows ({} firms; years {}) from {} into {}",
+    let mut firms: Vec<&str> = rows.iter().map(|r| r.firm.as_str()).collect();
+    firms.sort();
+    firms.dedup();
+    let mut out = match (&mut stats, dry_run) {
+        (Some(s), false) => {
+            let id = s.import(&file.display().to_string(), &rows, now_ms(config))?;
+            format!("import #{id}: ")
+        }
+        _ => "dry run, nothing imported: ".to_string(),
+    };
+    out.push_str(&format!(
+        "{} rows ({} firms; years {}) from {} into {}",
         rows.len(),
-        {
-            let mut f: Vec<&str> = rows.iter().map(|r| r.firm.as_str()).collect();
-            f.sort();
-            f.dedup();
-            f.len()
-        },
+        firms.len(),
         years
             .iter()
             .map(|y| y.to_string())
             .collect::<Vec<_>>()
             .join(", "),
         file.display(),
-        config.evaluation.statistics_path.display()
-    )))
+        path.display()
+    ));
+    for (what, lines) in [("changed", &changed), ("kept", &kept), ("new", &added)] {
+        if !lines.is_empty() {
+            out.push_str(&format!("\n{what}:"));
+            for l in lines.iter() {
+                out.push_str(&format!("\n  {l}"));
+            }
+        }
+    }
+    Ok(Ok(out))
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {

@@ -26,6 +26,9 @@ pub enum StatsError {
     },
 }
 
+/// A firm's year as in force: its values in the order of [`FIELDS`], and the import they are from.
+pub type InForce = ([Option<f64>; 8], i64);
+
 /// One firm's statistics for a year, and where they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
@@ -144,6 +147,31 @@ impl StatsStore {
         }
         tx.commit().map_err(err)?;
         Ok(id)
+    }
+
+    /// The values in force for a firm's year, in the order of [`FIELDS`], with the import each
+    /// came from: the latest import's row (an import carries forward what its file left out).
+    pub fn in_force(&self, firm: &str, year: i32) -> Result<Option<InForce>, StatsError> {
+        self.conn
+            .query_row(
+                "SELECT s.tax_cny, s.revenue_cny, s.value_added_cny, s.output_value_cny,
+                        s.employees, s.rd_spend_cny, s.pollutant_t, s.off_meter_tce, s.import_id
+                 FROM firm_year_stats s WHERE s.firm = ?1 AND s.year = ?2
+                 ORDER BY s.import_id DESC LIMIT 1",
+                params![firm, year],
+                |r| {
+                    let mut v = [None; 8];
+                    for (i, slot) in v.iter_mut().enumerate() {
+                        *slot = r.get(i)?;
+                    }
+                    Ok((v, r.get(8)?))
+                },
+            )
+            .optional()
+            .map_err(|cause| StatsError::Sqlite {
+                path: self.path.clone(),
+                cause,
+            })
     }
 
     /// The latest import's statistics of a firm for a year, if any import had them; the import's
