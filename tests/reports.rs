@@ -172,6 +172,36 @@ fn the_figures_are_those_of_the_sample_and_the_statistics() {
         ev["rows"][0]["statistics_source"],
         "config/statistics.example.csv:2 (#1, 2026-12-01 00:00 +08:00)"
     );
+    // Rank is an integer; every indicator's value, benchmark, weight and score is there by its
+    // stable id, and the weighted scores add up to the firm's score.
+    assert!(ev["rows"][0]["rank"].is_i64(), "{}", ev["rows"][0]);
+    let scores = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "indicator_scores")
+        .unwrap();
+    let hengda_scores: Vec<&serde_json::Value> = scores["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["firm_id"] == "hengda-motors")
+        .collect();
+    let tax = hengda_scores
+        .iter()
+        .find(|r| r["indicator"] == "tax_per_mu_10k_cny")
+        .unwrap();
+    assert_eq!(tax["value"].as_f64(), Some(15.0));
+    assert!(tax["benchmark"].as_f64().is_some() && tax["weight"].as_f64().is_some());
+    let sum: f64 = hengda_scores
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (sum - ev["rows"][0]["score"].as_f64().unwrap()).abs() < 1e-6,
+        "{sum} vs {}",
+        ev["rows"][0]["score"]
+    );
     // A revised import wins, and is named.
     let revised = p.config.with_file_name("revised.csv");
     std::fs::write(&revised, "firm,year,tax_cny,revenue_cny,value_added_cny,employees,rd_spend_cny,pollutant_t\nhengda-motors,2026,24000000,360000000,90000000,420,14000000,35.5\n").unwrap();

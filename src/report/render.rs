@@ -139,6 +139,11 @@ pub fn json(doc: &Document) -> String {
                     for (c, col) in r.iter().zip(&t.cols) {
                         o.insert(col.key.to_string(), match c {
                             Cell::Text(s) => serde_json::Value::String(s.clone()),
+                            // A whole number in a column without decimals (a rank, a count) is
+                            // an integer for the program that reads it.
+                            Cell::Num(x) if col.decimals == 0 && x.fract() == 0.0 && x.abs() < 9.0e15 => {
+                                serde_json::json!(*x as i64)
+                            }
                             Cell::Num(x) => serde_json::json!(x),
                             Cell::Empty => serde_json::Value::Null,
                         });

@@ -117,6 +117,43 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
         cols,
         rows,
     }];
+    // Every indicator of every firm: value, benchmark, weight and score, by stable id.
+    let score_rows = order
+        .iter()
+        .flat_map(|&i| {
+            let f = &ev.firms[i];
+            indicators.iter().filter_map(move |ind| {
+                let r = f.indicators.iter().find(|x| x.indicator == ind.id())?;
+                let c = indicator_col(*ind);
+                Some(vec![
+                    f.rank.map(|r| r as f64).into(),
+                    f.firm.as_str().into(),
+                    c.key.into(),
+                    lang.pick(c.en, c.zh).into(),
+                    r.value.into(),
+                    r.benchmark.into(),
+                    r.weight.into(),
+                    r.score.into(),
+                ])
+            })
+        })
+        .collect();
+    tables.push(Table {
+        id: "indicator_scores",
+        en: "Indicator scores".into(),
+        zh: "分项指标得分".into(),
+        cols: vec![
+            col("rank", "Rank", "排名", 0),
+            col("firm_id", "Firm id", "企业编号", 0),
+            col("indicator", "Indicator id", "指标编号", 0),
+            col("indicator_name", "Indicator", "指标", 0),
+            col("value", "Value", "指标值", 3),
+            col("benchmark", "Benchmark", "基准值", 3),
+            col("weight", "Weight", "权重", 2),
+            col("score", "Score", "得分", 2),
+        ],
+        rows: score_rows,
+    });
     tables.push(Table {
         id: "benchmarks",
         en: "Indicators, weights and benchmarks".into(),
