@@ -26,6 +26,9 @@ pub struct Pipeline {
     sink: Option<Box<dyn CommitSink>>,
     /// Set when the daemon stops: a commit held back by a full outbox gives up instead of waiting.
     shutdown: Arc<AtomicBool>,
+    /// "Now" for a replay made as of another time (`ECOGATE_NOW`): readings later than it are in
+    /// the future. `None`: the wall clock.
+    as_of_ms: Option<i64>,
     /// This pipeline is the only writer of its store while it lives.
     _lock: ExclusiveLock,
 }
@@ -53,8 +56,14 @@ impl Pipeline {
             reject_log: crate::util::RateLimitedLog::new(Duration::from_secs(10)),
             sink: None,
             shutdown: Arc::new(AtomicBool::new(false)),
+            as_of_ms: None,
             _lock: lock,
         })
+    }
+
+    /// Accounts as of `now_ms` instead of the wall clock (a replay under `ECOGATE_NOW`).
+    pub fn set_as_of(&mut self, now_ms: Option<i64>) {
+        self.as_of_ms = now_ms;
     }
 
     /// Adds a sink that commits together with the store (the InfluxDB outbox): the application
@@ -130,7 +139,9 @@ impl Pipeline {
 
     /// Accounts and commits one batch. On error nothing changed, in memory or on disk.
     pub fn ingest(&mut self, readings: &[Reading]) -> Result<Batch, StoreError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self
+            .as_of_ms
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let batch = self.accountant.process(readings, now_ms);
         let started = Instant::now();
         let committed = match self.sink.as_mut() {

@@ -296,3 +296,65 @@ fn the_shipped_samples_printed_figures_follow_from_the_file() {
     let park = out.split("park Zhongyuan").nth(1).unwrap();
     has(park, format!("CO2           {} t total", num(park_co2, 4)));
 }
+
+/// Under ECOGATE_NOW a replay is made as of that moment, as reports are: a reading dated after
+/// it is refused as in the future (exit 3, named), one before it is accounted; without
+/// ECOGATE_NOW the same file is all in the past and all accounted.
+#[test]
+fn a_replay_under_ecogate_now_refuses_what_is_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("park.toml");
+    let text = common::park::ParkToml::one_site("factory")
+        .meter(
+            "m",
+            "s",
+            &[common::park::counter(
+                "import",
+                "grid_import",
+                "kWh",
+                1000.0,
+            )],
+        )
+        .section(&format!(
+            "[store]\npath = \"{}\"\n",
+            dir.path().join("s.db").display()
+        ))
+        .to_string();
+    std::fs::write(&cfg, text).unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "timestamp,meter,channel,value,unit\n2026-01-15T10:00:00+08:00,m,import,100,kWh\n2026-01-15T11:00:00+08:00,m,import,110,kWh\n2026-01-15T13:00:00+08:00,m,import,130,kWh\n",
+    )
+    .unwrap();
+    let run = |now: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"));
+        cmd.args([
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ]);
+        match now {
+            Some(n) => cmd.env("ECOGATE_NOW", n),
+            None => cmd.env_remove("ECOGATE_NOW"),
+        };
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = run(Some("2026-01-15T12:00:00+08:00"));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("future_timestamp"), "{out}");
+    assert!(
+        out.contains(":4:"),
+        "the refused row is named by its line: {out}"
+    );
+    std::fs::remove_file(dir.path().join("s.db")).unwrap();
+    let (code, out) = run(None);
+    assert_eq!(code, 0, "{out}");
+}

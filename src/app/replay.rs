@@ -62,6 +62,12 @@ pub fn run(
         .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     pipeline.store().use_bulk_cache()?;
+    // As reports are: a replay under ECOGATE_NOW refuses what is later than that "now", as a
+    // live ecogate at that moment would have.
+    let as_of = std::env::var("ECOGATE_NOW")
+        .is_ok()
+        .then(|| super::now_ms(&config));
+    pipeline.set_as_of(as_of);
     let mut sorter = replay::sort::Sorter::new(&scratch_dir);
     let mut replaying = replay::Replay::new(&mut pipeline);
     let mut emit =
@@ -89,7 +95,7 @@ pub fn run(
             replay::line_protocol::parse_each(
                 read,
                 precision,
-                chrono::Utc::now().timestamp_millis(),
+                as_of.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
                 unit_of,
                 &mut emit,
             )
