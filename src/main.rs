@@ -165,6 +165,12 @@ enum StatsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Every import so far: its number, time, file, rows, SHA-256 and who made it (reports and
+    /// evaluations name the import they used by its number).
+    History {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -355,6 +361,12 @@ fn main() -> ExitCode {
                 );
                 Ok(ExitCode::from(2))
             }
+        }),
+        Command::Stats {
+            command: StatsCommand::History { config },
+        } => load(&config).and_then(|c| {
+            print!("{}", app::reports::stats_history(&c)?);
+            Ok(ExitCode::SUCCESS)
         }),
     };
     match result {

@@ -55,7 +55,13 @@ fn park() -> Park {
         "config/statistics.example.csv",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(String::from_utf8_lossy(&out).starts_with("import #1: 3 rows (3 firms; years 2026)"));
+    // The digest is the file's SHA-256 (sha256sum config/statistics.example.csv).
+    assert!(
+        String::from_utf8_lossy(&out)
+            .starts_with("import #1 (sha256 e57294e0268d6e57): 3 rows (3 firms; years 2026)"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     Park { _dir: dir, config }
 }
 
@@ -303,7 +309,22 @@ fn an_import_without_a_column_keeps_its_values_and_a_dry_run_changes_nothing() {
     let (code, out, err) = run(&["stats", "import", "--config", c, partial.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let out = String::from_utf8(out).unwrap();
-    assert!(out.starts_with("import #2: 1 rows"), "{out}");
+    assert!(out.starts_with("import #2 (sha256 "), "{out}");
+    // The history lists both imports, with the whole digest of the first.
+    let (code, history, err) = run(&["stats", "history", "--config", c]);
+    assert_eq!(code, 0, "{err}");
+    let history = String::from_utf8(history).unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].starts_with("#1 ")
+            && lines[0].contains("config/statistics.example.csv (3 rows) sha256 e57294e0268d6e5779970effe70cf6adb7c10475acc329636817892153277a8d by "),
+        "{history}"
+    );
+    assert!(
+        lines[1].starts_with("#2 ") && lines[1].contains("partial.csv (1 rows)"),
+        "{history}"
+    );
     assert!(
         out.contains("tax_cny not in this file: kept 18,000,000 from import #1"),
         "{out}"

@@ -105,8 +105,23 @@ pub fn import_stats(
     firms.dedup();
     let mut out = match (&mut stats, dry_run) {
         (Some(s), false) => {
-            let id = s.import(&file.display().to_string(), &rows, now_ms(config))?;
-            format!("import #{id}: ")
+            let bytes = std::fs::read(file)
+                .with_context(|| format!("reading {} again for its digest", file.display()))?;
+            let digest: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let by = std::env::var("SUDO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_default();
+            let id = s.import(
+                &file.display().to_string(),
+                &rows,
+                now_ms(config),
+                (&digest, &by),
+            )?;
+            format!("import #{id} (sha256 {}): ", &digest[..16])
         }
         _ => "dry run, nothing imported: ".to_string(),
     };
@@ -131,6 +146,39 @@ pub fn import_stats(
         }
     }
     Ok(Ok(out))
+}
+
+/// `ecogate stats history`: every import, oldest first, one line each.
+pub fn stats_history(config: &Config) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let path = &config.evaluation.statistics_path;
+    if !path.exists() {
+        return Ok(format!(
+            "no imports yet ({} does not exist)\n",
+            path.display()
+        ));
+    }
+    let store = StatsStore::open(path)?;
+    let mut out = String::new();
+    for r in store.history()? {
+        let at = chrono::DateTime::from_timestamp_millis(r.at_ms)
+            .map(|t| {
+                t.with_timezone(&config.park.timezone)
+                    .format("%Y-%m-%d %H:%M %:z")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "#{} {at} {} ({} rows) sha256 {} by {}",
+            r.id,
+            r.file,
+            r.rows,
+            r.digest.as_deref().unwrap_or("-"),
+            r.by.as_deref().filter(|b| !b.is_empty()).unwrap_or("-")
+        );
+    }
+    Ok(out)
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {

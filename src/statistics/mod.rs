@@ -26,6 +26,19 @@ pub enum StatsError {
     },
 }
 
+/// One import, as `stats history` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    pub file: String,
+    pub rows: i64,
+    /// SHA-256 of the file, hex; `None` for an import made before ecogate kept it.
+    pub digest: Option<String>,
+    /// The user who imported it (`SUDO_USER`, else `USER`); `None` when unknown.
+    pub by: Option<String>,
+}
+
 /// A firm's year as in force: its values in the order of [`FIELDS`], and the import they are from.
 pub type InForce = ([Option<f64>; 8], i64);
 
@@ -86,6 +99,21 @@ impl StatsStore {
              CREATE INDEX IF NOT EXISTS evaluations_by_year ON evaluations (year, firm, evaluated_at_ms);",
         )
         .map_err(err)?;
+        // Who imported and the file's digest came later: add the columns to an older store.
+        for column in ["digest TEXT", "imported_by TEXT"] {
+            let name = column.split(' ').next().unwrap_or_default();
+            let has: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('imports') WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE imports ADD COLUMN {column};"))
+                    .map_err(err)?;
+            }
+        }
         Ok(StatsStore {
             conn,
             path: path.to_path_buf(),
@@ -99,13 +127,16 @@ impl StatsStore {
         }
     }
 
-    /// Stores the rows of one file as one import, all or nothing. Returns the import's number.
+    /// Stores the rows of one file as one import, all or nothing, with who imported it and the
+    /// file's SHA-256. Returns the import's number.
     pub fn import(
         &mut self,
         file: &str,
         rows: &[import::Row],
         now_ms: i64,
+        provenance: (&str, &str),
     ) -> Result<i64, StatsError> {
+        let (digest, by) = provenance;
         let path = self.path.clone();
         let err = |cause| StatsError::Sqlite {
             path: path.clone(),
@@ -113,8 +144,9 @@ impl StatsStore {
         };
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
-            "INSERT INTO imports (file, imported_at_ms, rows) VALUES (?1, ?2, ?3)",
-            params![file, now_ms, rows.len() as i64],
+            "INSERT INTO imports (file, imported_at_ms, rows, digest, imported_by)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![file, now_ms, rows.len() as i64, digest, by],
         )
         .map_err(err)?;
         let id = tx.last_insert_rowid();
@@ -147,6 +179,29 @@ impl StatsStore {
         }
         tx.commit().map_err(err)?;
         Ok(id)
+    }
+
+    /// Every import, oldest first: number, time, file, rows, SHA-256, who.
+    pub fn history(&self) -> Result<Vec<ImportRecord>, StatsError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, imported_at_ms, file, rows, digest, imported_by FROM imports ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ImportRecord {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    file: r.get(2)?,
+                    rows: r.get(3)?,
+                    digest: r.get(4)?,
+                    by: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// The values in force for a firm's year, in the order of [`FIELDS`], with the import each
