@@ -364,3 +364,24 @@ async fn energy_registers_are_read_in_one_block_where_the_meter_allows() {
         answered[1]
     );
 }
+
+/// A line no meter uses is not opened, and `check` says so (a typo in a meter's `line` would
+/// otherwise leave the intended line silently unused).
+#[test]
+fn an_unused_line_is_warned_about() {
+    let text = format!(
+        "{}[[dlt645.lines]]\nid = \"l1\"\ntcp = \"127.0.0.1:1\"\n[[dlt645.lines]]\nid = \"spare\"\ntcp = \"127.0.0.1:2\"\n\
+         [[dlt645.meters]]\nmeter = \"a\"\nline = \"l1\"\naddress = \"1\"\nchannels = {{ import = \"forward_active_total\" }}\n",
+        park(&["a"])
+    );
+    let app = parse(&text);
+    assert_eq!(app.source::<Dlt645Config>().unwrap().lines.len(), 1);
+    assert!(
+        app.core
+            .warnings
+            .iter()
+            .any(|w| w.contains("line `spare` has no [[dlt645.meters]]: it is not opened")),
+        "{:?}",
+        app.core.warnings
+    );
+}

@@ -65,6 +65,15 @@ fn park() -> Park {
     Park { _dir: dir, config }
 }
 
+/// The first firm's tax per mu (万元/亩) in the November 2026 report.
+fn first_firms_tax_per_mu(config: &str) -> Option<f64> {
+    let (_, out, _) = run(&[
+        "report", "--config", config, "--period", "2026-11", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64()
+}
+
 fn golden(name: &str, got: &[u8]) {
     let path = Path::new("tests/data/golden").join(name);
     if std::env::var("ECOGATE_UPDATE_GOLDEN").is_ok() {
@@ -267,14 +276,7 @@ fn a_bad_statistics_file_names_each_problem_and_imports_nothing() {
     assert_eq!(code, 2);
     assert!(err.contains("`2026-13` is not a period"), "{err}");
     // Nothing of it was kept: the report still uses import #1 (line 5 alone was valid).
-    let (_, out, _) = run(&[
-        "report", "--config", c, "--period", "2026-11", "--format", "json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(
-        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
-        Some(15.0)
-    );
+    assert_eq!(first_firms_tax_per_mu(c), Some(15.0));
 }
 
 /// A file without the tax column (the defect seen: the whole park went unrated) keeps the tax
@@ -330,14 +332,7 @@ fn an_import_without_a_column_keeps_its_values_and_a_dry_run_changes_nothing() {
         "{out}"
     );
     // The tax is still in force (1,800 万元 / 120 mu = 15 万元/亩), from import #2 now.
-    let (_, out, _) = run(&[
-        "report", "--config", c, "--period", "2026-11", "--format", "json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(
-        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
-        Some(15.0)
-    );
+    assert_eq!(first_firms_tax_per_mu(c), Some(15.0));
 }
 
 /// A CSV saved by Excel on Chinese Windows is GBK: it imports as the UTF-8 one would (tax per mu
@@ -358,14 +353,7 @@ fn a_gbk_statistics_file_imports_and_an_unreadable_one_says_what_to_do() {
     std::fs::write(&gbk, &bytes).unwrap();
     let (code, _, err) = run(&["stats", "import", "--config", c, gbk.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let (_, out, _) = run(&[
-        "report", "--config", c, "--period", "2026-11", "--format", "json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(
-        v["tables"][0]["rows"][0]["tax_per_mu_10k_cny"].as_f64(),
-        Some(20.0)
-    );
+    assert_eq!(first_firms_tax_per_mu(c), Some(20.0));
     let bad = p.config.with_file_name("binary.csv");
     std::fs::write(&bad, b"firm,year\n\xFF\xFF,2026\n").unwrap();
     let (code, _, err) = run(&["stats", "import", "--config", c, bad.to_str().unwrap()]);

@@ -87,6 +87,9 @@ pub fn year_to_date(
         );
         (band, cost, demand, contract)
     });
+    // The month's time of use reads every quarter hour of the month for every firm (about 3,000
+    // rows a firm): at most once a minute, not at every scrape; the gauges hold between.
+    let tou_read: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     let store: std::sync::Mutex<Option<crate::sinks::store::Store>> = std::sync::Mutex::new(None);
     std::sync::Arc::new(move || {
         let Ok(mut guard) = store.lock() else { return };
@@ -99,6 +102,14 @@ pub fn year_to_date(
             config: &config,
         };
         let now = chrono::Utc::now().timestamp_millis();
+        let tou_due = {
+            let mut last = tou_read.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60));
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
         for (i, firm) in config.firms.iter().enumerate() {
             let e = Entity::Firm(i as u32);
             let labels = [firm.id.as_str()];
@@ -109,7 +120,7 @@ pub fn year_to_date(
                     per_mu.with_label_values(&labels).set(v);
                 }
             }
-            if let Some((band, cost, demand, contract)) = &tou {
+            if let Some((band, cost, demand, contract)) = tou.as_ref().filter(|_| tou_due) {
                 let tz = config.park.timezone;
                 let month_start = crate::accounting::window::LocalTime::new(now, tz)
                     .map_or(now, |l| l.window_start_ms(WindowKind::Month, tz));

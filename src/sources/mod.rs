@@ -121,15 +121,29 @@ pub enum SourceError {
     },
 }
 
-/// One source's validated settings, and how it runs.
-pub trait SourceConfig: std::fmt::Debug + Send + Sync {
-    /// [`SourceKind::name`].
-    fn kind(&self) -> &'static str;
-
+/// What every source's settings get for being `Clone + 'static`: written once here rather
+/// than in each source.
+pub trait SourceConfigBase {
     /// For tests and tools that know the concrete type.
     fn as_any(&self) -> &dyn std::any::Any;
 
     fn clone_box(&self) -> Box<dyn SourceConfig>;
+}
+
+impl<T: SourceConfig + Clone + 'static> SourceConfigBase for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn clone_box(&self) -> Box<dyn SourceConfig> {
+        Box::new(self.clone())
+    }
+}
+
+/// One source's validated settings, and how it runs.
+pub trait SourceConfig: SourceConfigBase + std::fmt::Debug + Send + Sync {
+    /// [`SourceKind::name`].
+    fn kind(&self) -> &'static str;
 
     /// Whether it has anything to run (a device, a broker).
     fn enabled(&self) -> bool;

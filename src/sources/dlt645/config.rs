@@ -380,6 +380,16 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawDlt645, meters: &[Meter]) -> Dlt
             points,
         });
     }
+    // A line no meter uses is not opened; said, since it is probably a typo in a meter's `line`.
+    for l in lines.iter().filter(|l| l.meters.is_empty()) {
+        if let Some(raw_line) = raw.lines.iter().find(|r| r.id.get_ref() == &l.id) {
+            v.warn(
+                &raw_line.id,
+                "dlt645.lines",
+                format!("line `{}` has no [[dlt645.meters]]: it is not opened", l.id),
+            );
+        }
+    }
     lines.retain(|l| !l.meters.is_empty());
     Dlt645Config { lines }
 }

@@ -418,7 +418,8 @@ pub struct Value {
     pub at: Option<chrono::NaiveDateTime>,
 }
 
-fn hex_of(bytes: &[u8]) -> String {
+/// Bytes as printed in the standard and in logs: `02 80 00 04`.
+pub fn hex_of(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|b| format!("{b:02X}"))

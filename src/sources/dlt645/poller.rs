@@ -174,14 +174,6 @@ async fn exchange(
     reply
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Reads every point of one meter: its readings, or why it failed. Two or more of a
 /// direction's energy total and tariffs 1-4 are read with one block read (DI1 = FF: one request
 /// instead of five on a 2400-baud line) unless the meter refused one before
@@ -225,10 +217,15 @@ pub async fn read_meter(
                     .map(|v| v.map(|v| v.amount))
                     .collect()
             };
+            if values.is_none() && !f.is_error() {
+                // An error reply was counted by `exchange`; an answer that does not hold the
+                // block is a bad response.
+                metrics.requests.with_label_values(&["bad_response"]).inc();
+            }
             let Some(values) = values else {
                 // Not every meter answers a block read: read its registers one by one from now on.
                 *block_refused = true;
-                tracing::info!(meter = %m.meter, block = %hex(block), "dlt645: the meter refused a block read; reading its registers one by one");
+                tracing::info!(meter = %m.meter, block = %data::hex_of(block), "dlt645: the meter refused a block read; reading its registers one by one");
                 break;
             };
             metrics.requests.with_label_values(&["ok"]).inc();
@@ -250,7 +247,7 @@ pub async fn read_meter(
                 detail: format!(
                     "{} ({}): {}",
                     p.quantity.name,
-                    hex(&p.di),
+                    data::hex_of(&p.di),
                     frame::error_names(bits).join(", ")
                 ),
                 broken: false,

@@ -134,14 +134,6 @@ impl SourceConfig for Dlt645Config {
         "dlt645"
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn clone_box(&self) -> Box<dyn SourceConfig> {
-        Box::new(self.clone())
-    }
-
     fn enabled(&self) -> bool {
         self.meter_count() > 0
     }

@@ -60,14 +60,6 @@ impl SourceConfig for ModbusConfig {
         "modbus"
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn clone_box(&self) -> Box<dyn SourceConfig> {
-        Box::new(self.clone())
-    }
-
     fn enabled(&self) -> bool {
         self.device_count() > 0
     }

@@ -32,14 +32,6 @@ impl SourceConfig for MqttConfig {
         "mqtt"
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn clone_box(&self) -> Box<dyn SourceConfig> {
-        Box::new(self.clone())
-    }
-
     fn enabled(&self) -> bool {
         self.broker.is_some()
     }
