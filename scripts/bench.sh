@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ecogate's benchmarks in one table (docs/performance.md explains each row and keeps the history).
 #
-#   ./scripts/bench.sh            full form: 3 runs of everything, medians (about 25 minutes)
-#   ./scripts/bench.sh --short    a smoke of every row: 1 run, small sizes (about 3 minutes)
+#   ./scripts/bench.sh            full form: 3 runs of everything, medians (about 35 minutes)
+#   ./scripts/bench.sh --short    a smoke of every row: 1 run, small sizes (about 5 minutes)
 #   ./scripts/bench.sh --scaling  the scaling curve only: 1,000, 10,000 and 50,000 MQTT meters
 #   ./scripts/bench.sh --soak [MINUTES]  1,000 meters at one QoS 1 message a second each, with
 #                                 the InfluxDB sink, for 30 minutes (or MINUTES): ecogate's RSS
@@ -10,8 +10,10 @@
 #
 # Every figure is measured against a baseline in the same run (a bare MQTT subscriber on the same
 # broker, taking turns with ecogate); the machine is not quiet enough for absolute times to mean
-# much from one day to the next. Needs mosquitto and victoria-metrics (./scripts/test.sh installs
-# them) and GNU time (installed here when missing). Servers listen on loopback ports it picks.
+# much from one day to the next. The stock-mosquitto rows run Debian's mosquitto with its own
+# limits; only its $SYS interval is set (1 s), so that its drop count can be read per
+# half-round. Needs mosquitto and victoria-metrics (./scripts/test.sh installs them) and GNU time
+# (installed here when missing). Servers listen on loopback ports it picks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,7 +80,9 @@ mqtt() {
     ratio=$(sed -n 's/.*ratio \([0-9.]*\) %.*/\1/p' <<<"$line")
     cpu=$(sed -n 's/.*ecogate CPU \([0-9]*\) %.*/\1/p' <<<"$line")
     rss=$(sed -n 's/.*peak RSS \([0-9.]*\) MB.*/\1/p' <<<"$line")
-    row "MQTT QoS $q, $label: committed" "$eco msg/s vs bare $bare msg/s" "$ratio % of bare; CPU $cpu % of a core; peak RSS $rss MB"
+    local drops
+    drops=$(sed -n 's/.*; \(broker dropped .*\)$/\1/p' <<<"$line")
+    row "MQTT QoS $q, $label: committed" "$eco msg/s vs bare $bare msg/s" "$ratio % of bare; CPU $cpu % of a core; peak RSS $rss MB; $drops"
     local held
     held=$(sed -n "s/^QoS $q: InfluxDB: VictoriaMetrics holds \([0-9]*\) readings of \([0-9]*\) committed; median end-to-end \([0-9]*\) msg\/s (\([0-9.]*\) %.*/\3 msg\/s (\4 % of bare); VictoriaMetrics holds \1 of \2/p" "$log")
     if [ -n "$held" ]; then
@@ -152,6 +156,22 @@ if [ "$MODE" != scaling ] && [ "$MODE" != soak ]; then
     if [ -f "$f" ]; then bytes=$((bytes + $(stat -c %s "$f"))); fi
   done
   row "year gap replayed" "$secs s" "store $bytes bytes; park 210,000 kWh as hand-computed"
+fi
+
+if [ "$MODE" != scaling ]; then
+  # Debian's mosquitto as installed (20 in flight, 1,000 queued per session): what a burst and
+  # steady rates lose at the broker, bare subscriber and ecogate alike (docs/mqtt.md).
+  if [ "$MODE" = short ]; then STOCK_N=20000; PACED_N=20000; else STOCK_N=100000; PACED_N=""; fi
+  echo "== MQTT QoS 1 through a stock mosquitto: a burst of ${STOCK_N} messages"
+  mqtt "stock mosquitto, burst" "$WORK/stock-burst.log" ECOGATE_BENCH_MESSAGES="$STOCK_N" \
+    ECOGATE_BENCH_QOS=1 ECOGATE_BENCH_INFLIGHT=stock
+  for rate in 2000 5000 10000; do
+    # About 30, 20 and 10 s a half-round in the full form.
+    n=${PACED_N:-$((rate == 2000 ? 60000 : 100000))}
+    echo "== MQTT QoS 1 through a stock mosquitto: $n messages paced at $rate msg/s"
+    mqtt "stock mosquitto, paced $rate msg/s" "$WORK/stock-$rate.log" ECOGATE_BENCH_MESSAGES="$n" \
+      ECOGATE_BENCH_QOS=1 ECOGATE_BENCH_INFLIGHT=stock ECOGATE_BENCH_RATE="$rate"
+  done
 fi
 
 if [ "$MODE" = full ] || [ "$MODE" = scaling ]; then

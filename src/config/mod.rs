@@ -200,6 +200,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub commit_interval_ms: u64,
     pub max_batch_readings: usize,
+    /// Readings a source acknowledges (MQTT QoS 1) are made durable in the inbox
+    /// (`<path>.inbox`) and acknowledged before they are accounted (src/sinks/inbox.rs).
+    pub inbox: bool,
     pub retention: Retention,
 }
 

@@ -359,6 +359,7 @@ impl Validator<'_> {
             path,
             commit_interval_ms,
             max_batch_readings: max_batch as usize,
+            inbox: s.inbox.as_ref().is_none_or(|v| *v.get_ref()),
             retention: Retention {
                 readings_days: days(&r.readings_days, 400),
                 minute_days: days(&r.minute_days, 14),

@@ -156,6 +156,7 @@ pub struct RawStore {
     pub path: Option<S<String>>,
     pub commit_interval_ms: Option<S<u64>>,
     pub max_batch_readings: Option<S<u64>>,
+    pub inbox: Option<S<bool>>,
     #[serde(default)]
     pub retention: RawRetention,
 }

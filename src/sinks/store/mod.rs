@@ -23,6 +23,9 @@ mod migrate;
 mod retention;
 mod series;
 mod spans;
+mod sql;
+use sql::{aggregate_many_sql, aggregate_sql, AGGREGATES_PER_UPSERT};
+use sql::{metric_columns, sums_from_row};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,7 @@ pub struct Store {
     path: PathBuf,
     upsert_sql: String,
     upsert_returning_sql: String,
+    upsert_many_sql: String,
     sums_sql: String,
     insert_readings_sql: String,
     /// Series ids by channel index, for the accountant `series_of`.
@@ -104,6 +108,8 @@ pub struct Store {
     /// Where stored spans end, per entity: windows before that may take span parts.
     span_ends: spans::SpanEnds,
     span_sql: spans::SpanSql,
+    /// Recorded by the next commit: see [`Store::set_inbox_seq`].
+    inbox_seq: Option<u64>,
 }
 
 /// Readings a multi-row INSERT carries (4 parameters each, well under SQLite's 32,766 limit).
@@ -170,53 +176,6 @@ pub trait CommitHook {
     ) -> Result<u64, StoreError>;
 }
 
-/// Aggregates are stored wide, one integer column per metric (named as the metric, in micro
-/// units): one row per window and entity keeps a commit to a few thousand upserts.
-/// The metric columns, in `Metric::ALL` order, as a SELECT or INSERT lists them.
-pub(super) fn metric_columns() -> String {
-    Metric::ALL
-        .iter()
-        .map(|m| m.name())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A row's metric columns from `offset` on, in `Metric::ALL` order.
-pub(super) fn sums_from_row(row: &rusqlite::Row, offset: usize) -> rusqlite::Result<Sums> {
-    let mut sums = Sums::default();
-    for (i, slot) in sums.0.iter_mut().enumerate() {
-        *slot = row.get(offset + i)?;
-    }
-    Ok(sums)
-}
-
-fn aggregate_sql() -> (String, String, String) {
-    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-    let placeholders: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 5)).collect();
-    let updates: Vec<String> = names
-        .iter()
-        .map(|n| format!("{n} = {n} + excluded.{n}"))
-        .collect();
-    let upsert = format!(
-        "INSERT INTO aggregates (window, level, entity, start_ms, {}) VALUES (?1, ?2, ?3, ?4, {})
-         ON CONFLICT (window, level, entity, start_ms) DO UPDATE SET {}",
-        metric_columns(),
-        placeholders.join(", "),
-        updates.join(", ")
-    );
-    let totals: Vec<String> = names
-        .iter()
-        .map(|n| format!("COALESCE(SUM({n}), 0)"))
-        .collect();
-    let sums = format!(
-        "SELECT {} FROM aggregates
-         WHERE window = ?1 AND level = ?2 AND entity = ?3 AND start_ms >= ?4 AND start_ms < ?5",
-        totals.join(", ")
-    );
-    let returning = format!("{upsert} RETURNING {}", metric_columns());
-    (upsert, returning, sums)
-}
-
 /// 64 random bits (the standard library's hasher keys come from the OS), with the clock mixed in.
 fn new_store_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -249,6 +208,7 @@ impl Store {
             path: path.to_path_buf(),
             upsert_sql,
             upsert_returning_sql,
+            upsert_many_sql: aggregate_many_sql(),
             insert_readings_sql: format!(
                 "INSERT OR IGNORE INTO readings (ts_ms, series, amount_base, quality) VALUES {}",
                 vec!["(?, ?, ?, ?)"; READINGS_PER_INSERT].join(", ")
@@ -258,6 +218,7 @@ impl Store {
             series_of: 0,
             span_ends: spans::SpanEnds::default(),
             span_sql: spans::SpanSql::new(),
+            inbox_seq: None,
         };
         let mut store = store;
         store.init()?;
@@ -529,6 +490,24 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The inbox sequence the next commit records as accounted (the pipeline sets it for a
+    /// batch that holds inbox rows).
+    pub fn set_inbox_seq(&mut self, seq: Option<u64>) {
+        self.inbox_seq = seq;
+    }
+
+    /// The highest inbox sequence a commit accounted (0 if none ever did).
+    pub fn inbox_seq(&self) -> Result<u64, StoreError> {
+        let found: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='inbox_seq'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(found.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
     /// The sequence the last commit with a hook recorded (`None` if none ever did).
     pub fn committed_seq(&self) -> Result<Option<u64>, StoreError> {
         let found: Option<String> = self
@@ -612,7 +591,11 @@ impl Store {
                     &self.upsert_sql
                 })
                 .map_err(err)?;
-            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(4 + Metric::ALL.len());
+            let mut upsert_many = tx.prepare_cached(&self.upsert_many_sql).map_err(err)?;
+            let per_row = 4 + Metric::ALL.len();
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(per_row);
+            // Without a hook (nothing needs each row's new total), rows go many to a statement.
+            let mut many: Vec<rusqlite::types::Value> = Vec::new();
             for (key, sums) in &batch.aggregates {
                 values.clear();
                 values.push(key.window.name().to_string().into());
@@ -622,9 +605,13 @@ impl Store {
                 values.extend(sums.0.iter().map(|v| rusqlite::types::Value::Integer(*v)));
                 match hook.as_deref_mut() {
                     None => {
-                        upsert
-                            .execute(rusqlite::params_from_iter(values.iter()))
-                            .map_err(err)?;
+                        many.append(&mut values);
+                        if many.len() == per_row * AGGREGATES_PER_UPSERT {
+                            upsert_many
+                                .execute(rusqlite::params_from_iter(many.iter()))
+                                .map_err(err)?;
+                            many.clear();
+                        }
                     }
                     Some(h) => {
                         let mut total = upsert
@@ -652,6 +639,11 @@ impl Store {
                         h.total(key, &total, sums);
                     }
                 }
+            }
+            for row in many.chunks(per_row) {
+                upsert
+                    .execute(rusqlite::params_from_iter(row.iter()))
+                    .map_err(err)?;
             }
             let mut ins_event = tx
                 .prepare_cached(
@@ -706,6 +698,13 @@ impl Store {
                         s.over_limit_micro_per_h
                     ])
                     .map_err(err)?;
+            }
+            if let Some(seq) = self.inbox_seq {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('inbox_seq', ?1)",
+                    [seq.to_string()],
+                )
+                .map_err(err)?;
             }
             if let Some(h) = hook {
                 spans::notify(&tx, acct, batch, (&self.sums_sql, &self.span_sql), &mut *h)
