@@ -74,6 +74,7 @@ struct LiveSource {
     refresh: Vec<crate::metrics::http::Refresh>,
     checks: Vec<crate::metrics::http::Check>,
     health: Vec<crate::sources::health::Statuses>,
+    notices: Vec<crate::sources::health::Notices>,
 }
 
 impl LiveSource {
@@ -199,6 +200,7 @@ impl Daemon {
                 refresh: started.refresh,
                 checks: started.checks,
                 health: started.health,
+                notices: started.notices,
             });
         }
         Ok(())
@@ -298,11 +300,13 @@ impl Daemon {
         })];
         // Every source's meters, in the shared terms (metrics, status page).
         let mut meter_health: Vec<crate::sources::health::Statuses> = Vec::new();
+        let mut notices: Vec<crate::sources::health::Notices> = Vec::new();
         for l in &self.live {
             registries.push(l.registry.clone());
             refresh.extend(l.refresh.iter().cloned());
             checks.extend(l.checks.iter().cloned());
             meter_health.extend(l.health.iter().cloned());
+            notices.extend(l.notices.iter().cloned());
         }
         (hooks.after_start)();
         for statuses in &meter_health {
@@ -334,6 +338,7 @@ impl Daemon {
         let status = Arc::new(super::status::StatusPages {
             config: config.clone(),
             meter_health: meter_health.clone(),
+            notices,
             evaluation: latest_evaluation,
             refresh_evaluation: evaluation,
             clock: hooks.clock,

@@ -22,6 +22,8 @@ pub type LatestEvaluation = Arc<Mutex<Option<Arc<Evaluation>>>>;
 pub struct StatusPages {
     pub config: Arc<Config>,
     pub meter_health: Vec<Statuses>,
+    /// What the sources ask their user to act on.
+    pub notices: Vec<crate::sources::health::Notices>,
     pub evaluation: LatestEvaluation,
     /// Brings `evaluation` up to date (at most every 10 minutes).
     pub refresh_evaluation: crate::metrics::http::Refresh,
@@ -182,6 +184,12 @@ impl StatusPages {
             meters_up: meters.iter().filter(|m| m.status.up).count(),
             meters_total: meters.len(),
             evaluation_year: local_text(config, now_ms, "%Y").parse().unwrap_or(0),
+            notices: self
+                .notices
+                .iter()
+                .flat_map(|n| n())
+                .map(|n| (n.en, n.zh))
+                .collect(),
         })
     }
 

@@ -38,6 +38,17 @@ pub struct MeterStatus {
     pub detail: Option<String>,
 }
 
+/// Something about a source as a whole that its user must act on (not one meter's health),
+/// in both languages of the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub en: String,
+    pub zh: String,
+}
+
+/// A source's notices as of now (none while all is well).
+pub type Notices = Arc<dyn Fn() -> Vec<Notice> + Send + Sync>;
+
 /// A source's meters, as of `now_ms`.
 pub type Statuses = Arc<dyn Fn(i64) -> Vec<MeterStatus> + Send + Sync>;
 

@@ -205,4 +205,6 @@ pub struct Started {
     pub checks: Vec<Check>,
     /// Its meters' health in the shared terms.
     pub health: Vec<health::Statuses>,
+    /// What the status page warns about for it as a whole.
+    pub notices: Vec<health::Notices>,
 }

@@ -59,6 +59,8 @@ pub struct Overview {
     pub meters_up: usize,
     pub meters_total: usize,
     pub evaluation_year: i32,
+    /// What a source asks the user to act on (English, 中文), e.g. a broker dropping messages.
+    pub notices: Vec<(String, String)>,
 }
 
 /// Time of use this month (with a `[tariff]`).

@@ -42,7 +42,8 @@ table{border-collapse:collapse;width:100%;font-size:.9em}th,td{padding:5px 8px;b
 th{background:#eef2f4;font-weight:600}td.l,th.l{text-align:left}.up{color:#17803d;font-weight:600}.down{color:#c0392b;font-weight:600}\
 .alert{display:inline-block;background:#fdecea;color:#a4281b;border-radius:3px;padding:0 5px;margin:1px 2px;font-size:.85em}\
 .cls{display:inline-block;min-width:1.4em;text-align:center;border-radius:3px;color:#fff;font-weight:600}.A{background:#1e8449}.B{background:#2e86c1}.C{background:#d68910}.D{background:#c0392b}\
-svg{max-width:100%;height:auto}.legend{font-size:.8em;color:#5a6b7a}.lang{font-size:.85em}";
+svg{max-width:100%;height:auto}.legend{font-size:.8em;color:#5a6b7a}.lang{font-size:.85em}\
+section.notice{background:#fff4e5;border-left:4px solid #d68910}";
 
 /// The query that keeps a link in the page's language.
 fn lang_query(lang: Lang) -> &'static str {
@@ -114,6 +115,14 @@ fn alerts(lang: Lang, a: &[(String, String)]) -> String {
 /// `/`.
 pub fn overview(o: &Overview, lang: Lang) -> String {
     let mut b = String::new();
+    for (en, zh) in &o.notices {
+        let _ = write!(
+            b,
+            "<section class=notice role=alert><h2>{}</h2><p>{}</p></section>",
+            lang.pick("Warning", "警告"),
+            esc(lang.pick(en, zh))
+        );
+    }
     let _ = write!(
         b,
         "<section>{}</section><section>{}</section>",

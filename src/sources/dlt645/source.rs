@@ -178,6 +178,7 @@ impl SourceConfig for Dlt645Config {
             refresh: Vec::new(),
             checks: vec![super::health::readiness(health.clone())],
             health: vec![super::health::statuses(health)],
+            notices: Vec::new(),
         })
     }
 

@@ -101,6 +101,7 @@ impl SourceConfig for ModbusConfig {
             )],
             checks: vec![super::metrics::readiness(m.health.clone())],
             health: vec![super::metrics::statuses(m.health)],
+            notices: Vec::new(),
         })
     }
 

@@ -514,13 +514,17 @@ impl Loop {
         let before = self.metrics.broker_dropped.get();
         self.metrics.broker_dropped.set(dropped);
         if before >= 0 && dropped > before {
+            self.metrics
+                .broker_drops_seen
+                .inc_by((dropped - before) as u64);
             if let Some(suppressed) = self.drop_log.allow(Duration::from_secs(60)) {
                 tracing::warn!(
                     dropped_since = dropped - before,
                     broker_total = dropped,
                     suppressed,
                     "the MQTT broker reports dropping messages (all clients): a queue or in-flight \
-                     window is too small for the bursts it gets (docs/mqtt.md)"
+                     window is too small for the bursts it gets; raise max_queued_messages and \
+                     max_inflight_messages in mosquitto.conf (docs/mqtt.md)"
                 );
             }
         }

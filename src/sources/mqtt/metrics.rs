@@ -16,6 +16,8 @@ pub struct MqttMetrics {
     pub inflight_window: prometheus::IntGauge,
     /// The broker's own count of messages it dropped (mosquitto's `$SYS`), -1 until heard.
     pub broker_dropped: prometheus::IntGauge,
+    /// Rises of that count seen while ecogate was subscribed: what the status page warns about.
+    pub broker_drops_seen: IntCounter,
     /// Sparkplug B rebirth requests sent (NCMD `Node Control/Rebirth`).
     pub rebirths: IntCounter,
     /// PINGREQs written to release messages a broker held behind a window's acknowledgements.
@@ -66,6 +68,11 @@ impl MqttMetrics {
         )
         .expect("valid metric");
         broker_dropped.set(-1);
+        let broker_drops_seen = IntCounter::new(
+            "ecogate_mqtt_broker_drops_seen_total",
+            "Rises of the broker's dropped-messages count seen while ecogate was subscribed to it: messages lost at the broker, possibly ecogate's (docs/mqtt.md names the two mosquitto settings).",
+        )
+        .expect("valid metric");
         let rebirths = IntCounter::new(
             "ecogate_mqtt_sparkplug_rebirth_requests_total",
             "Sparkplug B rebirth requests sent to edge nodes whose DATA used aliases no BIRTH had mapped (at most one per node every 10 s).",
@@ -90,6 +97,7 @@ impl MqttMetrics {
             Box::new(mqtt_reconnects.clone()),
             Box::new(inflight_window.clone()),
             Box::new(broker_dropped.clone()),
+            Box::new(broker_drops_seen.clone()),
             Box::new(rebirths.clone()),
             Box::new(kicks.clone()),
         ] {
@@ -103,6 +111,7 @@ impl MqttMetrics {
             reconnects: mqtt_reconnects,
             inflight_window,
             broker_dropped,
+            broker_drops_seen,
             rebirths,
             kicks,
         }
@@ -125,5 +134,48 @@ pub fn readiness(
             (1, _) => Err(format!("connected to {broker}, not yet subscribed")),
             _ => Err(format!("not connected to {broker}")),
         }
+    })
+}
+
+/// The status page's warning while the broker drops messages or keeps a small window: what a
+/// user cannot see in the figures (a dropped message never reaches ecogate) and how to fix it.
+pub fn notices(metrics: &crate::metrics::Metrics) -> crate::sources::health::Notices {
+    let m = metrics.component(MqttMetrics::register);
+    std::sync::Arc::new(move || {
+        let mut out = Vec::new();
+        let dropped = m.broker_drops_seen.get();
+        if dropped > 0 {
+            out.push(crate::sources::health::Notice {
+                en: format!(
+                    "The MQTT broker reported dropping {dropped} messages since ecogate started \
+                     (all its clients together): its queue or in-flight window is too small for \
+                     the bursts it gets, and a dropped reading never reaches ecogate. In \
+                     mosquitto.conf raise max_queued_messages (e.g. 100000) and \
+                     max_inflight_messages (e.g. 1000), then restart the broker (docs/mqtt.md)."
+                ),
+                zh: format!(
+                    "MQTT 代理(broker)报告自 ecogate 启动以来丢弃了 {dropped} 条消息(其所有客户端合计):\
+                     其消息队列或在途窗口容纳不了突发流量,被丢弃的读数不会到达 ecogate。\
+                     请在 mosquitto.conf 中调大 max_queued_messages(如 100000)和 \
+                     max_inflight_messages(如 1000),再重启代理(见 docs/mqtt.md)。"
+                ),
+            });
+        }
+        let window = m.inflight_window.get();
+        if window > 0 && (window as u64) < super::window::SMALL_WINDOW {
+            out.push(crate::sources::health::Notice {
+                en: format!(
+                    "The MQTT broker lets only {window} QoS 1 messages wait for ecogate's \
+                     acknowledgement; a burst larger than its queue is dropped. Raise \
+                     max_inflight_messages and max_queued_messages in mosquitto.conf \
+                     (docs/mqtt.md)."
+                ),
+                zh: format!(
+                    "MQTT 代理只允许 {window} 条 QoS 1 消息等待 ecogate 确认,超出其队列的突发消息会被丢弃。\
+                     请在 mosquitto.conf 中调大 max_inflight_messages 和 max_queued_messages(见 docs/mqtt.md)。"
+                ),
+            });
+        }
+        out
     })
 }

@@ -104,6 +104,7 @@ impl SourceConfig for MqttConfig {
             refresh: Vec::new(),
             checks: vec![super::metrics::readiness(self, &start.metrics)],
             health: vec![m.health],
+            notices: vec![super::metrics::notices(&start.metrics)],
         })
     }
 
