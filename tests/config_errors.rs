@@ -449,3 +449,22 @@ fn check_refuses_an_outbox_of_another_store() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_sequence_number_is_read_from_json_payloads_only() {
+    let meter = "[[sites]]\nid = \"s1\"\nfirm = \"f1\"\nkind = \"factory\"\n[[meters]]\nid = \"m1\"\nsite = \"s1\"\nchannels = [{ id = \"e\", carrier = \"grid_import\", kind = \"counter\", unit = \"kWh\", max_rate_per_hour = 100 }]\n";
+    let mqtt = "[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"c\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"a/{meter}\"\ndecoder = \"number\"\nchannel = \"e\"\nsequence = \"/seq\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"b/{meter}\"\ndecoder = \"json\"\nfields = { e = \"/e\" }\nsequence = \"seq\"\n\
+                [[mqtt.subscriptions]]\ntopic = \"c/{meter}\"\ndecoder = \"json\"\nfields = { e = \"/e\" }\nsequence = \"/seq\"\n";
+    let e = errors(&format!("{HEAD}\n{meter}{mqtt}"));
+    for want in [
+        "mqtt.subscriptions[0].sequence: a message sequence number is read from the json decoder's payloads only",
+        "mqtt.subscriptions[1].sequence: a JSON pointer starts with /",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    // The third is valid: two errors, each naming the file and its line.
+    assert_eq!(e.lines().count(), 2, "{e}");
+    assert!(e.lines().all(|l| l.starts_with("park.toml:")), "{e}");
+}

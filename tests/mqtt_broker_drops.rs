@@ -30,14 +30,14 @@ fn config_text(broker_port: u16, metrics_port: u16, store: &Path) -> String {
     let mut text = String::from(
         "[park]\nname = \"P\"\n[[firms]]\nid = \"f\"\nname = \"F\"\nland_mu = 1\n[[sites]]\nid = \"s\"\nfirm = \"f\"\nkind = \"charging_station\"\n",
     );
-    for i in 0..100 {
+    for i in (0..100).map(|i| format!("c{i}")).chain(["g".to_string()]) {
         text.push_str(&format!(
-            "[[meters]]\nid = \"c{i}\"\nsite = \"s\"\nchannels = [{{ id = \"power\", kind = \"gauge\", unit = \"kW\" }}]\n"
+            "[[meters]]\nid = \"{i}\"\nsite = \"s\"\nchannels = [{{ id = \"power\", kind = \"gauge\", unit = \"kW\" }}]\n"
         ));
     }
     text.push_str(&format!(
         "[store]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\nclient_id = \"ecogate-stock\"\n\
-         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/power\"\ndecoder = \"json\"\nfields = {{ power = \"/kw\" }}\ntimestamp = \"/ts\"\n",
+         [[mqtt.subscriptions]]\ntopic = \"park/{{meter}}/power\"\ndecoder = \"json\"\nfields = {{ power = \"/kw\" }}\ntimestamp = \"/ts\"\nsequence = \"/seq\"\n",
         store.display(),
     ));
     text
@@ -75,11 +75,16 @@ async fn leave_a_sleeping_session(port: u16) {
 /// as dropped: readings + `ecogate_mqtt_broker_dropped_messages` = 30,000 (whether the broker
 /// drops any depends on the machine's speed; the sum does not).
 ///
+/// Every message carries its meter's sequence number (`sequence = "/seq"`): a drop shows as a
+/// gap once a later message of its meter arrives, so the numbers missing are at most the drops.
+///
 /// Phase 2: 3,000 messages for a sleeping session whose queue holds 1,000: the broker drops at
 /// least 1,000 (mosquitto counts a message it cannot queue as dropped). ecogate heard the counter
 /// at 0 before anything was published, so the drops it saw equal the broker's total exactly;
 /// its log warns and names both settings, and the status page says so in English and 中文 with
 /// that count.
+///
+/// Phase 3: meter g's numbers 1, 2, 6 are one gap of 3 messages, counted, and named on the page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stock_brokers_drops_are_counted_and_warned_about() {
     let broker = Mosquitto::start_with("stock\nsys_interval 1\n");
@@ -119,7 +124,12 @@ async fn a_stock_brokers_drops_are_counted_and_warned_about() {
             let (i, k) = (n % 100, (n / 100) as i64);
             (
                 format!("park/c{i}/power"),
-                format!("{{\"kw\":{},\"ts\":{}}}", 5 + k % 7, t0 + k * 60_000).into_bytes(),
+                format!(
+                    "{{\"kw\":{},\"ts\":{},\"seq\":{k}}}",
+                    5 + k % 7,
+                    t0 + k * 60_000
+                )
+                .into_bytes(),
             )
         })
         .collect();
@@ -148,6 +158,14 @@ async fn a_stock_brokers_drops_are_counted_and_warned_about() {
     }
     eprintln!("{readings} readings stored, {dropped} dropped by the broker");
     assert_eq!(readings + dropped, MESSAGES as f64);
+    // A dropped message shows as a gap once a later one of its meter arrives: never more
+    // missing numbers than drops, none without drops.
+    let missing = metric("ecogate_mqtt_sequence_missing_messages_total");
+    eprintln!("{missing} sequence numbers missing");
+    assert!(
+        (0.0..=dropped).contains(&missing),
+        "{missing} missing, {dropped} dropped"
+    );
 
     let elsewhere: Vec<(String, Vec<u8>)> = (0..3_000)
         .map(|n| ("elsewhere/x".to_string(), format!("{n}").into_bytes()))
@@ -176,6 +194,38 @@ async fn a_stock_brokers_drops_are_counted_and_warned_about() {
     }
     eprintln!("{total} dropped by the broker in all, {seen} seen by ecogate");
 
+    // Phase 3: meter g publishes 1, 2 and 6: one gap of 3 (3, 4, 5), on the page with its numbers.
+    let gaps = metric("ecogate_mqtt_sequence_gaps_total");
+    let now = chrono::Utc::now().timestamp_millis();
+    let g: Vec<(String, Vec<u8>)> = [1, 2, 6]
+        .iter()
+        .map(|n| {
+            let body = format!(
+                "{{\"kw\":1,\"ts\":{},\"seq\":{n}}}",
+                now - 60_000 + n * 1000
+            );
+            ("park/g/power".to_string(), body.into_bytes())
+        })
+        .collect();
+    mosquitto::publish_qos1(
+        broker.port,
+        "g-publisher",
+        g,
+        Duration::from_secs(20),
+        || {},
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric("ecogate_mqtt_sequence_gaps_total") < gaps + 1.0 {
+        assert!(Instant::now() < deadline, "meter g's gap was not seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric("ecogate_mqtt_sequence_gaps_total"), gaps + 1.0);
+    assert_eq!(
+        metric("ecogate_mqtt_sequence_missing_messages_total"),
+        missing + 3.0
+    );
+
     let log = std::fs::read_to_string(&log_path).unwrap();
     let warning = log
         .lines()
@@ -193,9 +243,11 @@ async fn a_stock_brokers_drops_are_counted_and_warned_about() {
             && en.contains("max_inflight_messages"),
         "{en}"
     );
+    assert!(en.contains("(latest: meter g, 6 after 2)"), "{en}");
     let zh = victoria::http_get(metrics_port, "/").unwrap();
     assert!(
         zh.contains(&format!("丢弃了 {count} 条消息")) && zh.contains("max_queued_messages"),
         "{zh}"
     );
+    assert!(zh.contains("表计 g,2 之后收到 6"), "{zh}");
 }

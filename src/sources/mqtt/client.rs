@@ -141,7 +141,7 @@ pub fn spawn(
         received_qos1: 0,
         acks_written: 0,
         window: Window::default(),
-        drop_log: crate::util::Throttle::default(),
+        losses: Default::default(),
         window_warned: false,
     };
     // Its own thread and runtime: the pacing in `run` blocks the thread between socket reads,
@@ -208,7 +208,8 @@ struct Loop {
     acks_written: u64,
     /// The broker's in-flight window, learned for group commit.
     window: Window,
-    drop_log: crate::util::Throttle,
+    /// What the broker says or the sequence numbers show it lost.
+    losses: super::losses::Losses,
     /// The small-window warning was given (once per run: the broker's settings do not change
     /// without a restart).
     window_warned: bool,
@@ -502,38 +503,10 @@ impl Loop {
         tracing::info!("mqtt source stopped");
     }
 
-    /// The broker's drop counter: a rise means messages were lost before ecogate saw them (the
-    /// broker's queue for a session overflowed), which nothing downstream could notice.
-    fn on_sys(&mut self, p: &Publish) {
-        let Some(dropped) = std::str::from_utf8(&p.payload)
-            .ok()
-            .and_then(|t| t.trim().parse::<i64>().ok())
-        else {
-            return;
-        };
-        let before = self.metrics.broker_dropped.get();
-        self.metrics.broker_dropped.set(dropped);
-        if before >= 0 && dropped > before {
-            self.metrics
-                .broker_drops_seen
-                .inc_by((dropped - before) as u64);
-            if let Some(suppressed) = self.drop_log.allow(Duration::from_secs(60)) {
-                tracing::warn!(
-                    dropped_since = dropped - before,
-                    broker_total = dropped,
-                    suppressed,
-                    "the MQTT broker reports dropping messages (all clients): a queue or in-flight \
-                     window is too small for the bursts it gets; raise max_queued_messages and \
-                     max_inflight_messages in mosquitto.conf (docs/mqtt.md)"
-                );
-            }
-        }
-    }
-
     /// Decodes one message into the current read's batch.
     fn on_publish(&mut self, p: Publish) {
         if p.topic.starts_with("$SYS/") {
-            self.on_sys(&p);
+            self.losses.on_sys(&self.metrics, &p.payload);
             return;
         }
         if p.qos == QoS::ExactlyOnce {
@@ -674,7 +647,13 @@ impl Loop {
                     }
                 }
             } else {
-                decode::decode(sub, meter, &p.payload, arrival_ms, self.tz, &self.meters)
+                decode::decode_sequenced(sub, meter, &p.payload, arrival_ms, self.tz, &self.meters)
+                    .map(|(readings, seq)| {
+                        if let Some(seq) = seq {
+                            self.losses.on_sequence(&self.metrics, meter, seq);
+                        }
+                        readings
+                    })
             };
             if let Some(h) = self.health.get(meter) {
                 match &result {

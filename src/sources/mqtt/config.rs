@@ -11,6 +11,7 @@
 //! decoder = "json"                    # json | json_array | ocpp | number
 //! fields = { import = "/energy/import", power = "/p" }   # channel = JSON pointer
 //! timestamp = "/ts"                   # JSON pointer; absent: time of arrival
+//! sequence = "/seq"                   # JSON pointer to a per-meter message counter: gaps warn
 //! ```
 
 pub use super::connect::{Broker, Tls};
@@ -61,6 +62,9 @@ pub struct RawSubscription {
     pub units: BTreeMap<String, S<String>>,
     pub channel: Option<S<String>>,
     pub timestamp: Option<S<String>>,
+    /// A JSON pointer to a number the meter raises by one with each message: a gap means
+    /// messages lost on the way (a broker's drops).
+    pub sequence: Option<S<String>>,
     /// A meter of this subscription is down after this long without a reading.
     pub stale_after_s: Option<S<u64>>,
 }
@@ -94,6 +98,8 @@ pub struct Subscription {
     pub qos: u8,
     pub decoder: Decoder,
     pub timestamp: Option<String>,
+    /// JSON pointer to the meter's message sequence number (`json` only).
+    pub sequence: Option<String>,
     /// `stale_after_s` (default 600 s) in milliseconds.
     pub stale_after_ms: i64,
 }
@@ -394,6 +400,19 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
                 );
             }
         }
+        if let Some(q) = &s.sequence {
+            if !matches!(decoder, Decoder::Json { .. }) {
+                v.err(
+                    q,
+                    format!("{key}.sequence"),
+                    "a message sequence number is read from the json decoder's payloads only",
+                );
+                continue;
+            }
+            if !pointer_ok(q.get_ref()) {
+                v.err(q, format!("{key}.sequence"), "a JSON pointer starts with /");
+            }
+        }
         let stale_after_ms = match &s.stale_after_s {
             None => DEFAULT_STALE_AFTER_S as i64 * 1000,
             Some(st) if *st.get_ref() == 0 || *st.get_ref() > 31 * 86_400 => {
@@ -414,6 +433,7 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawMqtt, meters: &[Meter]) -> MqttC
             qos,
             decoder,
             timestamp: s.timestamp.as_ref().map(|t| t.get_ref().clone()),
+            sequence: s.sequence.as_ref().map(|q| q.get_ref().clone()),
         });
     }
     MqttConfig {

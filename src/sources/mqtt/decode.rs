@@ -149,13 +149,27 @@ pub fn decode(
     tz: Tz,
     meters: &dyn Meters,
 ) -> Result<Vec<Reading>, Reject> {
-    let mut out = decode_stamped(sub, meter, payload, arrival_ms, tz, meters)?;
+    decode_sequenced(sub, meter, payload, arrival_ms, tz, meters).map(|(r, _)| r)
+}
+
+/// [`decode`], and the message's sequence number where the subscription has `sequence` and the
+/// payload a non-negative integer there (anything else there: no number, the readings stand).
+pub fn decode_sequenced(
+    sub: &Subscription,
+    meter: &str,
+    payload: &[u8],
+    arrival_ms: i64,
+    tz: Tz,
+    meters: &dyn Meters,
+) -> Result<(Vec<Reading>, Option<u64>), Reject> {
+    let mut seq = None;
+    let mut out = decode_stamped(sub, meter, payload, arrival_ms, tz, meters, &mut seq)?;
     // A payload time equal to the arrival to the millisecond is as good as one: the two mark
     // the same instant either way.
     for r in &mut out {
         r.stamped_on_arrival = r.ts_ms == arrival_ms;
     }
-    Ok(out)
+    Ok((out, seq))
 }
 
 fn decode_stamped(
@@ -165,6 +179,7 @@ fn decode_stamped(
     arrival_ms: i64,
     tz: Tz,
     meters: &dyn Meters,
+    seq: &mut Option<u64>,
 ) -> Result<Vec<Reading>, Reject> {
     let unit_for = |channel: &str, given: Option<Unit>| {
         given
@@ -203,6 +218,11 @@ fn decode_stamped(
                 return Err(Reject::WrongType);
             }
             let ts_ms = stamp(&doc)?;
+            *seq = sub
+                .sequence
+                .as_deref()
+                .and_then(|p| lookup(&doc, p))
+                .and_then(Value::as_u64);
             let mut out = Vec::with_capacity(fields.len());
             for (channel, pointer, unit) in fields {
                 let Some(v) = lookup(&doc, pointer) else {
@@ -335,6 +355,7 @@ mod tests {
             qos: 1,
             decoder,
             timestamp: timestamp.map(String::from),
+            sequence: None,
             stale_after_ms: 600_000,
         }
     }

@@ -18,6 +18,11 @@ pub struct MqttMetrics {
     pub broker_dropped: prometheus::IntGauge,
     /// Rises of that count seen while ecogate was subscribed: what the status page warns about.
     pub broker_drops_seen: IntCounter,
+    /// Jumps in meters' message sequence numbers, and the numbers skipped.
+    pub sequence_gaps: IntCounter,
+    pub sequence_missing: IntCounter,
+    /// The latest jump, for the status page: (meter, highest before, number that came).
+    pub last_gap: std::sync::Arc<std::sync::Mutex<Option<(String, u64, u64)>>>,
     /// Sparkplug B rebirth requests sent (NCMD `Node Control/Rebirth`).
     pub rebirths: IntCounter,
     /// PINGREQs written to release messages a broker held behind a window's acknowledgements.
@@ -73,6 +78,16 @@ impl MqttMetrics {
             "Rises of the broker's dropped-messages count seen while ecogate was subscribed to it: messages lost at the broker, possibly ecogate's (docs/mqtt.md names the two mosquitto settings).",
         )
         .expect("valid metric");
+        let sequence_gaps = IntCounter::new(
+            "ecogate_mqtt_sequence_gaps_total",
+            "Jumps in a meter's message sequence number (subscriptions with `sequence`): messages lost before they reached ecogate.",
+        )
+        .expect("valid metric");
+        let sequence_missing = IntCounter::new(
+            "ecogate_mqtt_sequence_missing_messages_total",
+            "Sequence numbers skipped in those jumps: messages meters sent that never reached ecogate.",
+        )
+        .expect("valid metric");
         let rebirths = IntCounter::new(
             "ecogate_mqtt_sparkplug_rebirth_requests_total",
             "Sparkplug B rebirth requests sent to edge nodes whose DATA used aliases no BIRTH had mapped (at most one per node every 10 s).",
@@ -98,6 +113,8 @@ impl MqttMetrics {
             Box::new(inflight_window.clone()),
             Box::new(broker_dropped.clone()),
             Box::new(broker_drops_seen.clone()),
+            Box::new(sequence_gaps.clone()),
+            Box::new(sequence_missing.clone()),
             Box::new(rebirths.clone()),
             Box::new(kicks.clone()),
         ] {
@@ -112,8 +129,21 @@ impl MqttMetrics {
             inflight_window,
             broker_dropped,
             broker_drops_seen,
+            sequence_gaps,
+            sequence_missing,
+            last_gap: Default::default(),
             rebirths,
             kicks,
+        }
+    }
+}
+
+impl MqttMetrics {
+    pub fn sequence_gap(&self, meter: &str, missing: u64, after: u64, got: u64) {
+        self.sequence_gaps.inc();
+        self.sequence_missing.inc_by(missing);
+        if let Ok(mut last) = self.last_gap.lock() {
+            *last = Some((meter.to_string(), after, got));
         }
     }
 }
@@ -158,6 +188,24 @@ pub fn notices(metrics: &crate::metrics::Metrics) -> crate::sources::health::Not
                      其消息队列或在途窗口容纳不了突发流量,被丢弃的读数不会到达 ecogate。\
                      请在 mosquitto.conf 中调大 max_queued_messages(如 100000)和 \
                      max_inflight_messages(如 1000),再重启代理(见 docs/mqtt.md)。"
+                ),
+            });
+        }
+        let missing = m.sequence_missing.get();
+        let last = m.last_gap.lock().ok().and_then(|g| g.clone());
+        if let (true, Some((meter, after, got))) = (missing > 0, last) {
+            let gaps = m.sequence_gaps.get();
+            out.push(crate::sources::health::Notice {
+                en: format!(
+                    "{missing} messages are missing from meters' sequence numbers in {gaps} \
+                     gaps since ecogate started (latest: meter {meter}, {got} after {after}): \
+                     they were lost between the meters and ecogate. If the broker is mosquitto, \
+                     raise max_queued_messages and max_inflight_messages (docs/mqtt.md)."
+                ),
+                zh: format!(
+                    "自 ecogate 启动以来,表计消息序号出现 {gaps} 处跳号,共缺失 {missing} 条消息\
+                     (最近一次:表计 {meter},{after} 之后收到 {got}):这些消息在表计与 ecogate 之间丢失。\
+                     若代理为 mosquitto,请调大 max_queued_messages 和 max_inflight_messages(见 docs/mqtt.md)。"
                 ),
             });
         }
