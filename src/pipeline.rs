@@ -179,7 +179,11 @@ impl Pipeline {
         self.accountant.apply(&batch);
         // Read by benches/mqtt_ingest.rs to time a run without scraping /metrics, whose cost at
         // 1,000 meters (about 60 ms of CPU a scrape) would be most of what it measured.
-        tracing::debug!(accepted = batch.accepted.len(), "committed");
+        tracing::debug!(
+            accepted = batch.accepted.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "committed"
+        );
         self.metrics.observe(&batch);
         if let Some(a) = self.metrics.accounts.get() {
             a.observe(&batch, self.accountant.config());
@@ -555,6 +559,11 @@ fn run_inbox(
                 loop {
                     match ib.append(&groups, accounted.load(Ordering::Acquire)) {
                         Ok(lasts) => {
+                            tracing::debug!(
+                                readings = n,
+                                ms = started.elapsed().as_secs_f64() * 1e3,
+                                "inbox append"
+                            );
                             metrics.appends.inc();
                             if got.iter().any(|e| e.commit_now) {
                                 metrics.group_appends.inc();
