@@ -122,6 +122,12 @@ fn every_report_format_matches_its_golden_file() {
     ]);
     assert_eq!(code, 0, "{err}");
     golden("evaluate-2026.zh.md", &out);
+    // The whole JSON of an evaluation, as docs/evaluation.md shows it.
+    let (code, out, err) = run(&[
+        "evaluate", "--config", c, "--year", "2026", "--format", "json", "--lang", "en",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    golden("evaluate-2026.en.json", &out);
     let (code, out, _) = run(&[
         "report",
         "--config",
@@ -365,6 +371,60 @@ fn a_gbk_statistics_file_imports_and_an_unreadable_one_says_what_to_do() {
         )),
         "{err}"
     );
+}
+
+/// Workbooks saved by a spreadsheet program (LibreOffice Calc 7.4 converted them from CSV; they
+/// are in tests/data/statistics): one without the tax column, one with a firm's tax changed.
+/// The first keeps every firm's tax from import #1 and says so per firm, so the whole park stays
+/// rated; the second's dry run shows the change (1,800 -> 2,400 万元) and stores nothing; its import
+/// makes the first firm's tax per mu 2,400 万元 / 120 mu = 20 万元/亩.
+#[test]
+fn spreadsheet_workbooks_import_without_losing_a_column() {
+    let p = park();
+    let c = p.config.to_str().unwrap();
+    let without_tax = "tests/data/statistics/statistics-without-tax.xlsx";
+    let (code, out, err) = run(&["stats", "import", "--config", c, without_tax]);
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    for line in [
+        "changed:\n  hengda-motors 2026: revenue_cny 360,000,000 -> 400,000,000\n",
+        "  hengda-motors 2026: tax_cny not in this file: kept 18,000,000 from import #1\n",
+        "  lvneng-charging 2026: tax_cny not in this file: kept 450,000 from import #1\n",
+        "  qinghe-hydrogen 2026: tax_cny not in this file: kept 5,200,000 from import #1\n",
+    ] {
+        assert!(out.contains(line), "{line}\nnot in:\n{out}");
+    }
+    assert_eq!(first_firms_tax_per_mu(c), Some(15.0));
+    // Every firm is still rated.
+    let (code, json, err) = run(&[
+        "evaluate", "--config", c, "--year", "2026", "--format", "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let rows = v["tables"][0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r["unrated_ids"].is_null() && r["rank"].is_u64()),
+        "{rows:?}"
+    );
+
+    let revised = "tests/data/statistics/statistics-revised.xlsx";
+    let (code, out, err) = run(&["stats", "import", "--config", c, "--dry-run", revised]);
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.starts_with("dry run, nothing imported: 3 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  hengda-motors 2026: tax_cny 18,000,000 -> 24,000,000\n"),
+        "{out}"
+    );
+    assert_eq!(first_firms_tax_per_mu(c), Some(15.0));
+    let (code, _, err) = run(&["stats", "import", "--config", c, revised]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(first_firms_tax_per_mu(c), Some(20.0));
 }
 
 #[test]

@@ -39,7 +39,9 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
             "降档前等级",
             0,
         ),
+        col("flag_ids", "Flag ids", "标记编号", 0),
         col("flags", "Flags", "标记", 0),
+        col("unrated_ids", "Unrated (reason ids)", "未参评原因编号", 0),
         col("unrated", "Unrated (reason)", "未参评(原因)", 0),
         col("statistics_source", "Statistics from", "统计数据来源", 0),
     ]);
@@ -81,7 +83,9 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
                 f.class_before_downgrade
                     .clone()
                     .map_or(Cell::Empty, Cell::Text),
+                ids(flags.iter().map(String::as_str)),
                 flags_text(lang, &flags),
+                ids(f.unrated.iter().map(|u| unrated_id(u))),
                 if f.unrated.is_empty() {
                     Cell::Empty
                 } else {
@@ -99,14 +103,14 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
         })
         .collect();
     let title = |en: &str, zh: &str| {
-        let p = if ev.provisional {
-            lang.pick(" (provisional, year to date)", "(预评,年初至今)")
+        let (p_en, p_zh) = if ev.provisional {
+            (" (provisional, year to date)", "(预评,年初至今)")
         } else {
-            ""
+            ("", "")
         };
         (
-            format!("{en} {}{p}", ev.year),
-            format!("{}年{zh}{p}", ev.year),
+            format!("{en} {}{p_en}", ev.year),
+            format!("{}年{zh}{p_zh}", ev.year),
         )
     };
     let (en, zh) = title("Per-mu evaluation", "亩均效益综合评价");
@@ -159,7 +163,8 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
         en: "Indicators, weights and benchmarks".into(),
         zh: "评价指标、权重与基准值".into(),
         cols: vec![
-            col("indicator", "Indicator", "指标", 0),
+            col("indicator", "Indicator id", "指标编号", 0),
+            col("indicator_name", "Indicator", "指标", 0),
             col("weight", "Weight", "权重", 2),
             col("benchmark", "Benchmark", "基准值", 4),
         ],
@@ -170,7 +175,12 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
             .zip(&ev.benchmarks)
             .map(|(r, (_, b))| {
                 let c = indicator_col(r.indicator);
-                vec![lang.pick(c.en, c.zh).into(), r.weight.into(), (*b).into()]
+                vec![
+                    c.key.into(),
+                    lang.pick(c.en, c.zh).into(),
+                    r.weight.into(),
+                    (*b).into(),
+                ]
             })
             .collect(),
     });
@@ -181,6 +191,7 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
             f.flags.iter().map(move |fl| {
                 vec![
                     f.firm.as_str().into(),
+                    fl.condition.into(),
                     flag_name(lang, fl.condition).into(),
                     lang.pick(&fl.detail, &fl.detail_zh).into(),
                 ]
@@ -193,7 +204,8 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
         zh: "标记及依据".into(),
         cols: vec![
             col("firm_id", "Firm id", "企业编号", 0),
-            col("flag", "Flag", "标记", 0),
+            col("flag", "Flag id", "标记编号", 0),
+            col("flag_name", "Flag", "标记", 0),
             col("detail", "Figures", "依据", 0),
         ],
         rows: flag_rows,
@@ -220,7 +232,8 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
         zh: "标准地承诺指标未达标情况".into(),
         cols: vec![
             col("firm_id", "Firm id", "企业编号", 0),
-            col("item", "Commitment", "承诺指标", 0),
+            col("item", "Commitment id", "承诺指标编号", 0),
+            col("item_name", "Commitment", "承诺指标", 0),
             col("committed", "Committed", "承诺值", 3),
             col("actual", "Actual", "实际值", 3),
         ],
@@ -231,6 +244,7 @@ pub fn evaluation_tables(cfg: &Config, ev: &Evaluation, lang: Lang) -> Vec<Table
                 f.shortfalls.iter().map(move |s| {
                     vec![
                         f.firm.as_str().into(),
+                        s.item.into(),
                         item(s.item).into(),
                         s.committed.into(),
                         s.actual.into(),
@@ -292,5 +306,29 @@ pub fn evaluation_report(cfg: &Config, ev: &Evaluation, lang: Lang) -> Document 
         notes: vec![evaluation_note(ev)],
         tables: evaluation_tables(cfg, ev, lang),
         charts: evaluation_charts(cfg, ev),
+    }
+}
+
+/// Stable ids, `;`-separated, for programs (their words are in the column beside).
+fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> Cell {
+    let joined = ids.collect::<Vec<_>>().join(";");
+    if joined.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(joined)
+    }
+}
+
+/// An unrated reason's id: `land_below_minimum`, or `missing_<field>` for a statistic not given.
+fn unrated_id(code: &str) -> &str {
+    match code {
+        crate::evaluation::LAND_BELOW_MINIMUM => code,
+        "tax_cny" => "missing_tax_cny",
+        "revenue_cny" => "missing_revenue_cny",
+        "value_added_cny" => "missing_value_added_cny",
+        "employees" => "missing_employees",
+        "rd_spend_cny" => "missing_rd_spend_cny",
+        "pollutant_t" => "missing_pollutant_t",
+        other => other,
     }
 }
