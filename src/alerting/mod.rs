@@ -136,7 +136,7 @@ pub async fn run(
     };
     let http = match alerting.webhook_url.as_ref().map(|_| webhook::client()) {
         Some(Err(e)) => {
-            tracing::error!("alert webhook is off: {e}");
+            tracing::error!("alert webhook is off: {}", crate::util::error_chain(&e));
             None
         }
         Some(Ok(c)) => Some(c),
@@ -176,7 +176,8 @@ pub async fn run(
                     Ok(()) => undelivered.clear(),
                     Err(e) => tracing::warn!(
                         pending = undelivered.len(),
-                        "alert webhook failed, retrying next round: {e}"
+                        "alert webhook failed, retrying next round: {}",
+                        crate::util::error_chain(&e)
                     ),
                 }
             }

@@ -50,20 +50,40 @@ pub fn payload(notifications: &[Notification]) -> String {
     .to_string()
 }
 
+/// Why a notification did not reach the receiver. Never carries the URL (its userinfo may be a
+/// secret): reqwest's errors are taken `without_url`.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("timed out")]
+    Timeout(#[source] reqwest::Error),
+    #[error("cannot connect")]
+    Connect(#[source] reqwest::Error),
+    #[error("sending failed")]
+    Send(#[source] reqwest::Error),
+    #[error("receiver answered {status}: {start}")]
+    Refused {
+        status: reqwest::StatusCode,
+        /// The first 200 characters of its answer.
+        start: String,
+    },
+}
+
 /// The client a run of the alerting loop keeps: it reuses connections and TLS sessions to the
 /// receiver (it belongs to the runtime it is used on, so each run makes its own).
-pub fn client() -> Result<reqwest::Client, String> {
+pub fn client() -> Result<reqwest::Client, WebhookError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("ecogate/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(WebhookError::Client)
 }
 
 /// Posts `body` as JSON to an `http(s)://` URL; any 2xx is success. The error names the
 /// status (and the start of the answer) or the transport failure, never the URL's userinfo.
-pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
+pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> Result<(), WebhookError> {
     let response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -72,11 +92,11 @@ pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> Result<(),
         .await
         .map_err(|e| {
             if e.is_timeout() {
-                "timed out".to_string()
+                WebhookError::Timeout(e.without_url())
             } else if e.is_connect() {
-                format!("cannot connect: {}", e.without_url())
+                WebhookError::Connect(e.without_url())
             } else {
-                e.without_url().to_string()
+                WebhookError::Send(e.without_url())
             }
         })?;
     let status = response.status();
@@ -84,6 +104,8 @@ pub async fn post(client: &reqwest::Client, url: &str, body: &str) -> Result<(),
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
-    let start: String = text.chars().take(200).collect();
-    Err(format!("receiver answered {status}: {start}"))
+    Err(WebhookError::Refused {
+        status,
+        start: text.chars().take(200).collect(),
+    })
 }

@@ -92,7 +92,7 @@ pub fn read(path: &Path, config: &Config) -> Result<Vec<Row>, Vec<String>> {
         Some("xlsx") | Some("xlsm") | Some("xls") => read_xlsx(path),
         _ => read_csv(path),
     }
-    .map_err(|e| vec![format!("{shown}: {e}")])?;
+    .map_err(|e| vec![format!("{shown}: {}", crate::util::error_chain(&e))])?;
     let mut it = table.into_iter();
     let Some((_, header)) = it.next() else {
         return Err(vec![format!("{shown}: the file is empty")]);
@@ -212,23 +212,40 @@ pub fn read(path: &Path, config: &Config) -> Result<Vec<Row>, Vec<String>> {
 
 type Table = Vec<(usize, Vec<String>)>;
 
+/// Why a statistics file could not be read as a table at all (before any row is checked).
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("cannot read the file")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "the file is neither UTF-8 nor GBK/GB18030: save it again as \"CSV UTF-8\" (or as XLSX)"
+    )]
+    NotText,
+    #[error("not a CSV file")]
+    Csv(#[from] csv::Error),
+    #[error("not a workbook ecogate can read")]
+    Workbook(#[from] calamine::Error),
+    #[error("the workbook has no sheet")]
+    NoSheet,
+}
+
 /// A CSV's text: UTF-8 (a byte-order mark dropped), or else GB18030, the superset of the GBK
 /// that Excel on Chinese Windows saves as "CSV"; bytes that are neither are refused with what
 /// to do.
-fn csv_text(bytes: &[u8]) -> Result<String, String> {
+fn csv_text(bytes: &[u8]) -> Result<String, ReadError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if let Ok(text) = std::str::from_utf8(bytes) {
         return Ok(text.to_string());
     }
     let (text, _, malformed) = encoding_rs::GB18030.decode(bytes);
     if malformed {
-        return Err("the file is neither UTF-8 nor GBK/GB18030: save it again as \"CSV UTF-8\" (or as XLSX)".into());
+        return Err(ReadError::NotText);
     }
     Ok(text.into_owned())
 }
 
-fn read_csv(path: &Path) -> Result<Table, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+fn read_csv(path: &Path) -> Result<Table, ReadError> {
+    let bytes = std::fs::read(path)?;
     let text = csv_text(&bytes)?;
     let mut r = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -236,22 +253,22 @@ fn read_csv(path: &Path) -> Result<Table, String> {
         .from_reader(text.as_bytes());
     let mut out = Vec::new();
     for rec in r.records() {
-        let rec = rec.map_err(|e| e.to_string())?;
+        let rec = rec?;
         let line = rec.position().map_or(0, |p| p.line() as usize);
         out.push((line, rec.iter().map(str::to_string).collect()));
     }
     Ok(out)
 }
 
-fn read_xlsx(path: &Path) -> Result<Table, String> {
+fn read_xlsx(path: &Path) -> Result<Table, ReadError> {
     use calamine::{open_workbook_auto, Data, Reader};
-    let mut wb = open_workbook_auto(path).map_err(|e| e.to_string())?;
+    let mut wb = open_workbook_auto(path)?;
     let sheet = wb
         .sheet_names()
         .first()
         .cloned()
-        .ok_or("the workbook has no sheet")?;
-    let range = wb.worksheet_range(&sheet).map_err(|e| e.to_string())?;
+        .ok_or(ReadError::NoSheet)?;
+    let range = wb.worksheet_range(&sheet)?;
     let first_row = range.start().map_or(0, |(r, _)| r as usize);
     Ok(range
         .rows()

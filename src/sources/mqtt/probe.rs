@@ -42,6 +42,26 @@ fn subscriptions_of<'a>(mqtt: &'a MqttConfig, meter: &str) -> Vec<&'a Subscripti
         .collect()
 }
 
+/// Why a probe could not listen.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no [mqtt] broker configured")]
+    NoBroker,
+    #[error("no [[mqtt.subscriptions]] can carry meter `{0}` (none names it, none has {{meter}} in its topic)")]
+    NoSubscription(String),
+    #[error("the broker's TLS settings")]
+    Tls(#[from] super::connect::TlsError),
+    #[error("cannot subscribe")]
+    Subscribe(#[from] rumqttc::ClientError),
+    #[error("cannot connect to {host}:{port}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        cause: rumqttc::ConnectionError,
+    },
+}
+
 /// Listens for `listen` and writes a line per message of `meter` to `out`.
 pub async fn probe(
     mqtt: &MqttConfig,
@@ -49,17 +69,14 @@ pub async fn probe(
     meter: &str,
     listen: Duration,
     out: &mut dyn FnMut(String),
-) -> Result<Heard, String> {
-    let broker = mqtt.broker.as_ref().ok_or("no [mqtt] broker configured")?;
+) -> Result<Heard, ProbeError> {
+    let broker = mqtt.broker.as_ref().ok_or(ProbeError::NoBroker)?;
     let subs = subscriptions_of(mqtt, meter);
     if subs.is_empty() {
-        return Err(format!(
-            "no [[mqtt.subscriptions]] can carry meter `{meter}` (none names it, none has {{meter}} in its topic)"
-        ));
+        return Err(ProbeError::NoSubscription(meter.to_string()));
     }
     let client_id = format!("{}-probe-{}", broker.client_id, std::process::id());
-    let mut o = super::connect::base_options(broker, &client_id)
-        .map_err(|e| crate::util::error_chain(&e))?;
+    let mut o = super::connect::base_options(broker, &client_id)?;
     o.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(o, 100);
     let filters: Vec<String> = subs.iter().map(|s| s.pattern.filter()).collect();
@@ -85,10 +102,7 @@ pub async fn probe(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 connected = true;
                 for f in &filters {
-                    client
-                        .subscribe(f.clone(), QoS::AtMostOnce)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    client.subscribe(f.clone(), QoS::AtMostOnce).await?;
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -173,10 +187,11 @@ pub async fn probe(
             Ok(_) => {}
             Err(e) => {
                 if !connected {
-                    return Err(format!(
-                        "cannot connect to {}:{}: {e}",
-                        broker.host, broker.port
-                    ));
+                    return Err(ProbeError::Connect {
+                        host: broker.host.clone(),
+                        port: broker.port,
+                        cause: e,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -119,7 +119,7 @@ impl SourceConfig for MqttConfig {
         Some(Box::pin(async move {
             let heard = super::probe::probe(self, park, meter, listen, &mut *out)
                 .await
-                .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?;
+                .map_err(|e| anyhow::Error::new(e).context("mqtt"))?;
             let refused: Vec<String> = heard
                 .refused
                 .iter()
