@@ -486,6 +486,15 @@ struct Staged {
 /// Readings an inbox append takes at most: the rest wait for the next one.
 const INBOX_APPEND_READINGS: usize = 20_000;
 
+/// Readings acknowledged from the inbox but not yet accounted, at most: beyond it the inbox
+/// thread stops taking (and acknowledging) more until the accounting catches up. Without a
+/// bound, acknowledging at once let a broker with a large window (20,000 in flight) pour in
+/// faster than 50,000 meters' commits took them: the queues filled, the MQTT thread waited on
+/// them past its keep-alive, the broker dropped the connection and sent again what was
+/// unacknowledged (docs/benchmarks.md, 2026-12-05). Held back here, the messages wait in the
+/// broker's window and the source keeps answering pings. About 10 MB of readings in memory.
+const INBOX_MAX_UNACCOUNTED: i64 = 50_000;
+
 /// The inbox thread: envelopes whose sender waits for an acknowledgement (a counted one, MQTT
 /// QoS 1) are appended to the inbox and acknowledged at once; every envelope then goes on to the
 /// pipeline thread in the order it came. Each append takes all that arrived during the one
@@ -499,6 +508,8 @@ fn run_inbox(
     metrics: &InboxMetrics,
     stopping: &AtomicBool,
 ) {
+    // What an earlier generation left unaccounted is counted again below, from the inbox itself.
+    metrics.backlog.set(0);
     if let Some(ib) = &inbox {
         let mut after = accounted.load(Ordering::Acquire);
         loop {
@@ -535,7 +546,17 @@ fn run_inbox(
         }
     }
     let counted = |e: &Envelope| matches!(e.ack, Some(Ack::Count(..)));
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        // Stopping: the pipeline drains what is staged; waiting here could outlast it.
+        while inbox.is_some()
+            && metrics.backlog.get() >= INBOX_MAX_UNACCOUNTED
+            && !stopping.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut n = first.readings.len();
         let mut got = vec![first];
         while n < INBOX_APPEND_READINGS {
