@@ -58,17 +58,26 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// The instance's shard of a split park ([shard] count = N): 0 to N-1 (docs/scale-out.md).
+        #[arg(long)]
+        shard: Option<u32>,
     },
     /// Run the daemon: poll the configured sources and account into the store until SIGTERM.
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// The instance's shard of a split park ([shard] count = N): 0 to N-1 (docs/scale-out.md).
+        #[arg(long)]
+        shard: Option<u32>,
     },
     /// Feed a file of historical readings through the pipeline into the store and print
     /// per-firm totals.
     Replay {
         #[arg(long, short)]
         config: PathBuf,
+        /// The instance's shard of a split park ([shard] count = N): 0 to N-1 (docs/scale-out.md).
+        #[arg(long)]
+        shard: Option<u32>,
         /// CSV (`timestamp,meter,channel,value,unit[,quality]`) or InfluxDB line protocol.
         #[arg(long, short)]
         input: PathBuf,
@@ -91,6 +100,9 @@ enum Command {
     Report {
         #[arg(long, short)]
         config: PathBuf,
+        /// The instance's shard of a split park ([shard] count = N): 0 to N-1 (docs/scale-out.md).
+        #[arg(long)]
+        shard: Option<u32>,
         /// 2026-10-12, 2026-10, 2026-Q3, 2026 or 2026-10-01..2026-10-15 (local days).
         #[arg(long, short, value_parser = ecogate::report::period::ReportPeriod::parse)]
         period: ecogate::report::period::ReportPeriod,
@@ -231,9 +243,18 @@ fn main() -> ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Check { config } => load(&config).map(|c| {
+        Command::Check { config, shard } => load(&config, shard).map(|c| {
             print!("{}", c.summary());
-            let problems = c.check_files();
+            let mut problems = c.check_files();
+            if c.sharding.split() && shard.is_none() {
+                let text = std::fs::read_to_string(&config).unwrap_or_default();
+                let (cut_problems, notes) =
+                    AppConfig::shard_problems(&config, &text, c.sharding.count);
+                for n in &notes {
+                    println!("note: {n}");
+                }
+                problems.extend(cut_problems);
+            }
             for p in &problems {
                 eprintln!("ecogate: {p}");
             }
@@ -251,7 +272,7 @@ fn main() -> ExitCode {
         )
         .map(|()| ExitCode::SUCCESS)
         .map_err(Failure::Runtime),
-        Command::Run { config } => load(&config).and_then(|c| {
+        Command::Run { config, shard } => load_instance(&config, shard).and_then(|c| {
             let hooks = app::daemon::Hooks {
                 after_start: sys::release_startup_heap,
                 clock: ecogate::util::Clock::real(),
@@ -266,7 +287,8 @@ fn main() -> ExitCode {
             precision,
             store,
             influx_wait_s,
-        } => load(&config).and_then(|c| {
+            shard,
+        } => load_instance(&config, shard).and_then(|c| {
             let clean = app::replay::run(c, &input, format, precision, store, influx_wait_s)?;
             Ok(if clean {
                 ExitCode::SUCCESS
@@ -278,7 +300,8 @@ fn main() -> ExitCode {
             config,
             period,
             output,
-        } => load(&config).and_then(|c| {
+            shard,
+        } => load_instance(&config, shard).and_then(|c| {
             app::reports::report(&c, period, &output.into_output())?;
             Ok(ExitCode::SUCCESS)
         }),
@@ -286,7 +309,7 @@ fn main() -> ExitCode {
             config,
             year,
             output,
-        } => load(&config).and_then(|c| {
+        } => load(&config, None).and_then(|c| {
             app::reports::evaluate(&c, year, &output.into_output())?;
             Ok(ExitCode::SUCCESS)
         }),
@@ -302,7 +325,7 @@ fn main() -> ExitCode {
             listen_s,
         } => (|| {
             let app = match &config {
-                Some(c) => Some(load(c)?),
+                Some(c) => Some(load(c, None)?),
                 None => None,
             };
             let target = match (meter, modbus, profile) {
@@ -345,26 +368,28 @@ fn main() -> ExitCode {
                     file,
                     dry_run,
                 },
-        } => load(&config).and_then(|c| match app::reports::import_stats(&c, &file, dry_run)? {
-            Ok(summary) => {
-                println!("{summary}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(errors) => {
-                for e in &errors {
-                    eprintln!("{e}");
+        } => load(&config, None).and_then(|c| {
+            match app::reports::import_stats(&c, &file, dry_run)? {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(ExitCode::SUCCESS)
                 }
-                eprintln!(
-                    "ecogate: nothing imported ({} problem(s) in {})",
-                    errors.len(),
-                    file.display()
-                );
-                Ok(ExitCode::from(2))
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!(
+                        "ecogate: nothing imported ({} problem(s) in {})",
+                        errors.len(),
+                        file.display()
+                    );
+                    Ok(ExitCode::from(2))
+                }
             }
         }),
         Command::Stats {
             command: StatsCommand::History { config },
-        } => load(&config).and_then(|c| {
+        } => load(&config, None).and_then(|c| {
             print!("{}", app::reports::stats_history(&c)?);
             Ok(ExitCode::SUCCESS)
         }),
@@ -402,9 +427,29 @@ impl From<anyhow::Error> for Failure {
 /// thread, that heap lives in the thread's own malloc arena, which is handed back to the system
 /// once the parse's last allocation is freed, instead of staying resident for the life of the
 /// daemon among long-lived allocations.
-fn load(path: &Path) -> Result<AppConfig, Failure> {
+/// The configuration of one running instance: a split park needs its shard.
+fn load_instance(path: &Path, shard: Option<u32>) -> Result<AppConfig, Failure> {
+    let config = load(path, shard)?;
+    if config.sharding.split() && shard.is_none() {
+        return Err(Failure::Config(ecogate::config::ConfigErrors::single(
+            path,
+            ecogate::config::ConfigError {
+                line_col: None,
+                key: "shard".into(),
+                message: format!(
+                    "the park is split over {} instances ([shard] count): give this one's --shard (0 to {})",
+                    config.sharding.count,
+                    config.sharding.count - 1
+                ),
+            },
+        )));
+    }
+    Ok(config)
+}
+
+fn load(path: &Path, shard: Option<u32>) -> Result<AppConfig, Failure> {
     let path = path.to_path_buf();
-    let parsed = std::thread::spawn(move || AppConfig::load(&path))
+    let parsed = std::thread::spawn(move || AppConfig::load_shard(&path, shard))
         .join()
         .map_err(|_| Failure::Runtime(anyhow::anyhow!("the configuration parser panicked")))?;
     match parsed {

@@ -13,6 +13,7 @@ use crate::metrics::config::RawMetrics;
 use crate::sinks::influx::config::{InfluxConfig, RawInflux};
 use crate::sources::SourceConfig;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ struct RawFile {
     #[serde(default)]
     evaluation: crate::config::evaluation::RawEvaluation,
     tariff: Option<crate::config::tariff::RawTariff>,
+    shard: Option<crate::config::raw::RawShard>,
     #[serde(default)]
     metrics: RawMetrics,
     alerting: Option<RawAlerting>,
@@ -45,6 +47,9 @@ struct RawFile {
 /// Every top-level key, where it stands: one no part reads is an error. (The sources' sections
 /// are read by each source from the text; serde's `flatten` would lose the locations.)
 type TopKeys = std::collections::BTreeMap<toml::Spanned<String>, serde::de::IgnoredAny>;
+
+/// Stands for the instance's shard number anywhere in the file (`run --shard`).
+pub const SHARD_PLACEHOLDER: &str = "{shard}";
 
 /// The top-level keys of the file besides the sources' sections.
 const KEYS: &[&str] = &[
@@ -57,6 +62,7 @@ const KEYS: &[&str] = &[
     "accounting",
     "evaluation",
     "tariff",
+    "shard",
     "metrics",
     "alerting",
     "influx",
@@ -85,6 +91,13 @@ impl std::ops::Deref for AppConfig {
 impl AppConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<AppConfig, ConfigErrors> {
+        AppConfig::load_shard(path, None)
+    }
+
+    /// Reads and validates a configuration file, cut to shard `shard` of a split park
+    /// (docs/scale-out.md): every `{shard}` in the text is that number, and only the shard's
+    /// firms, their sites and meters, and the lines and devices that read them are kept.
+    pub fn load_shard(path: &Path, shard: Option<u32>) -> Result<AppConfig, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors::single(
                 path,
@@ -95,11 +108,103 @@ impl AppConfig {
                 },
             )
         })?;
-        AppConfig::parse(path, &text)
+        AppConfig::parse_shard(path, &text, shard)
     }
 
     /// Validates configuration text; `file` is used in messages.
     pub fn parse(file: &Path, text: &str) -> Result<AppConfig, ConfigErrors> {
+        AppConfig::parse_shard(file, text, None)
+    }
+
+    /// As [`AppConfig::parse`], cut to one shard (see [`AppConfig::load_shard`]).
+    pub fn parse_shard(
+        file: &Path,
+        text: &str,
+        shard: Option<u32>,
+    ) -> Result<AppConfig, ConfigErrors> {
+        let substituted;
+        let text = match shard {
+            // Text in, so the store path, client id, topics and listen address can all differ
+            // by instance while the park model stays one file. Columns after a `{shard}` on
+            // its line shift by its length in messages; lines stay exact.
+            Some(k) if text.contains(SHARD_PLACEHOLDER) => {
+                substituted = text.replace(SHARD_PLACEHOLDER, &k.to_string());
+                substituted.as_str()
+            }
+            _ => text,
+        };
+        let mut app = AppConfig::parse_whole(file, text)?;
+        if let Some(k) = shard {
+            let count = app.core.sharding.count;
+            if count < 2 || k >= count {
+                let message = if count < 2 {
+                    format!("--shard {k} given, but the park is not split: add [shard] count = N (N >= 2) to run N instances")
+                } else {
+                    format!("--shard {k} does not exist: this park has shards 0 to {} ([shard] count = {count})", count - 1)
+                };
+                return Err(ConfigErrors::single(
+                    file,
+                    ConfigError {
+                        line_col: None,
+                        key: "shard".into(),
+                        message,
+                    },
+                ));
+            }
+            let core = app.core.for_shard(k);
+            let others = core.sharding.other_shard_meters.clone();
+            for s in &mut app.sources {
+                s.retain_meters(&|m| !others.contains(m));
+            }
+            app.core = Arc::new(core);
+        }
+        Ok(app)
+    }
+
+    /// What `check` refuses in a split park, seen by cutting the file to every shard: two
+    /// instances with one MQTT client id (the broker would keep one connected at a time),
+    /// and, as notes, one store path or listen address for two shards (fine only on separate
+    /// machines). An invalid cut is a problem too.
+    pub fn shard_problems(file: &Path, text: &str, count: u32) -> (Vec<String>, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut stores: HashMap<std::path::PathBuf, u32> = HashMap::new();
+        let mut listens: HashMap<String, u32> = HashMap::new();
+        for k in 0..count {
+            let cut = match AppConfig::parse_shard(file, text, Some(k)) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(format!("shard {k}: {e}"));
+                    continue;
+                }
+            };
+            for id in cut.sources.iter().flat_map(|s| s.identities()) {
+                if let Some(first) = seen.insert(id.clone(), k) {
+                    problems.push(format!(
+                        "shards {first} and {k} would both connect with {id}: put {SHARD_PLACEHOLDER} in it"
+                    ));
+                }
+            }
+            if let Some(first) = stores.insert(cut.core.store.path.clone(), k) {
+                notes.push(format!(
+                    "shards {first} and {k} use one store path `{}`: fine only on separate machines (put {SHARD_PLACEHOLDER} in store.path otherwise)",
+                    cut.core.store.path.display()
+                ));
+            }
+            if let Some(l) = &cut.listener {
+                if let Some(first) = listens.insert(l.listen.to_string(), k) {
+                    notes.push(format!(
+                        "shards {first} and {k} listen on {}: fine only on separate machines",
+                        l.listen
+                    ));
+                }
+            }
+        }
+        (problems, notes)
+    }
+
+    fn parse_whole(file: &Path, text: &str) -> Result<AppConfig, ConfigErrors> {
         let locator = Locator::new(text);
         let raw: RawFile = parse_toml(text, &locator).map_err(|e| ConfigErrors::single(file, e))?;
         let park_name = raw.park.name.clone();
@@ -113,6 +218,7 @@ impl AppConfig {
             accounting: raw.accounting,
             evaluation: raw.evaluation,
             tariff: raw.tariff,
+            shard: raw.shard,
         };
         let mut v = Validator::new(file, &locator);
         let mut core = v.core(&core_raw);
@@ -228,12 +334,21 @@ impl AppConfig {
         );
         let _ = writeln!(
             out,
-            "{} firms, {} sites, {} meters, {} channels",
+            "{} firms, {} sites, {} meters, {} channels{}",
             c.firms.len(),
             c.sites.len(),
             c.meters.len(),
-            channels
+            channels,
+            match c.sharding.index {
+                Some(k) => format!(" (shard {k} of {})", c.sharding.count),
+                None => String::new(),
+            }
         );
+        if c.sharding.index.is_none() {
+            for line in c.sharding_summary() {
+                let _ = writeln!(out, "{line}");
+            }
+        }
         for f in &c.firms {
             let sites = c
                 .sites

@@ -402,7 +402,7 @@ impl Daemon {
         if app.live_sources().next().is_none() {
             tracing::warn!("no live sources are configured; use `ecogate replay` to load readings");
         }
-        let ended = signals.wait(config_path).await;
+        let ended = signals.wait(config_path, &app.sharding).await;
         let _ = shutdown_tx.send(true);
         for r in readers {
             r.drain().await;
@@ -479,7 +479,11 @@ impl Signals {
 
     /// Until a stop, or a SIGHUP whose configuration is valid. An invalid one is logged, error
     /// by error, and the running configuration goes on.
-    async fn wait(&mut self, config_path: &std::path::Path) -> Ended {
+    async fn wait(
+        &mut self,
+        config_path: &std::path::Path,
+        sharding: &crate::config::shard::Sharding,
+    ) -> Ended {
         loop {
             #[cfg(unix)]
             tokio::select! {
@@ -495,8 +499,21 @@ impl Signals {
             #[cfg(unix)]
             {
                 let path = config_path.to_path_buf();
-                let loaded = tokio::task::spawn_blocking(move || AppConfig::load(&path)).await;
+                let shard = sharding.index;
+                let loaded =
+                    tokio::task::spawn_blocking(move || AppConfig::load_shard(&path, shard)).await;
                 match loaded {
+                    // A firm moved to another instance mid-stream would start its counters
+                    // over there and leave a gap here: the split changes only with a restart
+                    // of every instance (docs/scale-out.md).
+                    Ok(Ok(next)) if next.sharding.count != sharding.count => {
+                        tracing::error!(
+                            config = %config_path.display(),
+                            running = sharding.count,
+                            new = next.sharding.count,
+                            "SIGHUP: reload refused: [shard] count changed; stop every instance, then start them on the new split"
+                        );
+                    }
                     Ok(Ok(next)) => {
                         tracing::info!(config = %config_path.display(), "SIGHUP: the configuration is valid; reloading");
                         return Ended::Reload(Box::new(next.deep_clone()));

@@ -14,6 +14,7 @@ pub mod evaluation;
 pub mod factors;
 mod park;
 pub mod raw;
+pub mod shard;
 pub mod tariff;
 mod validator;
 pub mod window;
@@ -56,6 +57,8 @@ pub struct Config {
     pub tariff: Option<tariff::Tariff>,
     /// Settings that work but are probably not what was meant, located like errors.
     pub warnings: Vec<String>,
+    /// How the park's firms are split over instances, and which part this is.
+    pub sharding: shard::Sharding,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +81,8 @@ pub struct Firm {
     pub has_production_counters: bool,
     pub commitments: evaluation::Commitments,
     pub products: Vec<evaluation::ProductQuota>,
+    /// The instance that accounts this firm when the park is split (0 when it is not).
+    pub shard: u32,
 }
 
 /// Annual statistics fed from outside the meters (tax office, statistics bureau, the firm).
@@ -143,6 +148,9 @@ pub struct Meter {
     pub site: usize,
     pub description: Option<String>,
     pub channels: Vec<Channel>,
+    /// Its firm's shard (0 when the park is not split): a line or device reading it belongs to
+    /// that instance.
+    pub shard: u32,
 }
 
 #[derive(Debug, Clone)]

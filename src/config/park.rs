@@ -7,10 +7,11 @@ impl Validator<'_> {
     /// Validates the park model's sections.
     pub fn core(&mut self, raw: &RawCore) -> Config {
         let park = self.park(raw);
-        let firms = self.firms(raw);
+        let mut firms = self.firms(raw);
+        let pins: Vec<_> = raw.firms.iter().map(|f| f.shard.clone()).collect();
+        let sharding = self.sharding(raw.shard.as_ref(), &pins, &mut firms);
         let sites = self.sites(raw, &firms);
-        let meters = self.meters(raw, &sites);
-        let mut firms = firms;
+        let meters = self.meters(raw, &sites, &firms);
         for m in &meters {
             let counts_production = m
                 .channels
@@ -27,6 +28,7 @@ impl Validator<'_> {
         let evaluation = self.evaluation(&raw.evaluation, &store.path);
         let tariff = self.tariff(raw.tariff.as_ref());
         Config {
+            sharding,
             tariff,
             warnings: Vec::new(),
             file: self.file.clone(),
@@ -227,6 +229,8 @@ impl Validator<'_> {
                 has_production_counters: false,
                 commitments,
                 products: Vec::new(),
+                // Set with the [shard] section (`sharding`).
+                shard: 0,
             });
         }
         firms
@@ -275,7 +279,7 @@ impl Validator<'_> {
         sites
     }
 
-    pub(super) fn meters(&mut self, raw: &RawCore, sites: &[Site]) -> Vec<Meter> {
+    pub(super) fn meters(&mut self, raw: &RawCore, sites: &[Site], firms: &[Firm]) -> Vec<Meter> {
         let mut seen = HashMap::new();
         let mut meters = Vec::new();
         for (i, m) in raw.meters.iter().enumerate() {
@@ -315,6 +319,10 @@ impl Validator<'_> {
                 site: site.unwrap_or(0),
                 description: m.description.as_ref().map(|d| d.get_ref().clone()),
                 channels,
+                shard: site
+                    .and_then(|s| sites.get(s))
+                    .and_then(|s| firms.get(s.firm))
+                    .map_or(0, |f| f.shard),
             });
         }
         meters

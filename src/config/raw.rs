@@ -32,6 +32,7 @@ pub struct RawCore {
     #[serde(default)]
     pub evaluation: super::evaluation::RawEvaluation,
     pub tariff: Option<super::tariff::RawTariff>,
+    pub shard: Option<RawShard>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +60,8 @@ pub struct RawFirm {
     /// Energy quotas per unit of product.
     #[serde(default)]
     pub products: Vec<super::evaluation::RawProduct>,
+    /// Pins the firm to one shard instead of its id's hash (docs/scale-out.md).
+    pub shard: Option<S<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,4 +180,11 @@ pub struct RawAccounting {
     pub windows: Option<Vec<S<String>>>,
     pub gauge_max_gap_s: Option<S<f64>>,
     pub max_future_s: Option<S<f64>>,
+}
+
+/// `[shard]`: how many instances the park's firms are split over (docs/scale-out.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShard {
+    pub count: S<u32>,
 }

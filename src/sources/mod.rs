@@ -151,6 +151,17 @@ pub trait SourceConfig: SourceConfigBase + std::fmt::Debug + Send + Sync {
     /// The meters it reads.
     fn meters(&self) -> Vec<String>;
 
+    /// Keeps only what reads meters for which `keep` holds: the instance runs one shard of a
+    /// split park (docs/scale-out.md). Validation made sure that no line or device serves two
+    /// shards, so what goes is wholly another instance's.
+    fn retain_meters(&mut self, keep: &dyn Fn(&str) -> bool);
+
+    /// What no two instances of a split park may share, whatever machine they run on (an MQTT
+    /// client id: the broker would keep only one of them connected), as text for messages.
+    fn identities(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Its settings and everything of the park it depends on, as text (secrets included: it
     /// never leaves memory); a reload restarts it only when this changed.
     fn fingerprint(&self, park: &Config, read_elsewhere: &[String]) -> String;

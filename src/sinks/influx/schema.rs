@@ -106,13 +106,20 @@ impl Encoder {
         entities.extend((0..config.sites.len() as u32).map(Entity::Site));
         entities.extend((0..config.meters.len() as u32).map(Entity::Meter));
         let mut prefixes = HashMap::new();
+        // Every shard of a split park has a park total of its own firms; the tag keeps the
+        // shards' park series apart (the city sums them, docs/scale-out.md).
+        let shard = config.sharding.index.map(|k| k.to_string());
         for &e in &entities {
             for &w in windows {
                 let mut out = WINDOW_MEASUREMENT.as_bytes().to_vec();
                 let mut pairs: Vec<(&str, &str)> =
                     vec![("park", park), ("level", e.level()), ("window", w.name())];
                 match e {
-                    Entity::Park => {}
+                    Entity::Park => {
+                        if let Some(k) = &shard {
+                            pairs.push(("shard", k));
+                        }
+                    }
                     Entity::Firm(i) => pairs.push(("firm", &config.firms[i as usize].id)),
                     Entity::Site(i) => {
                         let s = &config.sites[i as usize];

@@ -249,6 +249,7 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawDlt645, meters: &[Meter]) -> Dlt
     }
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut addresses: HashMap<(String, Address), String> = HashMap::new();
+    let mut line_shards = crate::config::shard::LineShards::default();
     for (i, m) in raw.meters.iter().enumerate() {
         let key = format!("dlt645.meters[{i}]");
         let Some(meter) = meters.iter().find(|x| &x.id == m.meter.get_ref()) else {
@@ -371,6 +372,9 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawDlt645, meters: &[Meter]) -> Dlt
                     unit,
                 }),
             }
+        }
+        if let Some(msg) = line_shards.check(m.line.get_ref(), meter) {
+            v.err(&m.meter, format!("{key}.meter"), msg);
         }
         lines[li].meters.push(MeterConfig {
             meter: meter.id.clone(),

@@ -145,6 +145,13 @@ impl SourceConfig for Dlt645Config {
             .collect()
     }
 
+    fn retain_meters(&mut self, keep: &dyn Fn(&str) -> bool) {
+        for line in &mut self.lines {
+            line.meters.retain(|m| keep(&m.meter));
+        }
+        self.lines.retain(|l| !l.meters.is_empty());
+    }
+
     fn fingerprint(&self, _park: &Config, _read_elsewhere: &[String]) -> String {
         format!("{self:?}")
     }

@@ -68,6 +68,13 @@ impl SourceConfig for ModbusConfig {
         ModbusConfig::meters(self)
     }
 
+    fn retain_meters(&mut self, keep: &dyn Fn(&str) -> bool) {
+        for bus in &mut self.buses {
+            bus.devices.retain(|d| keep(&d.meter));
+        }
+        self.buses.retain(|b| !b.devices.is_empty());
+    }
+
     fn fingerprint(&self, _park: &Config, _read_elsewhere: &[String]) -> String {
         // Its devices carry everything of the park they read (meter, channels, units).
         format!("{self:?}")

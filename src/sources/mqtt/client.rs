@@ -49,6 +49,8 @@ impl std::fmt::Debug for MqttSource {
 /// Units of the configured channels, by meter and channel id (topics and payloads name them).
 struct ConfiguredMeters {
     units: HashMap<String, HashMap<String, Unit, FastHash>, FastHash>,
+    /// Meters that other instances of a split park account (docs/scale-out.md).
+    other_shard: Arc<std::collections::HashSet<String>>,
 }
 
 impl Meters for ConfiguredMeters {
@@ -125,7 +127,10 @@ pub fn spawn(
         mqtt: mqtt.clone(),
         broker,
         tz: config.park.timezone,
-        meters: ConfiguredMeters { units },
+        meters: ConfiguredMeters {
+            units,
+            other_shard: config.sharding.other_shard_meters.clone(),
+        },
         client,
         ctx,
         metrics,
@@ -626,6 +631,9 @@ impl Loop {
             };
             let meter = match (bound, &sub.meter) {
                 (Some(m), _) if self.meters.exists(m) => m,
+                (Some(m), _) if self.meters.other_shard.contains(m) => {
+                    return Err(Reject::OtherShard)
+                }
                 (Some(_), _) => return Err(Reject::UnknownMeter),
                 (None, Some(m)) => m.as_str(),
                 (None, None) => return Err(Reject::UnknownMeter),
@@ -713,6 +721,14 @@ impl Loop {
 
     /// Counts a refused message by reason and logs it.
     fn reject(&mut self, reason: Reject, topic: &str) {
+        if reason == Reject::OtherShard {
+            // Expected where topics do not separate shards: another instance keeps it.
+            self.metrics
+                .messages
+                .with_label_values(&["other_shard"])
+                .inc();
+            return;
+        }
         self.metrics.messages.with_label_values(&["rejected"]).inc();
         self.metrics
             .rejected

@@ -23,6 +23,9 @@ pub enum Reject {
     UnknownAlias,
     /// A QoS 2 delivery, which no subscription asks for.
     WrongQos,
+    /// A meter another instance of a split park accounts: not refused, passed over (not in
+    /// `ALL`: it is counted as a message result, not a refusal).
+    OtherShard,
 }
 
 impl Reject {
@@ -53,6 +56,7 @@ impl Reject {
             Reject::UnknownUnit => "unknown_unit",
             Reject::UnknownAlias => "unknown_alias",
             Reject::WrongQos => "wrong_qos",
+            Reject::OtherShard => "other_shard",
         }
     }
 }

@@ -98,7 +98,7 @@ impl MqttMetrics {
             "PINGREQs sent right after a partial refill of the broker's in-flight window, to acknowledge at the TCP level what a broker with Nagle's algorithm holds back (docs/mqtt.md).",
         )
         .expect("valid metric");
-        for r in ["accepted", "rejected"] {
+        for r in ["accepted", "rejected", "other_shard"] {
             mqtt_messages.with_label_values(&[r]);
         }
         for r in super::decode::Reject::ALL {

@@ -47,6 +47,20 @@ impl SourceConfig for MqttConfig {
         meters
     }
 
+    fn identities(&self) -> Vec<String> {
+        self.broker
+            .iter()
+            .map(|b| format!("MQTT client_id `{}` on {}:{}", b.client_id, b.host, b.port))
+            .collect()
+    }
+
+    fn retain_meters(&mut self, keep: &dyn Fn(&str) -> bool) {
+        // A `{meter}` topic serves any meter; its messages for other shards' meters are
+        // passed over as they come (counted as `other_shard`).
+        self.subscriptions
+            .retain(|s| s.meter.as_deref().is_none_or(keep));
+    }
+
     fn fingerprint(&self, park: &Config, read_elsewhere: &[String]) -> String {
         // Topics bind to any meter of the park (a `{meter}` segment), so the park's meters and
         // time zone are part of what it runs on; the password is not in `Debug`.

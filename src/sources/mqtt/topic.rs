@@ -9,6 +9,9 @@ enum Segment {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
+    /// `$share/<group>/` before the topic: the broker hands each message to one member of the
+    /// group. Delivered topics do not carry it, so it takes no part in matching.
+    share: Option<String>,
     segments: Vec<Segment>,
 }
 
@@ -16,6 +19,22 @@ impl Pattern {
     /// Parses a pattern. MQTT wildcards are not allowed: a named segment is the wildcard, so
     /// every topic a subscription can receive is one the pattern can bind.
     pub fn parse(text: &str) -> Result<Pattern, String> {
+        let (share, text) = match text.strip_prefix("$share/") {
+            Some(rest) => match rest.split_once('/') {
+                Some((group, topic))
+                    if !group.is_empty() && !group.contains(['+', '#']) && !topic.is_empty() =>
+                {
+                    (Some(group.to_string()), topic)
+                }
+                _ => {
+                    return Err(
+                        "a shared subscription is `$share/<group>/<topic>`, the group a name without + or #"
+                            .into(),
+                    )
+                }
+            },
+            None => (None, text),
+        };
         if text.is_empty() {
             return Err("empty topic pattern".into());
         }
@@ -39,19 +58,24 @@ impl Pattern {
                 segments.push(Segment::Literal(seg.to_string()));
             }
         }
-        Ok(Pattern { segments })
+        Ok(Pattern { share, segments })
     }
 
     /// The subscription filter: named segments become `+`.
     pub fn filter(&self) -> String {
-        self.segments
+        let topic = self
+            .segments
             .iter()
             .map(|s| match s {
                 Segment::Literal(l) => l.as_str(),
                 Segment::Named(_) => "+",
             })
             .collect::<Vec<_>>()
-            .join("/")
+            .join("/");
+        match &self.share {
+            Some(group) => format!("$share/{group}/{topic}"),
+            None => topic,
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -97,6 +121,14 @@ mod tests {
         assert_eq!(p.bind("park/f1/s1//telemetry", "meter"), None);
         assert!(Pattern::parse("park/+/x").is_err());
         assert!(Pattern::parse("park/{me ter}").is_err());
+        let shared = Pattern::parse("$share/ecogate-1/park/1/{firm}/{meter}").unwrap();
+        assert_eq!(shared.filter(), "$share/ecogate-1/park/1/+/+");
+        assert_eq!(shared.bind("park/1/f/m9", "meter"), Some(Some("m9")));
+        assert_eq!(shared.bind("park/2/f/m9", "meter"), None);
+        assert!(Pattern::parse("$share/park/x").is_ok());
+        assert!(Pattern::parse("$share//park/x").is_err());
+        assert!(Pattern::parse("$share/g").is_err());
+        assert!(Pattern::parse("$share/g+/t").is_err());
         let fixed = Pattern::parse("site/a/energy").unwrap();
         assert_eq!(fixed.bind("site/a/energy", "meter"), Some(None));
     }

@@ -104,6 +104,7 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter]) -> Mod
     }
     let profiles = all_profiles(v, raw);
     let mut seen_meters: HashMap<String, String> = HashMap::new();
+    let mut line_shards = crate::config::shard::LineShards::default();
     for (i, d) in raw.devices.iter().enumerate() {
         let key = format!("modbus.devices[{i}]");
         let Some(meter) = meters.iter().find(|m| &m.id == d.meter.get_ref()) else {
@@ -166,6 +167,9 @@ pub fn validate(v: &mut Validator<'_>, raw: &RawModbus, meters: &[Meter]) -> Mod
         let device = device(v, d, meter, &key, &profiles);
         if let (Some(bus), Some(device)) = (bus, device) {
             let b = &mut buses[bus];
+            if let Some(msg) = line_shards.check(&b.id, meter) {
+                v.err(&d.meter, format!("{key}.meter"), msg);
+            }
             if let Some(other) = b.devices.iter().find(|o| o.unit_id == device.unit_id) {
                 let msg = format!(
                     "unit id {} is already used on bus `{}` by meter `{}`",
