@@ -106,6 +106,11 @@ enum Command {
         /// 2026-10-12, 2026-10, 2026-Q3, 2026 or 2026-10-01..2026-10-15 (local days).
         #[arg(long, short, value_parser = ecogate::report::period::ReportPeriod::parse)]
         period: ecogate::report::period::ReportPeriod,
+        /// Read the figures back from the central time-series store (VictoriaMetrics) that the
+        /// parks' gateways and shards write to, instead of this machine's store: its URL, or
+        /// `[influx] url` when none is given (docs/scale-out.md).
+        #[arg(long, num_args = 0..=1, value_name = "URL")]
+        central: Option<Option<String>>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -116,6 +121,11 @@ enum Command {
         config: PathBuf,
         #[arg(long, short)]
         year: i32,
+        /// Read the figures back from the central time-series store (VictoriaMetrics) that the
+        /// parks' gateways and shards write to, instead of this machine's store: its URL, or
+        /// `[influx] url` when none is given (docs/scale-out.md).
+        #[arg(long, num_args = 0..=1, value_name = "URL")]
+        central: Option<Option<String>>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -301,16 +311,33 @@ fn main() -> ExitCode {
             period,
             output,
             shard,
+            central,
         } => load_instance(&config, shard).and_then(|c| {
-            app::reports::report(&c, period, &output.into_output())?;
+            match central {
+                None => app::reports::report(&c, period, &output.into_output())?,
+                Some(url) => {
+                    let year = period.year();
+                    let scratch = app::central::read_years(&c, url.as_deref(), year - 1, year)?;
+                    print_read_back(&scratch.read);
+                    app::reports::report_from(&c, &scratch.store, period, &output.into_output())?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }),
         Command::Evaluate {
             config,
             year,
             output,
+            central,
         } => load(&config, None).and_then(|c| {
-            app::reports::evaluate(&c, year, &output.into_output())?;
+            match central {
+                None => app::reports::evaluate(&c, year, &output.into_output())?,
+                Some(url) => {
+                    let scratch = app::central::read_years(&c, url.as_deref(), year - 1, year)?;
+                    print_read_back(&scratch.read);
+                    app::reports::evaluate_from(&c, &scratch.store, year, &output.into_output())?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }),
         Command::Probe {
@@ -427,6 +454,29 @@ impl From<anyhow::Error> for Failure {
 /// thread, that heap lives in the thread's own malloc arena, which is handed back to the system
 /// once the parse's last allocation is freed, instead of staying resident for the life of the
 /// daemon among long-lived allocations.
+/// On stderr (stdout is the report): what `--central` read back.
+fn print_read_back(r: &app::central::ReadBack) {
+    eprintln!(
+        "central store: {} window rows from {} series ({} samples) of park(s) {}{}",
+        r.rows,
+        r.series,
+        r.samples,
+        if r.parks.is_empty() {
+            "-".to_string()
+        } else {
+            r.parks.join(", ")
+        },
+        if r.unknown_entities > 0 {
+            format!(
+                "; {} series of firms, sites or meters not in this configuration left out",
+                r.unknown_entities
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
 /// The configuration of one running instance: a split park needs its shard.
 fn load_instance(path: &Path, shard: Option<u32>) -> Result<AppConfig, Failure> {
     let config = load(path, shard)?;

@@ -12,6 +12,7 @@
 //! A new source or sink is a folder of its own under `sources/` or `sinks/`, plus its section
 //! in [`config`] and its start in [`daemon`]: see docs/architecture.md.
 
+pub mod central;
 pub mod config;
 pub mod daemon;
 pub mod probe;

@@ -487,19 +487,40 @@ fn stats_store(config: &Config) -> anyhow::Result<Option<StatsStore>> {
 /// `ecogate report`.
 pub fn report(config: &Config, period: ReportPeriod, out: &Output) -> anyhow::Result<()> {
     let store = open_store(config)?;
+    report_from(config, &store, period, out)
+}
+
+/// `ecogate report` on the figures of `store` (this machine's, or one read back from the
+/// central store, `--central`).
+pub fn report_from(
+    config: &Config,
+    store: &Store,
+    period: ReportPeriod,
+    out: &Output,
+) -> anyhow::Result<()> {
     let stats = stats_store(config)?;
-    let data = gather(config, &store, stats.as_ref(), period, now_ms(config))?;
+    let data = gather(config, store, stats.as_ref(), period, now_ms(config))?;
     write(&tables::period_report(&data, out.lang), out)
 }
 
 /// `ecogate evaluate`: also keeps the result, with its inputs, in the statistics store, and
 /// writes it to InfluxDB when that is configured.
 pub fn evaluate(app: &super::AppConfig, year: i32, out: &Output) -> anyhow::Result<()> {
+    let store = open_store(&app.core)?;
+    evaluate_from(app, &store, year, out)
+}
+
+/// `ecogate evaluate` on the figures of `store` (see [`report_from`]).
+pub fn evaluate_from(
+    app: &super::AppConfig,
+    store: &Store,
+    year: i32,
+    out: &Output,
+) -> anyhow::Result<()> {
     let config = &app.core;
-    let store = open_store(config)?;
     let mut stats = StatsStore::open(&config.evaluation.statistics_path)?;
     let now = now_ms(config);
-    let ev = evaluate_year(config, &store, Some(&stats), year, now)?;
+    let ev = evaluate_year(config, store, Some(&stats), year, now)?;
     stats.record(&ev, now)?;
     if let Some(ic) = &app.influx {
         let lines = evaluation_lines(&ev, chrono::Utc::now().timestamp_millis());

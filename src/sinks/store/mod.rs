@@ -19,6 +19,7 @@ use crate::accounting::metric::{Metric, Sums};
 use crate::accounting::window::WindowKind;
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub mod import;
 mod migrate;
 mod retention;
 mod series;
