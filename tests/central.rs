@@ -367,3 +367,28 @@ mod victoria;
 fn http_get(port: u16, path: &str) -> Option<String> {
     victoria::http_get(port, path)
 }
+
+/// A VictoriaMetrics cluster takes writes at vminsert's `/insert/<tenant>/influx/api/v2/write`:
+/// a base URL with a path keeps it.
+#[test]
+fn an_influx_url_with_a_path_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = gateway(
+        "a",
+        dir.path(),
+        1883,
+        "http://127.0.0.1:8480/insert/0/influx",
+    );
+    let app = ecogate::app::AppConfig::load(&text).unwrap();
+    let url = app
+        .influx
+        .as_ref()
+        .unwrap()
+        .url
+        .join("api/v2/write")
+        .unwrap();
+    assert_eq!(
+        url.as_str(),
+        "http://127.0.0.1:8480/insert/0/influx/api/v2/write"
+    );
+}

@@ -4,6 +4,8 @@
 
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
+#[path = "common/victoria.rs"]
+mod victoria;
 
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
@@ -26,6 +28,18 @@ fn step_kwh(i: usize) -> f64 {
 /// `topic` is the subscription; `{shard}` in it and in the store path and client id is each
 /// instance's number.
 fn config(firms: usize, port: u16, dir: &Path, split: bool, topic: &str) -> String {
+    config_with(firms, port, dir, split, topic, "")
+}
+
+/// As [`config`], with further sections (`[influx]`).
+fn config_with(
+    firms: usize,
+    port: u16,
+    dir: &Path,
+    split: bool,
+    topic: &str,
+    extra: &str,
+) -> String {
     let mut t = String::from("[park]\nname = \"P\"\ngrid_factor_year = 2022\n");
     if split {
         t.push_str(&format!("[shard]\ncount = {SHARDS}\n"));
@@ -48,6 +62,7 @@ fn config(firms: usize, port: u16, dir: &Path, split: bool, topic: &str) -> Stri
          [[mqtt.subscriptions]]\ntopic = \"{topic}\"\ndecoder = \"json\"\nfields = {{ import = \"/kwh\" }}\ntimestamp = \"/ts\"\n",
         dir.display()
     ));
+    t.push_str(extra);
     t
 }
 
@@ -199,6 +214,50 @@ fn import_kwh(db: &Path, level: &str, entity: &str) -> f64 {
         / 1e6
 }
 
+/// `[influx]` to the VictoriaMetrics at `port`, its outbox beside the instance's store.
+fn influx(port: u16, dir: &Path, name: &str) -> String {
+    format!(
+        "[influx]\nurl = \"http://127.0.0.1:{port}\"\norg = \"o\"\nbucket = \"b\"\nflush_interval_ms = 200\n\
+         windows = [\"15m\", \"1h\", \"1d\", \"month\", \"year\"]\n[influx.outbox]\ndir = \"{}/{name}\"\n",
+        dir.display()
+    )
+}
+
+/// `ecogate report --format json` for the year `year`, as of one fixed time: firm id -> the
+/// firms table's figures (the park's total row left out).
+fn report_firms(args: &[&str], year: &str, now: &str) -> BTreeMap<String, serde_json::Value> {
+    first_table(&[&["report"], args, &["--period", year]].concat(), now)
+}
+
+/// `ecogate evaluate --format json` of `year`: firm id -> the evaluation table's row.
+fn evaluation_firms(args: &[&str], year: &str, now: &str) -> BTreeMap<String, serde_json::Value> {
+    first_table(&[&["evaluate"], args, &["--year", year]].concat(), now)
+}
+
+/// The first table of a JSON output by firm id.
+fn first_table(args: &[&str], now: &str) -> BTreeMap<String, serde_json::Value> {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--format", "json", "--lang", "en"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .env("ECOGATE_NOW", now)
+        .args(&all)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{all:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["tables"][0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["firm_id"] != "park")
+        .map(|r| (r["firm_id"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
 /// 300 firms, 5,100 QoS 1 messages published to `park/<shard>/<meter>/energy` (the firm-hash
 /// topic layout: a publisher puts its firm's shard in the topic); shard k subscribes to
 /// `$share/ecogate-k/park/k/+/energy`, the single instance to `park/+/+/energy`. Shard 1 is
@@ -213,28 +272,33 @@ async fn three_shards_account_exactly_what_one_instance_does_through_a_kill_9() 
     const FIRMS: usize = 300;
     // Shard 1's session queues its messages while it is down.
     let broker = mosquitto::Mosquitto::start_with("max_queued_messages 0\n");
+    // One central store for the 3 shards, another for the single instance.
+    let vm_split = victoria::Victoria::start();
+    let vm_single = victoria::Victoria::start();
     let dir = tempfile::tempdir().unwrap();
     let split_cfg = dir.path().join("split.toml");
     let single_cfg = dir.path().join("single.toml");
     std::fs::write(
         &split_cfg,
-        config(
+        config_with(
             FIRMS,
             broker.port,
             dir.path(),
             true,
             "$share/ecogate-{shard}/park/{shard}/{meter}/energy",
+            &influx(vm_split.port, dir.path(), "outbox-{shard}"),
         ),
     )
     .unwrap();
     std::fs::write(
         &single_cfg,
-        config(
+        config_with(
             FIRMS,
             broker.port,
             dir.path(),
             false,
             "park/{shard}/{meter}/energy",
+            &influx(vm_single.port, dir.path(), "outbox-single"),
         ),
     )
     .unwrap();
@@ -312,10 +376,70 @@ async fn three_shards_account_exactly_what_one_instance_does_through_a_kill_9() 
             "shard {k}'s readings"
         );
     }
-    // Let the last commits land everywhere (the counts above are of the same transactions).
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the last commits land everywhere (the counts above are of the same transactions),
+    // and the outboxes reach the central stores.
+    let year = chrono::DateTime::from_timestamp_millis(t0)
+        .unwrap()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y")
+        .to_string();
+    let now = chrono::Utc::now().to_rfc3339();
+    let single_path = single_cfg.to_str().unwrap();
+    let split_url = vm_split.url();
+    let single_url = vm_single.url();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let park_import = |url: &str| -> f64 {
+        report_firms(&["--config", single_path, "--central", url], &year, &now)
+            .values()
+            .map(|r| r["grid_import_kwh"].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    while (park_import(&split_url) - 13_152.0).abs() > 1e-6
+        || (park_import(&single_url) - 13_152.0).abs() > 1e-6
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the central stores never held the whole park"
+        );
+        let _ = victoria::http_get(vm_split.port, "/internal/force_flush");
+        let _ = victoria::http_get(vm_single.port, "/internal/force_flush");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     drop(single);
     shards.lock().unwrap().clear();
+    // Per firm, the report from the shards' central store, from the single instance's and
+    // from its own store are one and the same.
+    let local = report_firms(&["--config", single_path], &year, &now);
+    let from_split = report_firms(
+        &["--config", single_path, "--central", &split_url],
+        &year,
+        &now,
+    );
+    let from_single = report_firms(
+        &["--config", single_path, "--central", &single_url],
+        &year,
+        &now,
+    );
+    assert_eq!(local.len(), FIRMS);
+    assert_eq!(
+        from_split, local,
+        "report: 3 shards' central store vs the single store"
+    );
+    assert_eq!(
+        from_single, local,
+        "report: single's central store vs its store"
+    );
+    let local = evaluation_firms(&["--config", single_path], &year, &now);
+    let from_split = evaluation_firms(
+        &["--config", single_path, "--central", &split_url],
+        &year,
+        &now,
+    );
+    assert_eq!(local.len(), FIRMS);
+    assert_eq!(
+        from_split, local,
+        "evaluation: 3 shards' central store vs the single store"
+    );
 
     let rows = assert_split_equals_single(&single_db, &shard_dbs);
     assert!(rows.len() > 4 * FIRMS, "{} window rows", rows.len());

@@ -143,7 +143,16 @@ pub fn validate(
             );
             None
         }
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(mut u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            // A base with a path (a VictoriaMetrics cluster's vminsert:
+            // http://vminsert:8480/insert/0/influx) keeps it: `api/v2/write` is joined
+            // after its last segment, not in place of it.
+            if !u.path().ends_with('/') {
+                let path = format!("{}/", u.path());
+                u.set_path(&path);
+            }
+            Some(u)
+        }
         _ => {
             v.err(
                 url_text,
