@@ -18,6 +18,9 @@ NEEDED=(
   "victoria-metrics:victoria-metrics" # the store behind the InfluxDB v2 write API in the sink tests
   "chromium:chromium"   # headless Chromium opens the HTML report and takes its screenshot
   "faketime:faketime"   # libfaketime steps ecogate's wall clock in the fault suite
+  "mosquitto_pub:mosquitto-clients" # the scale-out deployment's smoke publishes with it
+  "curl:curl"           # ... and asks VictoriaMetrics and Prometheus with it
+  "jq:jq"               # ... and reads their JSON with it
 )
 
 missing=()
@@ -68,6 +71,11 @@ fi
 echo "== cargo test"
 # Library, binary, integration and doc tests (benches are run by `cargo bench`, not here).
 cargo test
+
+# The 3-shard deployment as docs/scale-out.md starts it, in its short form: three shards,
+# mosquitto, VictoriaMetrics and Prometheus; a few readings must reach the central store.
+echo "== scale-out deployment: deploy/scale-out/up.sh --smoke"
+ECOGATE="$PWD/target/debug/ecogate" deploy/scale-out/up.sh --smoke
 
 # The .deb as a user installs it: built from the test build (the shipping one is built by
 # scripts/dist.sh with the dist profile), installed with dpkg, `ecogate check` run from the

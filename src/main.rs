@@ -62,6 +62,12 @@ enum Command {
         #[arg(long)]
         shard: Option<u32>,
     },
+    /// Print each meter's firm and shard of a split park as CSV (`meter,firm,shard`): what a
+    /// publisher needs for the firm-hash topic layout (docs/scale-out.md).
+    Shards {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the daemon: poll the configured sources and account into the store until SIGTERM.
     Run {
         #[arg(long, short)]
@@ -282,6 +288,18 @@ fn main() -> ExitCode {
         )
         .map(|()| ExitCode::SUCCESS)
         .map_err(Failure::Runtime),
+        Command::Shards { config } => load(&config, None).map(|c| {
+            println!("meter,firm,shard");
+            for m in &c.meters {
+                let firm = c
+                    .sites
+                    .get(m.site)
+                    .and_then(|s| c.firms.get(s.firm))
+                    .map_or("", |f| f.id.as_str());
+                println!("{},{firm},{}", m.id, m.shard);
+            }
+            ExitCode::SUCCESS
+        }),
         Command::Run { config, shard } => load_instance(&config, shard).and_then(|c| {
             let hooks = app::daemon::Hooks {
                 after_start: sys::release_startup_heap,
@@ -312,7 +330,12 @@ fn main() -> ExitCode {
             output,
             shard,
             central,
-        } => load_instance(&config, shard).and_then(|c| {
+        } => match central {
+            // From the central store a split park is read whole, or one shard's firms.
+            Some(_) => load(&config, shard),
+            None => load_instance(&config, shard),
+        }
+        .and_then(|c| {
             match central {
                 None => app::reports::report(&c, period, &output.into_output())?,
                 Some(url) => {
@@ -331,6 +354,12 @@ fn main() -> ExitCode {
             central,
         } => load(&config, None).and_then(|c| {
             match central {
+                None if c.sharding.split() => {
+                    return Err(Failure::Runtime(anyhow::anyhow!(
+                        "the park is split over {} instances, each store holding its own firms: evaluate it whole from the central store (--central)",
+                        c.sharding.count
+                    )))
+                }
                 None => app::reports::evaluate(&c, year, &output.into_output())?,
                 Some(url) => {
                     let scratch = app::central::read_years(&c, url.as_deref(), year - 1, year)?;

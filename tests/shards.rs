@@ -260,7 +260,7 @@ fn first_table(args: &[&str], now: &str) -> BTreeMap<String, serde_json::Value> 
 
 /// 300 firms, 5,100 QoS 1 messages published to `park/<shard>/<meter>/energy` (the firm-hash
 /// topic layout: a publisher puts its firm's shard in the topic); shard k subscribes to
-/// `$share/ecogate-k/park/k/+/energy`, the single instance to `park/+/+/energy`. Shard 1 is
+/// `$share/ecogate-k/park/k/+/energy`, the single instance to `park/{s}/{meter}/energy` (a named segment: any shard). Shard 1 is
 /// killed -9 when half the messages are acknowledged and started again 1 s later.
 ///
 /// Hand-computed: firm i's import is 16 intervals x (1.5 + (i mod 11) x 0.25) kWh; over the
@@ -297,7 +297,7 @@ async fn three_shards_account_exactly_what_one_instance_does_through_a_kill_9() 
             broker.port,
             dir.path(),
             false,
-            "park/{shard}/{meter}/energy",
+            "park/{s}/{meter}/energy",
             &influx(vm_single.port, dir.path(), "outbox-single"),
         ),
     )

@@ -122,16 +122,17 @@ impl AppConfig {
         text: &str,
         shard: Option<u32>,
     ) -> Result<AppConfig, ConfigErrors> {
+        // Text in, so the store path, client id, topics and listen address can all differ by
+        // instance while the park model stays one file. Without a shard (`check`, `shards`,
+        // `report --central` over the whole park) it reads as 0, so that the file validates.
+        // Columns after a `{shard}` on its line shift by its length in messages; lines stay
+        // exact.
         let substituted;
-        let text = match shard {
-            // Text in, so the store path, client id, topics and listen address can all differ
-            // by instance while the park model stays one file. Columns after a `{shard}` on
-            // its line shift by its length in messages; lines stay exact.
-            Some(k) if text.contains(SHARD_PLACEHOLDER) => {
-                substituted = text.replace(SHARD_PLACEHOLDER, &k.to_string());
-                substituted.as_str()
-            }
-            _ => text,
+        let text = if text.contains(SHARD_PLACEHOLDER) {
+            substituted = text.replace(SHARD_PLACEHOLDER, &shard.unwrap_or(0).to_string());
+            substituted.as_str()
+        } else {
+            text
         };
         let mut app = AppConfig::parse_whole(file, text)?;
         if let Some(k) = shard {
