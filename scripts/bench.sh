@@ -3,7 +3,8 @@
 #
 #   ./scripts/bench.sh            full form: 3 runs of everything, medians (about 35 minutes)
 #   ./scripts/bench.sh --short    a smoke of every row: 1 run, small sizes (about 5 minutes)
-#   ./scripts/bench.sh --scaling  the scaling curve only: 1,000, 10,000 and 50,000 MQTT meters
+#   ./scripts/bench.sh --scaling  the scaling curve only: 1,000, 10,000 and 50,000 MQTT meters,
+#                                 and a park split over 1, 2 and 3 instances
 #   ./scripts/bench.sh --soak [MINUTES]  1,000 meters at one QoS 1 message a second each, with
 #                                 the InfluxDB sink, for 30 minutes (or MINUTES): ecogate's RSS
 #                                 every minute, which must level off
@@ -180,6 +181,26 @@ if [ "$MODE" = full ] || [ "$MODE" = scaling ]; then
     ECOGATE_BENCH_METERS_NOW=$meters mqtt "$meters meters" "$WORK/scale-$meters.log" \
       ECOGATE_BENCH_MESSAGES=$((meters * 20)) ECOGATE_BENCH_METERS=$meters ECOGATE_BENCH_QOS=1
   done
+fi
+
+if [ "$MODE" != soak ]; then
+  # A park split over 1, 2 and 3 instances on this machine (docs/scale-out.md): rounds take
+  # turns between the instance counts; the ratio is to one instance in the same run.
+  if [ "$MODE" = short ]; then SHARD_N=20000; else SHARD_N=100000; fi
+  echo "== shards: 1, 2 and 3 instances ($RUNS rounds of $SHARD_N QoS 1 messages, 1,000 firms)"
+  env ECOGATE_BENCH_ROUNDS="$RUNS" ECOGATE_BENCH_MESSAGES="$SHARD_N" cargo bench --quiet --bench shards \
+    >"$WORK/shards.log" 2>&1 || {
+    echo "bench.sh: the shards bench failed; its output:" >&2
+    tail -n 30 "$WORK/shards.log" >&2
+    exit 1
+  }
+  while read -r line; do
+    k=$(sed -n 's/^\([0-9]*\) instance(s): median.*/\1/p' <<<"$line")
+    rate=$(sed -n 's/.*median \([0-9]*\) msg\/s.*/\1/p' <<<"$line")
+    ratio=$(sed -n 's/.*(\([0-9.]*\) x 1 instance(s)).*/\1/p' <<<"$line")
+    rest=$(sed -n 's/.*instance(s)), \(.*\)$/\1/p' <<<"$line")
+    row "MQTT QoS 1, park split over $k instance(s)" "$rate msg/s" "$ratio x one instance; $rest"
+  done < <(grep -E '^[0-9]+ instance\(s\): median' "$WORK/shards.log")
 fi
 
 echo
