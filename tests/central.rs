@@ -392,3 +392,48 @@ fn an_influx_url_with_a_path_keeps_it() {
         "http://127.0.0.1:8480/insert/0/influx/api/v2/write"
     );
 }
+
+/// One firm id written by two parks' gateways would be merged into one figure in the city's
+/// view: `--central` refuses, naming the id and both parks.
+#[test]
+fn a_firm_id_written_by_two_parks_is_refused() {
+    use std::io::{Read, Write};
+    let vm = victoria::Victoria::start();
+    let dir = tempfile::tempdir().unwrap();
+    let city_cfg = city(dir.path(), &vm.url());
+    let ts = (chrono::Utc::now().timestamp_millis() / 3_600_000 - 2) * 3_600_000;
+    let body = format!(
+        "ecogate_window,firm=a03,level=firm,park=Park\\ a,window=1h grid_import_kwh=5 {ts}\n\
+         ecogate_window,firm=a03,level=firm,park=Park\\ b,window=1h grid_import_kwh=7 {ts}\n"
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", vm.port)).unwrap();
+    write!(
+        s,
+        "POST /api/v2/write?org=o&bucket=b&precision=ms HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let _ = http_get(vm.port, "/internal/force_flush");
+    let year = chrono::DateTime::from_timestamp_millis(ts)
+        .unwrap()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y")
+        .to_string();
+    let (code, _, err) = ecogate(&[
+        "report",
+        "--config",
+        city_cfg.to_str().unwrap(),
+        "--period",
+        &year,
+        "--central",
+        &vm.url(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("firm `a03` is written by two parks, `Park a` and `Park b`"),
+        "{err}"
+    );
+}

@@ -79,6 +79,10 @@ pub fn materialize(
     let mut got = ReadBack::default();
     let mut rows: HashMap<Key, Sums> = HashMap::new();
     let mut parks: HashSet<String> = HashSet::new();
+    // Which park wrote each entity: one id written by two parks' gateways would be merged
+    // into one figure, so ids must be unique city-wide, and a clash is refused.
+    let mut writer: HashMap<(&'static str, String), String> = HashMap::new();
+    let mut clash: Option<String> = None;
     for (level, known) in &ids {
         let mut t = from_ms;
         while t < to_ms {
@@ -118,6 +122,14 @@ pub fn materialize(
                 }
                 if let Some(p) = series.metric.get("park") {
                     parks.insert(p.clone());
+                    let first = writer
+                        .entry((level, entity.clone()))
+                        .or_insert_with(|| p.clone());
+                    if first != p && clash.is_none() {
+                        clash = Some(format!(
+                            "{level} `{entity}` is written by two parks, `{first}` and `{p}`: ids must be unique across the parks that share a central store (rename one in its park's configuration)"
+                        ));
+                    }
                 }
                 for (&ts, &amount) in series.timestamps.iter().zip(&series.values) {
                     if ts < t || ts >= until {
@@ -130,6 +142,9 @@ pub fn materialize(
                 }
             }))
             .with_context(|| format!("reading {level} windows from {export}"))?;
+            if let Some(c) = clash.take() {
+                bail!("{c}");
+            }
             t = until;
         }
     }
