@@ -4,7 +4,7 @@
 //! park's own store gives. Real mosquitto, real VictoriaMetrics, real ecogate processes; the
 //! proxy only cuts the link.
 //!
-//! The outage lasts 20 s here; ECOGATE_TEST_OUTAGE_S=300 runs it for five minutes.
+//! The outage lasts 2 minutes; ECOGATE_TEST_OUTAGE_S sets another length (seconds).
 
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
@@ -15,6 +15,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const FIRMS_PER_PARK: usize = 10;
@@ -74,22 +76,51 @@ fn city(dir: &Path, influx: &str) -> PathBuf {
     path
 }
 
-struct Daemon(Option<Child>, PathBuf);
+/// A gateway's process, and whether the broker has acknowledged its subscription yet (its
+/// log says so).
+struct Daemon(Option<Child>, PathBuf, Arc<AtomicBool>);
 
 impl Daemon {
     fn start(cfg: &Path) -> Daemon {
-        let mut d = Daemon(None, cfg.to_path_buf());
+        let mut d = Daemon(None, cfg.to_path_buf(), Arc::default());
         d.spawn();
         d
     }
     fn spawn(&mut self) {
-        self.0 = Some(
-            Command::new(env!("CARGO_BIN_EXE_ecogate"))
-                .args(["run", "--config", self.1.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+            .args(["run", "--config", self.1.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let flag = self.2.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("mqtt subscription acknowledged") {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                eprintln!("{line}");
+            }
+        });
+        self.0 = Some(child);
+    }
+    /// Waits (60 s at most) for the subscription: a message published before it would not be
+    /// kept for a session that does not exist yet.
+    fn wait_subscribed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.2.load(Ordering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never subscribed",
+                self.1.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     fn kill_9(&mut self) {
         if let Some(mut c) = self.0.take() {
@@ -182,7 +213,7 @@ async fn the_city_reads_back_exactly_what_each_park_holds_after_an_outage() {
         std::env::var("ECOGATE_TEST_OUTAGE_S")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(20),
+            .unwrap_or(120),
     );
     let vm = victoria::Victoria::start();
     let proxy = tcp_proxy::TcpProxy::start(([127, 0, 0, 1], vm.port).into()).await;
@@ -194,7 +225,8 @@ async fn the_city_reads_back_exactly_what_each_park_holds_after_an_outage() {
     let city_cfg = city(dir.path(), &vm.url());
     let mut gw_a = Daemon::start(&cfg_a);
     let gw_b = Daemon::start(&cfg_b);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    gw_a.wait_subscribed();
+    gw_b.wait_subscribed();
 
     let t0 = (chrono::Utc::now().timestamp_millis() / 3_600_000 - 7) * 3_600_000;
     let batch = |ks: std::ops::Range<usize>| -> Vec<(String, Vec<u8>)> {

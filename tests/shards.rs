@@ -70,6 +70,8 @@ struct Instance {
     cfg: PathBuf,
     shard: Option<u32>,
     child: Option<Child>,
+    /// Set once the broker has acknowledged the instance's subscription (its log says so).
+    subscribed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Instance {
@@ -78,6 +80,7 @@ impl Instance {
             cfg: cfg.to_path_buf(),
             shard,
             child: None,
+            subscribed: Arc::default(),
         };
         i.spawn();
         i
@@ -89,7 +92,36 @@ impl Instance {
         if let Some(k) = self.shard {
             cmd.args(["--shard", &k.to_string()]);
         }
-        self.child = Some(cmd.spawn().unwrap());
+        let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let flag = self.subscribed.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("mqtt subscription acknowledged") {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                eprintln!("{line}");
+            }
+        });
+        self.child = Some(child);
+    }
+
+    /// Waits (60 s at most) until the broker has acknowledged the subscription: a message
+    /// published before would not be kept for a session that does not exist yet.
+    fn wait_subscribed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.subscribed.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "{:?} never subscribed",
+                self.shard
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn kill_9(&mut self) {
@@ -336,7 +368,12 @@ async fn three_shards_account_exactly_what_one_instance_does_through_a_kill_9() 
             .map(|k| Instance::start(&split_cfg, Some(k)))
             .collect(),
     ));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    single.wait_subscribed();
+    shards
+        .lock()
+        .unwrap()
+        .iter()
+        .for_each(Instance::wait_subscribed);
 
     let t0 = (chrono::Utc::now().timestamp_millis() / 3_600_000 - 7) * 3_600_000;
     let msgs = messages(FIRMS, t0, |i| {
@@ -468,10 +505,10 @@ async fn shards_pass_over_the_others_meters_when_topics_do_not_separate_them() {
         config(FIRMS, broker.port, dir.path(), true, "park/{meter}/energy"),
     )
     .unwrap();
-    let _shards: Vec<Instance> = (0..SHARDS)
+    let shards: Vec<Instance> = (0..SHARDS)
         .map(|k| Instance::start(&split_cfg, Some(k)))
         .collect();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    shards.iter().for_each(Instance::wait_subscribed);
     let t0 = (chrono::Utc::now().timestamp_millis() / 3_600_000 - 7) * 3_600_000;
     let msgs = messages(FIRMS, t0, |i| format!("park/m{i:03}/energy"));
     let total = msgs.len() as i64;

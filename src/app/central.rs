@@ -126,8 +126,10 @@ pub fn materialize(
                         .entry((level, entity.clone()))
                         .or_insert_with(|| p.clone());
                     if first != p && clash.is_none() {
+                        // In name order: the store answers series in no fixed order.
+                        let (a, b) = if *first < *p { (&*first, p) } else { (p, &*first) };
                         clash = Some(format!(
-                            "{level} `{entity}` is written by two parks, `{first}` and `{p}`: ids must be unique across the parks that share a central store (rename one in its park's configuration)"
+                            "{level} `{entity}` is written by two parks, `{a}` and `{b}`: ids must be unique across the parks that share a central store (rename one in its park's configuration)"
                         ));
                     }
                 }

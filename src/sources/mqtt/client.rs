@@ -392,6 +392,10 @@ impl Loop {
                         .all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
                         self.metrics.subscribed.set(1);
+                        tracing::info!(
+                            filters = ack.return_codes.len(),
+                            "mqtt subscription acknowledged"
+                        );
                     }
                 }
                 Ok(_) => {}
