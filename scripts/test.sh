@@ -75,7 +75,7 @@ cargo test
 # The 3-shard deployment as docs/scale-out.md starts it, in its short form: three shards,
 # mosquitto, VictoriaMetrics and Prometheus; a few readings must reach the central store.
 echo "== scale-out deployment: deploy/scale-out/up.sh --smoke"
-ECOGATE="$PWD/target/debug/ecogate" deploy/scale-out/up.sh --smoke
+ECOGATE="${CARGO_TARGET_DIR:-$PWD/target}/debug/ecogate" deploy/scale-out/up.sh --smoke
 
 # The .deb as a user installs it: built from the test build (the shipping one is built by
 # scripts/dist.sh with the dist profile), installed with dpkg, `ecogate check` run from the

@@ -179,6 +179,16 @@ fn firm_rows(json: &str, keys: &[&str]) -> BTreeMap<String, Vec<Value>> {
     out
 }
 
+/// `ecogate ARGS --format json --lang en`, which must succeed: its firm rows (see
+/// [`firm_rows`]) and its stderr.
+fn json_rows(args: &[&str], keys: &[&str]) -> (BTreeMap<String, Vec<Value>>, String) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--format", "json", "--lang", "en"]);
+    let (code, out, err) = ecogate(&all);
+    assert_eq!(code, 0, "{all:?}: {err}");
+    (firm_rows(&out, keys), err)
+}
+
 /// Grid import of the whole city as `report --central` reads it back, kWh.
 fn city_import(city: &str, url: &str, period: &str) -> Option<f64> {
     let (code, out, _) = ecogate(&[
@@ -316,75 +326,46 @@ async fn the_city_reads_back_exactly_what_each_park_holds_after_an_outage() {
         "co2_t",
         "carbon_intensity_tco2_per_10k_cny",
     ];
-    let (code, out, err) = ecogate(&[
-        "report",
-        "--config",
-        &city_path,
-        "--period",
-        &year,
-        "--central",
-        &vm.url(),
-        "--format",
-        "json",
-        "--lang",
-        "en",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let vm_url = vm.url();
+    let city_args = ["--config", city_path.as_str(), "--central", vm_url.as_str()];
+    let (city_rows, err) = json_rows(
+        &[&["report", "--period", &year], &city_args[..]].concat(),
+        &keys,
+    );
     assert!(err.contains("of park(s) Park a, Park b"), "{err}");
-    let city_rows = firm_rows(&out, &keys);
     let mut park_rows = BTreeMap::new();
     for cfg in [&cfg_a, &cfg_b] {
-        let (code, out, err) = ecogate(&[
+        let args = [
             "report",
-            "--config",
-            cfg.to_str().unwrap(),
             "--period",
             &year,
-            "--format",
-            "json",
-            "--lang",
-            "en",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        park_rows.extend(firm_rows(&out, &keys));
+            "--config",
+            cfg.to_str().unwrap(),
+        ];
+        park_rows.extend(json_rows(&args, &keys).0);
     }
-    assert_eq!(city_rows.len(), 2 * FIRMS_PER_PARK, "{out}");
+    assert_eq!(city_rows.len(), 2 * FIRMS_PER_PARK);
     assert_eq!(city_rows, park_rows, "city report vs the parks' reports");
     // Firm a07 (7 mod 11 = 7): 16 x 3.25 = 52 kWh.
     assert_eq!(city_rows["a07"][0].as_f64(), Some(52.0));
 
     // And the evaluation: every firm's energy and CO2 as each park evaluates it.
     let eval_keys = ["energy_tce", "co2_t"];
-    let (code, out, err) = ecogate(&[
-        "evaluate",
-        "--config",
-        &city_path,
-        "--year",
-        &year,
-        "--central",
-        &vm.url(),
-        "--format",
-        "json",
-        "--lang",
-        "en",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let city_eval = firm_rows(&out, &eval_keys);
+    let city_eval = json_rows(
+        &[&["evaluate", "--year", &year], &city_args[..]].concat(),
+        &eval_keys,
+    )
+    .0;
     let mut park_eval = BTreeMap::new();
     for cfg in [&cfg_a, &cfg_b] {
-        let (code, out, err) = ecogate(&[
+        let args = [
             "evaluate",
-            "--config",
-            cfg.to_str().unwrap(),
             "--year",
             &year,
-            "--format",
-            "json",
-            "--lang",
-            "en",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        park_eval.extend(firm_rows(&out, &eval_keys));
+            "--config",
+            cfg.to_str().unwrap(),
+        ];
+        park_eval.extend(json_rows(&args, &eval_keys).0);
     }
     assert_eq!(city_eval.len(), 2 * FIRMS_PER_PARK);
     assert_eq!(
