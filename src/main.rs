@@ -478,11 +478,6 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// Parses on a thread of its own and keeps a copy made on this one. Parsing a large
-/// configuration takes about 40 bytes of transient heap per byte of TOML; done on its own
-/// thread, that heap lives in the thread's own malloc arena, which is handed back to the system
-/// once the parse's last allocation is freed, instead of staying resident for the life of the
-/// daemon among long-lived allocations.
 /// On stderr (stdout is the report): what `--central` read back.
 fn print_read_back(r: &app::central::ReadBack) {
     eprintln!(
@@ -526,6 +521,11 @@ fn load_instance(path: &Path, shard: Option<u32>) -> Result<AppConfig, Failure> 
     Ok(config)
 }
 
+/// Parses on a thread of its own and keeps a copy made on this one. Parsing a large
+/// configuration takes about 40 bytes of transient heap per byte of TOML; done on its own
+/// thread, that heap lives in the thread's own malloc arena, which is handed back to the system
+/// once the parse's last allocation is freed, instead of staying resident for the life of the
+/// daemon among long-lived allocations.
 fn load(path: &Path, shard: Option<u32>) -> Result<AppConfig, Failure> {
     let path = path.to_path_buf();
     let parsed = std::thread::spawn(move || AppConfig::load_shard(&path, shard))

@@ -607,3 +607,56 @@ fn a_split_park_refuses_what_would_double_count_or_collide() {
         "{out}"
     );
 }
+
+/// `replay --shard k` of the whole park's file: shard k's rows are accounted, the others' are
+/// passed over and counted, none refused. 6 firms x 3 hourly readings rising 5 kWh: shard k
+/// holds 2 x 5 = 10 kWh a firm of its own.
+#[test]
+fn a_shard_replays_its_own_rows_of_a_whole_parks_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        config(6, 1883, dir.path(), true, "park/{meter}/energy"),
+    )
+    .unwrap();
+    let mut csv = String::from("timestamp,meter,channel,value,unit\n");
+    for h in 0..3 {
+        for i in 0..6 {
+            csv.push_str(&format!(
+                "2026-11-02 0{h}:00:00,m{i:03},import,{},kWh\n",
+                100 + 5 * h
+            ));
+        }
+    }
+    let input = dir.path().join("park.csv");
+    std::fs::write(&input, csv).unwrap();
+    let own: Vec<usize> = (0..6)
+        .filter(|i| ecogate::config::shard::shard_of(&format!("f{i:03}"), SHARDS) == 0)
+        .collect();
+    assert!(!own.is_empty() && own.len() < 6, "shard 0 owns {own:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
+        .args(["replay", "--config", cfg.to_str().unwrap(), "--shard", "0"])
+        .args(["--input", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{} rows of other shards' meters passed over (shard 0 of 3)",
+            (6 - own.len()) * 3
+        )),
+        "{stdout}"
+    );
+    let db = dir.path().join("shard-0.db");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM readings"),
+        (own.len() * 3) as i64
+    );
+    assert_eq!(import_kwh(&db, "park", "park"), 10.0 * own.len() as f64);
+}

@@ -70,9 +70,14 @@ pub fn run(
     pipeline.set_as_of(as_of);
     let mut sorter = replay::sort::Sorter::new(&scratch_dir);
     let mut replaying = replay::Replay::new(&mut pipeline);
+    // `replay --shard k` of a whole park's file: the other shards' rows are theirs to replay,
+    // passed over here and counted, not refused (docs/scale-out.md).
+    let other_shard = config.sharding.other_shard_meters.clone();
+    let mut other_shard_rows = 0u64;
     let mut emit =
         |row: Result<replay::InputRow, replay::RowError>| -> Result<(), replay::ReplayError> {
             match row {
+                Ok(r) if other_shard.contains(r.reading.meter.as_str()) => other_shard_rows += 1,
                 Ok(r) => sorter.push(r)?,
                 Err(e) => replaying.parse_error(e),
             }
@@ -110,6 +115,13 @@ pub fn run(
         s.finish(influx_wait_s);
     }
     let summary = summary?;
+    if other_shard_rows > 0 {
+        println!(
+            "{other_shard_rows} rows of other shards' meters passed over (shard {} of {})",
+            config.sharding.index.unwrap_or(0),
+            config.sharding.count
+        );
+    }
 
     for h in &summary.held {
         eprintln!("{}: {}", input.display(), describe(h, tz, ""));
