@@ -263,13 +263,20 @@ fn main() -> ExitCode {
             print!("{}", c.summary());
             let mut problems = c.check_files();
             if c.sharding.split() && shard.is_none() {
-                let text = std::fs::read_to_string(&config).unwrap_or_default();
-                let (cut_problems, notes) =
-                    AppConfig::shard_problems(&config, &text, c.sharding.count);
-                for n in &notes {
-                    println!("note: {n}");
+                match std::fs::read_to_string(&config) {
+                    Ok(text) => {
+                        let (cut_problems, notes) =
+                            AppConfig::shard_problems(&config, &text, c.sharding.count);
+                        for n in &notes {
+                            println!("note: {n}");
+                        }
+                        problems.extend(cut_problems);
+                    }
+                    Err(e) => problems.push(format!(
+                        "{}: cannot read it again to check each shard: {e}",
+                        config.display()
+                    )),
                 }
-                problems.extend(cut_problems);
             }
             for p in &problems {
                 eprintln!("ecogate: {p}");

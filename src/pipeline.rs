@@ -487,12 +487,12 @@ struct Staged {
 const INBOX_APPEND_READINGS: usize = 20_000;
 
 /// Readings acknowledged from the inbox but not yet accounted, at most: beyond it the inbox
-/// thread stops taking (and acknowledging) more until the accounting catches up. Without a
-/// bound, acknowledging at once let a broker with a large window (20,000 in flight) pour in
-/// faster than 50,000 meters' commits took them: the queues filled, the MQTT thread waited on
-/// them past its keep-alive, the broker dropped the connection and sent again what was
-/// unacknowledged (docs/benchmarks.md, 2026-12-05). Held back here, the messages wait in the
-/// broker's window and the source keeps answering pings. About 10 MB of readings in memory.
+/// thread stops taking (and acknowledging) more until the accounting catches up, so that what
+/// is acknowledged ahead of the accounting stays about 10 MB of readings in memory, and the
+/// rest waits in the broker's window. It was meant to stop the redeliveries seen at 50,000
+/// meters (the broker dropping a connection whose keep-alive went unanswered, then sending
+/// again what was unacknowledged); measured, it did not (docs/performance.md, 2026-12-05):
+/// those are still open, and harmless to the figures (a redelivered reading is stored once).
 const INBOX_MAX_UNACCOUNTED: i64 = 50_000;
 
 /// The inbox thread: envelopes whose sender waits for an acknowledgement (a counted one, MQTT

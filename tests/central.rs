@@ -6,11 +6,13 @@
 //!
 //! The outage lasts 2 minutes; ECOGATE_TEST_OUTAGE_S sets another length (seconds).
 
+mod common;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
 #[path = "common/tcp_proxy.rs"]
 mod tcp_proxy;
 
+use common::count;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,27 +138,10 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs a one-shot command as of one fixed "now" for the whole test: a provisional year's
-/// figures are annualised by the time elapsed, which would differ between two runs.
+/// A one-shot command as of one fixed "now" for the whole test (see `common::ecogate_as_of`).
 fn ecogate(args: &[&str]) -> (i32, String, String) {
     static NOW: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let now = NOW.get_or_init(|| chrono::Utc::now().to_rfc3339());
-    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
-        .env("ECOGATE_NOW", now)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-        .unwrap_or(-1)
+    common::ecogate_as_of(NOW.get_or_init(|| chrono::Utc::now().to_rfc3339()), args)
 }
 
 /// The firm rows of a JSON report or evaluation (not the park's total): firm id -> the
@@ -319,59 +304,36 @@ async fn the_city_reads_back_exactly_what_each_park_holds_after_an_outage() {
     drop(gw_a);
     drop(gw_b);
 
-    // Per firm, the city's report equals the park's own.
-    let keys = [
+    // Per firm, the city's report and evaluation equal the parks' own: grid import, tce, CO2
+    // and intensity in the report; tce and CO2 in the evaluation.
+    let vm_url = vm.url();
+    let city_args = ["--config", city_path.as_str(), "--central", vm_url.as_str()];
+    let report_keys = [
         "grid_import_kwh",
         "energy_tce",
         "co2_t",
         "carbon_intensity_tco2_per_10k_cny",
     ];
-    let vm_url = vm.url();
-    let city_args = ["--config", city_path.as_str(), "--central", vm_url.as_str()];
-    let (city_rows, err) = json_rows(
-        &[&["report", "--period", &year], &city_args[..]].concat(),
-        &keys,
-    );
-    assert!(err.contains("of park(s) Park a, Park b"), "{err}");
-    let mut park_rows = BTreeMap::new();
-    for cfg in [&cfg_a, &cfg_b] {
-        let args = [
-            "report",
-            "--period",
-            &year,
-            "--config",
-            cfg.to_str().unwrap(),
-        ];
-        park_rows.extend(json_rows(&args, &keys).0);
-    }
-    assert_eq!(city_rows.len(), 2 * FIRMS_PER_PARK);
-    assert_eq!(city_rows, park_rows, "city report vs the parks' reports");
-    // Firm a07 (7 mod 11 = 7): 16 x 3.25 = 52 kWh.
-    assert_eq!(city_rows["a07"][0].as_f64(), Some(52.0));
-
-    // And the evaluation: every firm's energy and CO2 as each park evaluates it.
     let eval_keys = ["energy_tce", "co2_t"];
-    let city_eval = json_rows(
-        &[&["evaluate", "--year", &year], &city_args[..]].concat(),
-        &eval_keys,
-    )
-    .0;
-    let mut park_eval = BTreeMap::new();
-    for cfg in [&cfg_a, &cfg_b] {
-        let args = [
-            "evaluate",
-            "--year",
-            &year,
-            "--config",
-            cfg.to_str().unwrap(),
-        ];
-        park_eval.extend(json_rows(&args, &eval_keys).0);
+    let runs: [(&[&str], &[&str], &str); 2] = [
+        (&["report", "--period", &year], &report_keys, "report"),
+        (&["evaluate", "--year", &year], &eval_keys, "evaluation"),
+    ];
+    for (command, keys, what) in runs {
+        let (city_rows, err) = json_rows(&[command, &city_args[..]].concat(), keys);
+        assert!(err.contains("of park(s) Park a, Park b"), "{err}");
+        let mut park_rows = BTreeMap::new();
+        for cfg in [&cfg_a, &cfg_b] {
+            let args = [command, &["--config", cfg.to_str().unwrap()]].concat();
+            park_rows.extend(json_rows(&args, keys).0);
+        }
+        assert_eq!(city_rows.len(), 2 * FIRMS_PER_PARK, "{what}");
+        assert_eq!(city_rows, park_rows, "city {what} vs the parks' {what}s");
+        if what == "report" {
+            // Firm a07 (7 mod 11 = 7): 16 x 3.25 = 52 kWh.
+            assert_eq!(city_rows["a07"][0].as_f64(), Some(52.0));
+        }
     }
-    assert_eq!(city_eval.len(), 2 * FIRMS_PER_PARK);
-    assert_eq!(
-        city_eval, park_eval,
-        "city evaluation vs the parks' evaluations"
-    );
 }
 
 #[path = "common/victoria.rs"]

@@ -2,11 +2,13 @@
 //! accounts on the same input: per firm, site and meter, per window, and the 3 park totals
 //! sum to the one. Real mosquitto, real ecogate processes, one of them killed -9 mid-stream.
 
+mod common;
 #[path = "common/mosquitto.rs"]
 mod mosquitto;
 #[path = "common/victoria.rs"]
 mod victoria;
 
+use common::count;
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -138,12 +140,6 @@ impl Drop for Instance {
     }
 }
 
-fn count(db: &Path, sql: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-        .unwrap_or(-1)
-}
-
 /// Every aggregate row of a store: (window, level, entity, start) -> the metric columns.
 type Rows = BTreeMap<(String, String, String, i64), Vec<i64>>;
 
@@ -270,17 +266,9 @@ fn evaluation_firms(args: &[&str], year: &str, now: &str) -> BTreeMap<String, se
 fn first_table(args: &[&str], now: &str) -> BTreeMap<String, serde_json::Value> {
     let mut all = args.to_vec();
     all.extend_from_slice(&["--format", "json", "--lang", "en"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_ecogate"))
-        .env("ECOGATE_NOW", now)
-        .args(&all)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{all:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, out, err) = common::ecogate_as_of(now, &all);
+    assert_eq!(code, 0, "{all:?}: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["tables"][0]["rows"]
         .as_array()
         .unwrap()
@@ -446,35 +434,25 @@ async fn three_shards_account_exactly_what_one_instance_does_through_a_kill_9() 
     shards.lock().unwrap().clear();
     // Per firm, the report from the shards' central store, from the single instance's and
     // from its own store are one and the same.
-    let local = report_firms(&["--config", single_path], &year, &now);
-    let from_split = report_firms(
-        &["--config", single_path, "--central", &split_url],
-        &year,
-        &now,
-    );
-    let from_single = report_firms(
-        &["--config", single_path, "--central", &single_url],
-        &year,
-        &now,
-    );
+    let local_args = ["--config", single_path];
+    let split_args = ["--config", single_path, "--central", split_url.as_str()];
+    let single_args = ["--config", single_path, "--central", single_url.as_str()];
+    let local = report_firms(&local_args, &year, &now);
+    assert_eq!(local.len(), FIRMS);
+    for (args, what) in [
+        (
+            &split_args,
+            "report: 3 shards' central store vs the single store",
+        ),
+        (&single_args, "report: single's central store vs its store"),
+    ] {
+        assert_eq!(report_firms(args, &year, &now), local, "{what}");
+    }
+    let local = evaluation_firms(&local_args, &year, &now);
     assert_eq!(local.len(), FIRMS);
     assert_eq!(
-        from_split, local,
-        "report: 3 shards' central store vs the single store"
-    );
-    assert_eq!(
-        from_single, local,
-        "report: single's central store vs its store"
-    );
-    let local = evaluation_firms(&["--config", single_path], &year, &now);
-    let from_split = evaluation_firms(
-        &["--config", single_path, "--central", &split_url],
-        &year,
-        &now,
-    );
-    assert_eq!(local.len(), FIRMS);
-    assert_eq!(
-        from_split, local,
+        evaluation_firms(&split_args, &year, &now),
+        local,
         "evaluation: 3 shards' central store vs the single store"
     );
 

@@ -41,7 +41,8 @@ pub struct ReadBack {
     pub parks: Vec<String>,
 }
 
-type Key = (WindowKind, &'static str, String, i64);
+/// A window kind of one entity: its rows by start, one series of every metric feeding them.
+type Key = (WindowKind, &'static str, String);
 
 /// Reads the window points of `config`'s firms, sites and meters whose windows start in
 /// `[from_ms, to_ms)` from the VictoriaMetrics at `base` (its `/api/v1/export`; a cluster's
@@ -77,7 +78,7 @@ pub fn materialize(
     ))
     .context("the central store's URL")?;
     let mut got = ReadBack::default();
-    let mut rows: HashMap<Key, Sums> = HashMap::new();
+    let mut rows: HashMap<Key, HashMap<i64, Sums>> = HashMap::new();
     let mut parks: HashSet<String> = HashSet::new();
     // Which park wrote each entity: one id written by two parks' gateways would be merged
     // into one figure, so ids must be unique city-wide, and a clash is refused.
@@ -133,13 +134,14 @@ pub fn materialize(
                         ));
                     }
                 }
+                // One lookup (and one copy of the id) a series, not a sample.
+                let by_start = rows.entry((window, level, entity.clone())).or_default();
                 for (&ts, &amount) in series.timestamps.iter().zip(&series.values) {
                     if ts < t || ts >= until {
                         continue;
                     }
                     let micro = (amount * 1e6).round() as i64;
-                    let sums = rows.entry((window, level, entity.clone(), ts)).or_default();
-                    let slot = &mut sums.0[metric.index()];
+                    let slot = &mut by_start.entry(ts).or_default().0[metric.index()];
                     *slot = (*slot).max(micro);
                 }
             }))
@@ -151,21 +153,23 @@ pub fn materialize(
         }
     }
     let mut park: HashMap<(WindowKind, i64), Sums> = HashMap::new();
-    for ((window, level, _, ts), sums) in &rows {
+    for ((window, level, _), by_start) in &rows {
         if *level == "firm" {
-            park.entry((*window, *ts)).or_default().merge(sums);
+            for (ts, sums) in by_start {
+                park.entry((*window, *ts)).or_default().merge(sums);
+            }
         }
     }
-    let mut out: Vec<WindowRow> = rows
-        .into_iter()
-        .map(|((window, level, entity, start_ms), sums)| WindowRow {
+    let mut out: Vec<WindowRow> = Vec::new();
+    for ((window, level, entity), by_start) in rows {
+        out.extend(by_start.into_iter().map(|(start_ms, sums)| WindowRow {
             window,
             level,
-            entity,
+            entity: entity.clone(),
             start_ms,
             sums,
-        })
-        .collect();
+        }));
+    }
     out.extend(
         park.into_iter()
             .map(|((window, start_ms), sums)| WindowRow {

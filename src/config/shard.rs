@@ -115,41 +115,17 @@ impl Config {
         let meter_map: Vec<Option<usize>> =
             renumber(self.meters.iter().map(|m| site_map[m.site].is_some()));
         let mut out = self.clone();
-        out.firms = self
-            .firms
-            .iter()
-            .zip(&firm_map)
-            .filter(|(_, kept)| kept.is_some())
-            .map(|(f, _)| {
-                let mut f = f.clone();
-                for p in &mut f.products {
-                    p.meter = meter_map[p.meter].unwrap_or(p.meter);
-                }
-                f
-            })
-            .collect();
-        out.sites = self
-            .sites
-            .iter()
-            .zip(&site_map)
-            .filter_map(|(s, kept)| kept.map(|_| s))
-            .map(|s| {
-                let mut s = s.clone();
-                s.firm = firm_map[s.firm].unwrap_or(0);
-                s
-            })
-            .collect();
-        out.meters = self
-            .meters
-            .iter()
-            .zip(&meter_map)
-            .filter_map(|(m, kept)| kept.map(|_| m))
-            .map(|m| {
-                let mut m = m.clone();
-                m.site = site_map[m.site].unwrap_or(0);
-                m
-            })
-            .collect();
+        out.firms = kept(&self.firms, &firm_map, |f| {
+            for p in &mut f.products {
+                p.meter = meter_map[p.meter].unwrap_or(p.meter);
+            }
+        });
+        out.sites = kept(&self.sites, &site_map, |s| {
+            s.firm = firm_map[s.firm].unwrap_or(0)
+        });
+        out.meters = kept(&self.meters, &meter_map, |m| {
+            m.site = site_map[m.site].unwrap_or(0)
+        });
         let others: HashSet<String> = self
             .meters
             .iter()
@@ -222,6 +198,20 @@ impl LineShards {
             )
         })
     }
+}
+
+/// The items `map` keeps, each renumbered by `fix`.
+fn kept<T: Clone>(items: &[T], map: &[Option<usize>], fix: impl Fn(&mut T)) -> Vec<T> {
+    items
+        .iter()
+        .zip(map)
+        .filter(|(_, new)| new.is_some())
+        .map(|(item, _)| {
+            let mut item = item.clone();
+            fix(&mut item);
+            item
+        })
+        .collect()
 }
 
 /// For each kept item its new position; `None` for those left out.

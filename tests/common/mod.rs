@@ -107,15 +107,33 @@ impl Drop for Kill {
 
 /// Runs the `ecogate` binary to completion: (exit code, stdout, stderr).
 pub fn ecogate(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"))
-        .args(args)
-        .output()
-        .unwrap();
+    ecogate_run(args, None)
+}
+
+/// As [`ecogate`], as of `now` (`ECOGATE_NOW`): a provisional year's figures are annualised by
+/// the time elapsed, which would differ between two runs a second apart.
+pub fn ecogate_as_of(now: &str, args: &[&str]) -> (i32, String, String) {
+    ecogate_run(args, Some(now))
+}
+
+fn ecogate_run(args: &[&str], now: Option<&str>) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ecogate"));
+    if let Some(now) = now {
+        cmd.env("ECOGATE_NOW", now);
+    }
+    let out = cmd.args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// One number from a SQLite file (`SELECT COUNT(*) ...`); -1 while it cannot be read.
+pub fn count(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+        .unwrap_or(-1)
 }
 
 /// `ecogate run --config CFG`, killed when the guard drops.
