@@ -572,8 +572,8 @@ async fn a_strict_twenty_message_window_is_learned_and_each_full_window_made_dur
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(-1.0)
     };
-    // The window gauge shows the broker's window only while the flow is bound by it (it reads
-    // 0 once the stream stops, src/sources/mqtt/window.rs): it is sampled while the stream
+    // The window gauge shows the broker's window only while the flow is bound by it (it may
+    // read 0 once the stream stops, src/sources/mqtt/window.rs): it is sampled while the stream
     // flows, and the largest reading kept.
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -618,8 +618,8 @@ async fn a_strict_twenty_message_window_is_learned_and_each_full_window_made_dur
     assert!((16.0..=20.0).contains(&window), "learned window {window}");
     // Not a share of all appends: the inbox appends whatever arrived during the append before
     // (a part of a window too), since an append costs little; what matters is that full windows
-    // are taken at once. Seen: 319 to 441 with two other test binaries running beside; none
-    // without the window learned.
+    // are taken at once. Seen: 319 to 441 with two other test binaries running beside. A group
+    // append needs a learned window (src/sources/mqtt/window.rs): without one there are none.
     assert!(
         group >= 150.0,
         "{group} group appends of {appends} appends for 300 full windows"
