@@ -618,7 +618,7 @@ async fn a_strict_twenty_message_window_is_learned_and_each_full_window_made_dur
     assert!((16.0..=20.0).contains(&window), "learned window {window}");
     // Not a share of all appends: the inbox appends whatever arrived during the append before
     // (a part of a window too), since an append costs little; what matters is that full windows
-    // are taken at once. Seen: 319 to 441 with two other test binaries running beside. A group
+    // are taken at once. Seen: 319 to 441 with another test binary running beside. A group
     // append needs a learned window (src/sources/mqtt/window.rs): without one there are none.
     assert!(
         group >= 150.0,
