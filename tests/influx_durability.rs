@@ -109,11 +109,7 @@ impl Daemon {
     }
 
     fn metric(&self, name: &str) -> Option<f64> {
-        let text = victoria::http_get(self.metrics_port, "/metrics")?;
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        victoria::scraped(self.metrics_port, name)
     }
 
     fn outbox(&self) -> PathBuf {

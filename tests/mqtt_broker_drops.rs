@@ -102,12 +102,7 @@ async fn a_stock_brokers_drops_are_counted_and_warned_about() {
             .spawn()
             .unwrap(),
     );
-    let metric = |name: &str| -> f64 {
-        let body = victoria::http_get(metrics_port, "/metrics").unwrap_or_default();
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let metric = |name: &str| victoria::scraped(metrics_port, name).unwrap_or(-1.0);
     // Connected and subscribed: the broker's counter has been heard (0 drops so far).
     let ready = Instant::now() + Duration::from_secs(20);
     while metric("ecogate_mqtt_broker_dropped_messages") != 0.0 {

@@ -566,12 +566,7 @@ async fn a_strict_twenty_message_window_is_learned_and_each_full_window_made_dur
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let metric = move |name: &str| -> f64 {
-        let body = victoria::http_get(metrics_port, "/metrics").unwrap_or_default();
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let metric = move |name: &str| victoria::scraped(metrics_port, name).unwrap_or(-1.0);
     // The window gauge shows the broker's window only while the flow is bound by it (it may
     // read 0 once the stream stops, src/sources/mqtt/window.rs): it is sampled while the stream
     // flows, and the largest reading kept.

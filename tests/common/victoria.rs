@@ -165,6 +165,14 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// An unlabelled sample from the `/metrics` of the ecogate listening on `port`; `None` when it
+/// is not served (not started yet) or not there.
+pub fn scraped(port: u16, name: &str) -> Option<f64> {
+    http_get(port, "/metrics")?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A plain blocking GET; `None` when the server is not there.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
