@@ -567,22 +567,6 @@ async fn a_strict_twenty_message_window_is_learned_and_each_full_window_made_dur
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metric = move |name: &str| victoria::scraped(metrics_port, name).unwrap_or(-1.0);
-    // The window gauge shows the broker's window only while the flow is bound by it (it may
-    // read 0 once the stream stops, src/sources/mqtt/window.rs): it is sampled while the stream
-    // flows, and the largest reading kept.
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let sampling = sampling.clone();
-        std::thread::spawn(move || {
-            let mut largest = -1.0f64;
-            let deadline = Instant::now() + Duration::from_secs(150);
-            while sampling.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
-                largest = largest.max(metric("ecogate_mqtt_broker_inflight_window"));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            largest
-        })
-    };
     publish(broker.port, msgs, || {}).await;
     let setup = Setup {
         dir,
@@ -591,8 +575,8 @@ async fn a_strict_twenty_message_window_is_learned_and_each_full_window_made_dur
         cfg,
     };
     let total_kwh = wait_for_total(&setup, truth_kwh).await;
-    sampling.store(false, std::sync::atomic::Ordering::Release);
-    let window = sampler.join().unwrap();
+    // Read after the stream: the gauge holds the window through the quiet that follows.
+    let window = metric("ecogate_mqtt_broker_inflight_window");
     let group = metric("ecogate_inbox_group_appends_total");
     let appends = metric("ecogate_inbox_appends_total");
     let proxy_window = proxy

@@ -574,7 +574,7 @@ impl Loop {
 
     /// Exports the learned window, and says once per connection when it is small.
     fn observe_window(&mut self) {
-        let learned = self.window.learned().unwrap_or(0);
+        let learned = self.window.confirmed().unwrap_or(0);
         let shown = self.metrics.inflight_window.get() as u64;
         if learned == shown {
             return;

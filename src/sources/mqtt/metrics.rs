@@ -64,7 +64,7 @@ impl MqttMetrics {
         .expect("valid metric");
         let inflight_window = prometheus::IntGauge::new(
             "ecogate_mqtt_broker_inflight_window",
-            "QoS 1 messages the broker lets wait for ecogate's acknowledgement, as learned from the flow (0 until known); below 100 a burst can overflow the broker's queue.",
+            "QoS 1 messages the broker lets wait for ecogate's acknowledgement, as learned from the flow (0 until known; held between bursts until contradicted or the connection drops); below 100 a burst can overflow the broker's queue.",
         )
         .expect("valid metric");
         let broker_dropped = prometheus::IntGauge::new(

@@ -46,6 +46,8 @@ pub struct Window {
     ends: std::collections::VecDeque<std::time::Instant>,
     /// They ended within a second of each other, the last one within the last second.
     bound: bool,
+    /// The learned window as last seen binding the flow: kept through quiet spells.
+    confirmed: Option<u64>,
 }
 
 impl Window {
@@ -80,7 +82,11 @@ impl Window {
         // More in flight than the learned window: it was not the broker's limit.
         if self.learned.is_some_and(|w| in_flight > w) {
             self.learned = None;
+            self.confirmed = None;
             self.peaks.clear();
+        }
+        if let Some(w) = self.learned() {
+            self.confirmed = Some(w);
         }
         self.learned().is_some_and(|w| in_flight >= w)
     }
@@ -100,6 +106,14 @@ impl Window {
     /// The broker's window, once learned and while the flow is bound by it.
     pub fn learned(&self) -> Option<u64> {
         self.learned.filter(|_| self.bound)
+    }
+
+    /// The broker's window as last seen binding the flow, held while the flow is quiet (or not
+    /// bound by it) until more than it are found in flight or the connection goes: what the
+    /// gauge and the status page show. A small window matters most in the next burst, so it
+    /// must not read 0 between bursts, when an operator is likely to look.
+    pub fn confirmed(&self) -> Option<u64> {
+        self.confirmed
     }
 
     /// A new connection may come with other limits.
@@ -144,6 +158,30 @@ mod tests {
         assert_eq!(feed(&mut w, &[0]), [false]);
         assert_eq!(w.learned(), Some(20));
         assert_eq!(feed(&mut w, &[9, 18, 20]), [false, false, true]);
+    }
+
+    #[test]
+    fn a_confirmed_window_is_shown_through_a_quiet_spell() {
+        let mut w = Window::default();
+        for _ in 0..4 {
+            feed(&mut w, &[20, 0]);
+        }
+        assert_eq!((w.learned(), w.confirmed()), (Some(20), Some(20)));
+        // The stream stops; a keep-alive's answer drains the socket 30 s later.
+        feed_every(&mut w, &[0], std::time::Duration::from_secs(30));
+        assert_eq!(w.learned(), None, "no longer bound: no group commit on it");
+        assert_eq!(w.confirmed(), Some(20), "still the broker's window");
+        feed(&mut w, &[35]);
+        assert_eq!(w.confirmed(), None, "35 in flight: the broker allows more");
+        for _ in 0..4 {
+            feed(&mut w, &[20, 0]);
+        }
+        w.reset();
+        assert_eq!(
+            w.confirmed(),
+            None,
+            "a new connection may come with other limits"
+        );
     }
 
     #[test]
